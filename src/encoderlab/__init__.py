@@ -1,0 +1,3 @@
+"""encoderlab: config-driven experiments for BERT-style encoders."""
+
+__version__ = "0.1.0"

