@@ -1,0 +1,126 @@
+"""Freezing strategies: which weights learn.
+
+Static strategies (full, frozen, feature_based, top_k) set ``requires_grad`` once, before the model is
+wrapped by DDP or Lightning, because DDP fixes the set of trainable parameters when it wraps. Gradual
+unfreezing (Howard & Ruder 2018) changes that set during training, so it keeps every parameter
+trainable and instead scales each layer's LR to 0 until the layer thaws (:class:`GradualUnfreezer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+from encoderlab.config.schema import FinetuneConfig
+from encoderlab.errors import ConfigError, check_choice
+from encoderlab.training.param_groups import encoder_of, named_layer_ids, num_layers
+
+
+def _freeze_encoder(model: nn.Module, cfg: FinetuneConfig, n_layers: int) -> None:
+    """The whole base model, pooler included, is frozen; only what sits on top of it learns."""
+    for p in encoder_of(model).parameters():
+        p.requires_grad_(False)
+
+
+def _freeze_below_top_k(model: nn.Module, cfg: FinetuneConfig, n_layers: int) -> None:
+    """The top ``cfg.k`` layers, the pooler and the head learn; embeddings only with ``train_embeddings``."""
+    if cfg.k > n_layers:
+        msg = f"k={cfg.k} is larger than the {n_layers} layers of the model; use 1..{n_layers}"
+        raise ConfigError("finetune.k", msg)
+    lowest_trained = n_layers + 1 - cfg.k  # layer id of the lowest trained encoder layer
+    for _, p, lid in named_layer_ids(model, n_layers):
+        frozen = (lid == 0 and not cfg.train_embeddings) or 0 < lid < lowest_trained
+        p.requires_grad_(not frozen)
+
+
+def _train_all(model: nn.Module, cfg: FinetuneConfig, n_layers: int) -> None:
+    """Nothing to freeze (full); gradual unfreezing works through the LR instead, see GradualUnfreezer."""
+
+
+FREEZERS: dict[str, Callable[[nn.Module, FinetuneConfig, int], None]] = {
+    "full": _train_all,
+    "frozen": _freeze_encoder,
+    "feature_based": _freeze_encoder,
+    "top_k": _freeze_below_top_k,
+    "gradual_unfreeze": _train_all,
+}
+
+
+def apply_freezing(model: nn.Module, cfg: FinetuneConfig, n_layers: int | None = None) -> None:
+    """Set ``requires_grad`` on every parameter of ``model`` for ``cfg.strategy``; call before wrapping."""
+    check_choice("finetune.strategy", cfg.strategy, FREEZERS)
+    n = num_layers(model) if n_layers is None else n_layers
+    for p in model.parameters():
+        p.requires_grad_(True)
+    FREEZERS[cfg.strategy](model, cfg, n)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts; tied weights (MLM decoder = word embeddings) count once."""
+    params = [p for _, p in model.named_parameters()]
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+@dataclass
+class GradualUnfreezer:
+    """ULMFiT gradual unfreezing through per-group LR scales (0 = frozen, 1 = thawed).
+
+    Stage 0 trains only the head (layer id ``n_layers + 1``: classifier, pooler, task heads); every
+    ``unfreeze_interval`` epochs one more encoder layer thaws, from the top down. ULMFiT thaws everything
+    in the end; here the embeddings (id 0) thaw after the bottom layer only when ``train_embeddings`` is
+    set, because fine-tuning BERT-base's 23M-parameter embedding table on a small task mostly overfits.
+
+    A frozen layer still gets gradients and Adam moments (no ``requires_grad`` toggling, so DDP is safe),
+    but with LR 0 neither the Adam update nor decoupled weight decay moves it. Their gradients do count
+    in a global gradient-norm clip, as they would in any run that trains those layers later.
+    """
+
+    n_layers: int
+    steps_per_epoch: int
+    unfreeze_interval: float = 1.0
+    train_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}")
+        if self.unfreeze_interval <= 0:
+            raise ConfigError("finetune.unfreeze_interval", "must be > 0 (epochs per thawed layer)")
+
+    @classmethod
+    def from_config(cls, cfg: FinetuneConfig, n_layers: int, steps_per_epoch: int) -> GradualUnfreezer:
+        return cls(n_layers, steps_per_epoch, cfg.unfreeze_interval, cfg.train_embeddings)
+
+    @property
+    def interval_steps(self) -> int:
+        """Optimizer steps between two thaws (at least 1)."""
+        return max(1, round(self.unfreeze_interval * self.steps_per_epoch))
+
+    def stage(self, step: int) -> int:
+        """How many thaws have happened by optimizer step ``step``."""
+        return max(0, step) // self.interval_steps
+
+    def scale_for(self, layer_id: int, step: int) -> float:
+        """1.0 if the layer with this id trains at optimizer step ``step``, else 0.0."""
+        depth = self.n_layers + 1 - layer_id  # 0 for the head, 1 for the top layer, n + 1 for embeddings
+        if layer_id == 0 and not self.train_embeddings:
+            return 0.0
+        return 1.0 if self.stage(step) >= depth else 0.0
+
+    def apply(self, optimizer: Optimizer, step: int, scheduler: LambdaLR | None = None) -> None:
+        """Set each group's ``lr_scale`` for optimizer step ``step``; call before that step.
+
+        With the scheduler from ``build_scheduler`` the groups' ``lr`` is refreshed now, so the change holds
+        for this very step; without one (no LR schedule) ``lr`` becomes ``base_lr * lr_scale``.
+        """
+        for i, group in enumerate(optimizer.param_groups):
+            if "layer_id" not in group:
+                raise ValueError("gradual unfreezing needs param groups with 'layer_id'; use build_param_groups")
+            group["lr_scale"] = self.scale_for(group["layer_id"], step)
+            if scheduler is not None:
+                group["lr"] = scheduler.base_lrs[i] * scheduler.lr_lambdas[i](scheduler.last_epoch)
+            else:
+                group["lr"] = group["base_lr"] * group["lr_scale"]

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from encoderlab.config.schema import OPTIMIZERS as SCHEMA_OPTIMIZERS
+from encoderlab.config.schema import OptimizerConfig
+from encoderlab.errors import ConfigError
+from encoderlab.training.optim import OPTIMIZERS, BertAdamW, build_optimizer
+
+torch.set_num_threads(1)
+
+
+def _run(opt_cls, steps: int, **kwargs) -> list[torch.Tensor]:
+    """Parameters after each of ``steps`` updates on a fixed quadratic loss."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(4, 3, dtype=torch.float64))
+    target = torch.randn(4, 3, dtype=torch.float64)
+    opt = opt_cls([w], **kwargs)
+    history = []
+    for _ in range(steps):
+        opt.zero_grad()
+        ((w - target) ** 2).sum().backward()
+        opt.step()
+        history.append(w.detach().clone())
+    return history
+
+
+def test_bias_corrected_bert_adamw_matches_torch_adamw():
+    kwargs = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1)
+    ours = _run(BertAdamW, 5, bias_correction=True, **kwargs)
+    ref = _run(torch.optim.AdamW, 5, **kwargs)
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_without_bias_correction_first_step_differs_by_the_known_factor():
+    """Step 1: AdamW moves by lr; uncorrected Adam by lr * (1 - beta1) / sqrt(1 - beta2) (3.16x for 0.9/0.999)."""
+    torch.manual_seed(0)
+    start = torch.randn(4, 3, dtype=torch.float64)
+    kwargs = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-12, weight_decay=0.0)
+    bert = _run(BertAdamW, 1, bias_correction=False, **kwargs)[0] - start
+    adamw = _run(torch.optim.AdamW, 1, **kwargs)[0] - start
+    factor = (1 - 0.9) / math.sqrt(1 - 0.999)
+    torch.testing.assert_close(bert, adamw * factor, rtol=1e-6, atol=0)
+
+
+def test_without_bias_correction_follows_the_original_bert_update():
+    lr, (b1, b2), eps, wd = 1e-2, (0.9, 0.999), 1e-6, 0.01
+    ours = _run(BertAdamW, 3, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, bias_correction=False)
+    torch.manual_seed(0)
+    w, target = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    m, v = torch.zeros_like(w), torch.zeros_like(w)
+    for step in range(3):
+        g = 2 * (w - target)
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        w = w - lr * (m / (v.sqrt() + eps) + wd * w)  # google-research/bert AdamWeightDecayOptimizer
+        torch.testing.assert_close(ours[step], w, rtol=0, atol=1e-12)
+
+
+def test_step_calls_the_closure_and_returns_its_loss():
+    w = torch.nn.Parameter(torch.ones(2))
+    opt = BertAdamW([w], lr=0.1)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w**2).sum()
+        loss.backward()
+        return loss
+
+    assert opt.step(closure).item() == 2.0
+    assert (w < 1).all()
+
+
+def test_registry_covers_every_optimizer_name_the_schema_allows():
+    assert set(OPTIMIZERS) == set(SCHEMA_OPTIMIZERS)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "cls", "bias_correction"),
+    [
+        (OptimizerConfig(name="adamw"), torch.optim.AdamW, None),
+        (OptimizerConfig(name="adamw", bias_correction=False), BertAdamW, False),
+        (OptimizerConfig(name="adamw_bert", eps=1e-6), BertAdamW, False),
+        (OptimizerConfig(name="adamw_bert", eps=1e-6, bias_correction=True), BertAdamW, False),
+    ],
+)
+def test_build_optimizer_picks_the_class_and_keeps_group_settings(cfg, cls, bias_correction):
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    groups = [
+        {"params": [a], "lr": 1e-3, "base_lr": 1e-3, "weight_decay": 0.0, "layer_id": 0, "name": "embeddings.no_decay"},
+        {"params": [b], "lr": 5e-3, "base_lr": 5e-3, "weight_decay": 0.01, "layer_id": 1, "name": "head.decay"},
+    ]
+    opt = build_optimizer(groups, cfg)
+    assert type(opt) is cls
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, 5e-3]
+    assert [g["layer_id"] for g in opt.param_groups] == [0, 1]
+    assert opt.param_groups[0]["eps"] == cfg.eps
+    if bias_correction is not None:
+        assert all(g["bias_correction"] is bias_correction for g in opt.param_groups)
+
+
+def test_unknown_optimizer_name_names_the_key_and_the_choices():
+    with pytest.raises(ConfigError, match="adamw_bert") as err:
+        build_optimizer([{"params": [torch.nn.Parameter(torch.ones(1))]}], OptimizerConfig(name="sgd"))
+    assert err.value.key == "optimizer.name"

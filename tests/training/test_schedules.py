@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from encoderlab.config.schema import SCHEDULERS, SchedulerConfig
+from encoderlab.errors import ConfigError
+from encoderlab.training.schedules import SCHEDULES, build_scheduler, lr_curve
+
+torch.set_num_threads(1)
+
+TOTAL = 100
+
+
+def _is_non_increasing(xs: list[float]) -> bool:
+    return all(b <= a + 1e-12 for a, b in zip(xs[:-1], xs[1:], strict=True))
+
+
+def test_registry_covers_every_scheduler_name_the_schema_allows():
+    assert set(SCHEDULES) == set(SCHEDULERS)
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine", "constant", "polynomial", "inverse_sqrt"])
+def test_warmup_rises_linearly_from_zero_to_the_peak(name):
+    curve = lr_curve(SchedulerConfig(name=name, warmup_ratio=0.1), TOTAL)
+    assert curve[:11] == pytest.approx([i / 10 for i in range(11)])
+    assert max(curve) == pytest.approx(1.0)
+    assert _is_non_increasing(curve[10:])
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine", "constant", "polynomial", "inverse_sqrt"])
+def test_without_warmup_the_first_step_is_at_the_peak(name):
+    assert lr_curve(SchedulerConfig(name=name, warmup_ratio=0.0), TOTAL)[0] == pytest.approx(1.0)
+
+
+def test_linear_decays_to_zero():
+    curve = lr_curve(SchedulerConfig(name="linear", warmup_ratio=0.1), TOTAL)
+    assert curve[55] == pytest.approx(0.5)
+    assert curve[-1] == 0.0
+
+
+def test_cosine_midpoint_is_half_and_floor_is_lr_end_ratio():
+    curve = lr_curve(SchedulerConfig(name="cosine", warmup_ratio=0.0), TOTAL)
+    assert curve[50] == pytest.approx(0.5)
+    assert curve[-1] == pytest.approx(0.0)
+    floored = lr_curve(SchedulerConfig(name="cosine", warmup_ratio=0.0, lr_end_ratio=0.1), TOTAL)
+    assert min(floored) == pytest.approx(0.1)
+    assert floored[50] == pytest.approx(0.55)
+
+
+def test_cosine_with_a_full_cycle_comes_back_up():
+    curve = lr_curve(SchedulerConfig(name="cosine", warmup_ratio=0.0, num_cycles=1.0), TOTAL)
+    assert curve[50] == pytest.approx(0.0)
+    assert curve[-1] == pytest.approx(1.0)
+
+
+def test_constant_is_flat_after_warmup():
+    curve = lr_curve(SchedulerConfig(name="constant", warmup_ratio=0.2), TOTAL)
+    assert set(curve[20:]) == {1.0}
+
+
+def test_slanted_triangular_peaks_at_the_cut_and_bottoms_at_one_over_ratio():
+    cfg = SchedulerConfig(name="slanted_triangular", warmup_ratio=0.2, ratio=32.0)
+    curve = lr_curve(cfg, TOTAL)
+    assert curve.index(max(curve)) == 20
+    assert curve[20] == pytest.approx(1.0)
+    assert curve[0] == pytest.approx(1 / 32) and curve[-1] == pytest.approx(1 / 32)
+    assert _is_non_increasing(curve[20:]) and curve[:21] == sorted(curve[:21])
+
+
+def test_slanted_triangular_without_warmup_ratio_uses_the_papers_cut_frac():
+    curve = lr_curve(SchedulerConfig(name="slanted_triangular", warmup_ratio=0.0), TOTAL)
+    assert curve.index(max(curve)) == 10
+
+
+def test_polynomial_power_two_stays_below_linear_and_ends_at_lr_end_ratio():
+    square = lr_curve(SchedulerConfig(name="polynomial", warmup_ratio=0.1, power=2.0, lr_end_ratio=0.05), TOTAL)
+    line = lr_curve(SchedulerConfig(name="polynomial", warmup_ratio=0.1, power=1.0, lr_end_ratio=0.05), TOTAL)
+    assert all(s < lin for s, lin in zip(square[11:-1], line[11:-1], strict=True))
+    assert square[-1] == pytest.approx(0.05) and line[-1] == pytest.approx(0.05)
+    assert line == pytest.approx(lr_curve(SchedulerConfig(name="linear", warmup_ratio=0.1), TOTAL), abs=0.05 + 1e-12)
+
+
+def test_inverse_sqrt_follows_the_square_root_of_warmup_over_step():
+    curve = lr_curve(SchedulerConfig(name="inverse_sqrt", warmup_ratio=0.1), TOTAL)
+    assert curve[40] == pytest.approx(0.5)
+    assert curve[90] == pytest.approx(math.sqrt(10 / 90))
+
+
+def _optimizer(lrs: list[float]) -> torch.optim.Optimizer:
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr} for lr in lrs]
+    return torch.optim.AdamW(groups, lr=1.0)
+
+
+def test_build_scheduler_scales_every_group_by_the_same_curve():
+    cfg = SchedulerConfig(name="linear", warmup_ratio=0.1)
+    opt = _optimizer([1e-3, 1e-4])
+    sched = build_scheduler(opt, cfg, total_steps=20)
+    expected = lr_curve(cfg, 20)
+    for step in range(20):
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([1e-3 * expected[step], 1e-4 * expected[step]])
+        opt.step()
+        sched.step()
+
+
+def test_lr_scale_on_a_group_survives_scheduler_steps_and_a_resume():
+    cfg = SchedulerConfig(name="constant", warmup_ratio=0.0)
+    opt = _optimizer([1e-3, 1e-3])
+    sched = build_scheduler(opt, cfg, total_steps=10)
+    opt.param_groups[0]["lr_scale"] = 0.0
+    for _ in range(3):
+        opt.step()
+        sched.step()
+        assert [g["lr"] for g in opt.param_groups] == [0.0, 1e-3]
+    # a resumed run: new group dicts are loaded into the optimizer; the schedule must read them
+    state = opt.state_dict()
+    state["param_groups"][0]["lr_scale"] = 1.0
+    opt.load_state_dict(state)
+    opt.step()
+    sched.step()
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, 1e-3]
+
+
+def test_unknown_scheduler_name_names_the_key_and_the_choices():
+    with pytest.raises(ConfigError, match="slanted_triangular") as err:
+        build_scheduler(_optimizer([1e-3]), SchedulerConfig(name="step"), total_steps=10)
+    assert err.value.key == "scheduler.name"
