@@ -1,0 +1,92 @@
+"""``encoderlab-train``: compose a run from conf/ + experiments/ + overrides, validate it, run it.
+
+Thin on purpose: all work happens in :mod:`encoderlab.runner`. Bad input ends in one line naming what to
+change (exit code 2), never a traceback. In a multirun a failed job is recorded in its summary.json and
+the sweep goes on; a job that already finished with the same config is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from encoderlab.errors import EncoderlabError  # noqa: E402
+
+CONF_DIR = os.environ.get("ENCODERLAB_CONF", str(Path(__file__).resolve().parents[3] / "conf"))
+log = logging.getLogger("encoderlab")
+
+
+def _fail(msg: str, multirun: bool):
+    print(f"encoderlab: error: {msg}", file=sys.stderr, flush=True)
+    if not multirun:
+        sys.exit(2)
+
+
+def _hydra_meta(hc) -> dict:
+    multirun = hc.mode == RunMode.MULTIRUN
+    swept = [o for o in hc.overrides.task if not o.startswith(("hydra", "experiment="))]
+    return {
+        "sweep_id": Path(hc.sweep.dir).name if multirun else None,
+        "swept": swept if multirun else [],
+        "job_name": hc.job.override_dirname or None,
+    }
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def hydra_main(cfg: DictConfig):
+    from encoderlab.config.validate import validate
+    from encoderlab.runner import execute, finished_before
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    run_dir = Path(hc.runtime.output_dir)
+    try:
+        run = validate(cfg)
+    except EncoderlabError as e:
+        return _fail(str(e), multirun)
+    if multirun and run.skip_finished and finished_before(run_dir, run):
+        log.info("skipping %s: finished before with the same config (skip_finished=false reruns it)", run_dir)
+        return None
+    try:
+        summary = execute(run, run_dir, list(hc.overrides.task), _hydra_meta(hc))
+    except EncoderlabError as e:
+        return _fail(f"{e}\n(run dir: {run_dir})", multirun)
+    except Exception:
+        if not multirun:
+            raise
+        log.exception("job failed; recorded in %s/summary.json, the sweep goes on", run_dir)
+        return None
+    metric = run.task.primary_metric
+    test, val = summary.get("test", {}), summary.get("val", {})
+    shown = f"test {metric} = {test[metric]:.4f}" if metric in test else f"val {metric} = {val.get(metric, float('nan')):.4f}"
+    print(f"encoderlab: {run.task.name} / {run.model.name} / {run.finetune.strategy}: {shown}  ({run_dir})", flush=True)
+    return val.get(metric)
+
+
+def _quiet() -> None:
+    """Keep the console for what the user acts on; details still go to the run's log file."""
+    import warnings
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    for pattern in (".*Experiment logs directory.*", ".*LeafSpec.*", ".*module\\(s\\) in eval mode.*", ".*litlogger.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def main() -> None:
+    _quiet()
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

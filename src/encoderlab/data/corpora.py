@@ -1,0 +1,163 @@
+"""Raw text corpora for pre-training: one row per document, column ``text``.
+
+Sources: the offline packaged corpora (BBC News articles, Rotten Tomatoes snippets grouped per movie), a text
+file with a blank line between documents (``format: txt``), a folder of one-document-per-file ``.txt`` files
+(``task.data_dir``), jsonl with a text field (the generic jsonl reader) and hub corpora (wikitext, bookcorpus).
+Documents matter, not just text: NSP/SOP pair segments *within* a document and draw negatives from another one,
+and validation holds out whole documents so no sentence of a validation document is seen in training.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, Features, Value
+
+from encoderlab.config.schema import TaskConfig
+from encoderlab.data.packaged import bbc_news_documents, rotten_tomatoes_frame
+from encoderlab.data.sources import register_format, register_package
+from encoderlab.errors import ConfigError, DataError
+
+TEXT = Features({"text": Value("string")})
+
+
+def _documents(texts: list[str], source: str) -> Dataset:
+    """A corpus Dataset from document texts; blank documents are dropped, an empty corpus is an error."""
+    docs = [t.strip() for t in texts if t and t.strip()]
+    if not docs:
+        raise DataError(f"the corpus from {source} is empty: it has no non-blank document")
+    return Dataset.from_dict({"text": docs}, features=TEXT)
+
+
+def _read_text(path: Path, encoding: str | None) -> str:
+    """The file as text; a non-UTF-8 file without ``task.encoding`` is an error, not mojibake."""
+    enc = encoding or "utf-8"
+    try:
+        return path.read_text(encoding=enc)
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"'{path}' is not valid {enc} (byte {e.start}, line {line}); set task.encoding to the file's encoding, "
+            "e.g. task.encoding=latin-1"
+        ) from None
+    except LookupError:
+        raise ConfigError("task.encoding", f"unknown encoding {enc!r}") from None
+
+
+def _fix_mojibake(text: str) -> str:
+    """BBC files hold UTF-8 bytes ('£' as 'Â£' when read as latin-1): re-decode when that is what they are."""
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
+@register_package("bbc_news_text")
+def bbc_news_text(task: TaskConfig) -> Dataset:
+    """The 2,225 BBC News articles (title, blank line, paragraphs) as documents."""
+    return _documents([_fix_mojibake(d[2]) for d in bbc_news_documents()], "package 'bbc_news_text'")
+
+
+@register_package("rotten_tomatoes_text")
+def rotten_tomatoes_text(task: TaskConfig) -> Dataset:
+    """The 13,905 snippets (reviews and plot summaries) grouped per movie, one snippet per line.
+
+    Alone, a snippet is mostly a single sentence, which NSP/SOP cannot use; a movie's snippets form a document
+    whose consecutive "sentences" at least share a topic.
+    """
+    df = rotten_tomatoes_frame()
+    texts = df.groupby("movie_name", sort=True)["text"].apply(lambda s: "\n".join(str(x).strip() for x in s))
+    return _documents(texts.tolist(), "package 'rotten_tomatoes_text'")
+
+
+@register_format("txt")
+def read_txt(path: Path, task: TaskConfig) -> Dataset:
+    """A plain text file: documents separated by one or more blank lines."""
+    text = _read_text(path, task.encoding)
+    blocks, current = [], []
+    for line in text.splitlines():
+        if line.strip():
+            current.append(line.strip())
+        elif current:
+            blocks.append("\n".join(current))
+            current = []
+    if current:
+        blocks.append("\n".join(current))
+    return _documents(blocks, f"'{path}'")
+
+
+def load_corpus_dir(task: TaskConfig) -> Dataset:
+    """``task.data_dir``: every ``*.txt`` file below the folder (sorted, recursive) is one document."""
+    if not task.data_dir:
+        raise ConfigError("task.data_dir", "give a folder of .txt files, one document per file")
+    root = Path(os.path.expanduser(task.data_dir))
+    if not root.is_dir():
+        raise DataError(f"task.data_dir '{root}' is not a folder")
+    files = sorted(p for p in root.rglob("*.txt") if p.is_file())
+    if not files:
+        raise DataError(f"task.data_dir '{root}' has no .txt files (one document per file)")
+    return _documents([_read_text(p, task.encoding) for p in files], f"task.data_dir '{root}' ({len(files)} files)")
+
+
+def corpus_documents(ds: Dataset, task: TaskConfig, source: str = "the source") -> Dataset:
+    """Any raw dataset as a corpus: the text column is ``task.text_fields[0]`` (or ``text``), blank rows dropped."""
+    field = task.text_fields[0] if task.text_fields else "text"
+    if field not in ds.column_names:
+        if "text" in ds.column_names:
+            field = "text"
+        else:
+            raise ConfigError(
+                "task.text_fields",
+                f"no column {field!r} in {source}; its columns are {', '.join(ds.column_names)}",
+            )
+    texts = [t if isinstance(t, str) else "" for t in ds[field]]
+    return _documents(texts, source)
+
+
+def _hold_out(ds: Dataset, n: int, seed: int) -> tuple[Dataset, Dataset]:
+    parts = ds.train_test_split(test_size=n, seed=seed, shuffle=True)
+    return parts["train"], parts["test"]
+
+
+def split_corpus(ds: Dataset | DatasetDict, task: TaskConfig) -> DatasetDict:
+    """train / validation / test by *documents*; splits the source lacks hold out ``task.validation_documents``.
+
+    Validation and test each get ``max(1, round(validation_documents * n))`` whole documents, drawn with
+    ``task.split_seed``; a source's own validation/test splits (``task.validation_split`` / ``test_split``) win.
+    """
+    if isinstance(ds, Dataset):
+        ds = DatasetDict({task.train_split: ds})
+    if task.train_split not in ds:
+        raise ConfigError("task.train_split", f"no split {task.train_split!r} in the corpus; found {', '.join(ds)}")
+    splits = {name: corpus_documents(d, task, f"split '{name}' of task '{task.name}'") for name, d in ds.items()}
+    train = splits[task.train_split]
+    total = len(train)
+    n_hold = max(1, round(task.validation_documents * total))
+    missing = [
+        what
+        for what, name in (("validation", task.validation_split), ("test", task.test_split))
+        if name is None or name not in splits or name == task.train_split
+    ]
+    if missing and total - n_hold * len(missing) < 1:
+        raise DataError(
+            f"the corpus of task '{task.name}' has {total} document(s): too few to hold out whole documents for "
+            f"{' and '.join(missing)} and still train; give at least {n_hold * len(missing) + 1} documents"
+        )
+    out: dict[str, Dataset] = {}
+    for i, (what, name) in enumerate((("validation", task.validation_split), ("test", task.test_split))):
+        if what in missing:
+            train, out[what] = _hold_out(train, n_hold, task.split_seed + i)
+        else:
+            out[what] = splits[name]  # type: ignore[index]
+    return DatasetDict({"train": train, "validation": out["validation"], "test": out["test"]})
+
+
+__all__ = [
+    "bbc_news_text",
+    "corpus_documents",
+    "load_corpus_dir",
+    "read_txt",
+    "rotten_tomatoes_text",
+    "split_corpus",
+]

@@ -1,0 +1,115 @@
+"""Encode once for frozen strategies: features computed in one forward pass, heads trained on the cache.
+
+With the encoder frozen and in eval mode, every epoch would recompute the same hidden states. Encoding
+each split once (forward only, length-sorted batches, bf16 when the run uses it) and training the head
+on the stored vectors gives the same result for a fraction of the cost. Features are also kept on disk
+under a fingerprint, so the seeds of a sweep encode once between them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from encoderlab.data.collate import sorted_batches
+from encoderlab.models.heads import FeatureModel
+
+log = logging.getLogger(__name__)
+
+
+def _autocast(precision: str):
+    if precision.startswith("bf16"):
+        return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def encode_rows(
+    model: FeatureModel, rows: list[dict], collator: Callable, batch_size: int, precision: str = "32-true"
+) -> list[dict]:
+    """Rows with ``features`` ([n, H] per sequence, or [T, n, H] per token) in place of the token ids."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).eval()
+    lengths = [len(r["input_ids"]) for r in rows]
+    out: list[dict | None] = [None] * len(rows)
+    for idx in sorted_batches(lengths, batch_size):
+        batch = collator([rows[i] for i in idx])
+        with _autocast(precision):
+            feats = model.encode(
+                batch["input_ids"].to(device),
+                batch["attention_mask"].to(device),
+                batch["token_type_ids"].to(device) if "token_type_ids" in batch else None,
+            )
+        feats = feats.float().cpu()
+        for j, i in enumerate(idx):
+            row = {k: v for k, v in rows[i].items() if k not in ("input_ids", "attention_mask", "token_type_ids")}
+            if model.pooling is None:  # per token: keep the real tokens only; the collator pads again
+                n = lengths[i]
+                row["features"] = feats[j, :n].clone()
+                row["attention_mask"] = [1] * n
+            else:
+                row["features"] = feats[j].clone()
+            out[i] = row
+    return out  # type: ignore[return-value]
+
+
+def feature_key(data_key: str, model_ident: str, layers: list[int], pooling: str | None, precision: str) -> str:
+    payload = json.dumps([data_key, model_ident, layers, pooling, precision.startswith("bf16")])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def cached_features(
+    root: Path | None, key: str, split: str, compute: Callable[[], list[dict]]
+) -> list[dict]:
+    """``compute()`` once per (key, split); stored with torch.save, written atomically."""
+    if root is None:
+        return compute()
+    path = root / "features" / key / f"{split}.pt"
+    if path.exists():
+        try:
+            log.info("using cached features %s", path)
+            return torch.load(path, weights_only=False)
+        except Exception as e:
+            log.warning("cached features %s unreadable (%s); recomputing", path, e)
+    rows = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(rows, tmp)
+    os.replace(tmp, path)
+    return rows
+
+
+class FeatureCollator:
+    """Stacks cached sequence features, or pads cached token features (and their labels, with -100)."""
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        feats = [r["features"] for r in rows]
+        batch: dict[str, torch.Tensor] = {}
+        if feats[0].dim() == 2:  # [n, H] per sequence
+            batch["features"] = torch.stack(feats)
+        else:  # [T, n, H] per token
+            T = max(f.shape[0] for f in feats)
+            batch["features"] = torch.zeros(len(rows), T, *feats[0].shape[1:])
+            batch["attention_mask"] = torch.zeros(len(rows), T, dtype=torch.long)
+            for i, f in enumerate(feats):
+                batch["features"][i, : f.shape[0]] = f
+                batch["attention_mask"][i, : f.shape[0]] = 1
+        for key in rows[0]:
+            if key in ("features", "attention_mask"):
+                continue
+            values = [r[key] for r in rows]
+            if isinstance(values[0], (list, tuple)):
+                T = batch["features"].shape[1]
+                t = torch.full((len(rows), T), -100, dtype=torch.long)
+                for i, v in enumerate(values):
+                    t[i, : len(v)] = torch.as_tensor(v[:T])
+                batch[key] = t
+            elif isinstance(values[0], (int, float)):
+                batch[key] = torch.as_tensor(values)
+        return batch

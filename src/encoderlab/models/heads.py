@@ -1,0 +1,143 @@
+"""Feature-based models: a frozen encoder, hidden layers chosen as in BERT Table 7, and a small head.
+
+The encoder never trains and always runs in eval mode (no dropout), so its features are a pure function of
+the input: they can be computed once and cached (``speed.cache_features``) without changing the result.
+Features are kept per selected layer (``[..., n_layers, hidden]``) and combined in the head, so a learned
+weighted sum trains on cached features too.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from encoderlab.errors import ConfigError
+
+# which hidden_states to keep (index into HF's tuple: 0 = embeddings, i = layer i), and how to combine them
+LAYER_CHOICES = {
+    "embeddings": (lambda n: [0], "single"),
+    "last": (lambda n: [n], "single"),
+    "second_to_last": (lambda n: [n - 1], "single"),
+    "concat_last4": (lambda n: [n - 3, n - 2, n - 1, n], "concat"),
+    "weighted_sum_last4": (lambda n: [n - 3, n - 2, n - 1, n], "weighted"),
+    "weighted_sum_all": (lambda n: list(range(1, n + 1)), "weighted"),
+}
+
+
+def layer_indices(layers: str, n_layers: int) -> tuple[list[int], str]:
+    pick, combine = LAYER_CHOICES[layers]
+    idx = pick(n_layers)
+    if min(idx) < 0:
+        raise ConfigError("finetune.layers", f"'{layers}' needs more layers than the model's {n_layers}")
+    return idx, combine
+
+
+class ScalarMix(nn.Module):
+    """Softmax-normalised learned weights over layers, times a scale (ELMo's scalar mix)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.weights = nn.Parameter(torch.zeros(n))
+        self.gamma = nn.Parameter(torch.ones(1))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:  # [..., n, H] -> [..., H]
+        w = torch.softmax(self.weights, dim=0).to(feats.dtype)
+        return self.gamma.to(feats.dtype) * torch.einsum("...nh,n->...h", feats, w)
+
+
+class FeatureHead(nn.Module):
+    """Combine the selected layers, then classify each sequence (``[B, n, H]``) or token (``[B, T, n, H]``)."""
+
+    def __init__(
+        self,
+        n_selected: int,
+        hidden: int,
+        num_outputs: int,
+        combine: str,
+        head: str = "linear",
+        head_hidden_size: int = 256,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.combine = combine
+        self.mix = ScalarMix(n_selected) if combine == "weighted" else None
+        width = hidden * n_selected if combine == "concat" else hidden
+        self.dropout = nn.Dropout(dropout)
+        self.lstm = None
+        if head == "linear":
+            self.classifier: nn.Module = nn.Linear(width, num_outputs)
+        elif head == "mlp":
+            self.classifier = nn.Sequential(
+                nn.Linear(width, head_hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(head_hidden_size, num_outputs)
+            )
+        else:  # bilstm over tokens, as in BERT's feature-based NER (Table 7)
+            self.lstm = nn.LSTM(width, head_hidden_size, num_layers=2, batch_first=True, bidirectional=True)
+            self.classifier = nn.Linear(2 * head_hidden_size, num_outputs)
+
+    def combined(self, feats: torch.Tensor) -> torch.Tensor:
+        if self.combine == "weighted":
+            return self.mix(feats)
+        return feats.flatten(-2)  # single layer: [.., 1, H] -> [.., H]; concat: [.., n*H]
+
+    def forward(self, feats: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.dropout(self.combined(feats.float()))
+        if self.lstm is not None:
+            lengths = (
+                attention_mask.sum(-1).clamp(min=1).cpu()
+                if attention_mask is not None
+                else torch.full((x.shape[0],), x.shape[1])
+            )
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
+            x, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=feats.shape[1])
+            x = self.dropout(x)
+        return self.classifier(x)
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
+    """[B, T, n, H] -> [B, n, H] by the [CLS] vector or the mean over real tokens."""
+    if how == "cls":
+        return hidden[:, 0]
+    m = attention_mask[:, :, None, None].to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class FeatureModel(nn.Module):
+    """A frozen encoder whose selected hidden layers feed a trainable :class:`FeatureHead`."""
+
+    def __init__(self, encoder: nn.Module, head: FeatureHead, layers: list[int], pooling: str | None):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.layers = layers
+        self.pooling = pooling  # None: per-token features
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+        self.encoder.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.encoder.eval()  # features must not depend on dropout, so caching them is exact
+        return self
+
+    @torch.no_grad()
+    def encode(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        out = self.encoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=True,
+        )
+        if self.pooling == "pooler":
+            return out.pooler_output[:, None, :]
+        hidden = torch.stack([out.hidden_states[i] for i in self.layers], dim=2)  # [B, T, n, H]
+        if self.pooling is None:
+            return hidden
+        return pool(hidden, attention_mask, self.pooling)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        feats = batch.get("features")
+        if feats is None:
+            feats = self.encode(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        mask = batch.get("attention_mask") if self.pooling is None else None
+        return self.head(feats, mask)

@@ -1,0 +1,150 @@
+"""The LightningModule base shared by every task kind, and the sequence classification/regression module.
+
+The module receives a *built* network; what trains was decided (``apply_freezing``) before the Trainer
+wraps it. Optimizer and schedule come from config through ``training/``: parameter groups with no-decay
+sets and layer-wise LR decay, a schedule whose warmup is a ratio of the run's real number of optimizer
+steps, and gradual unfreezing as per-group LR scales (never ``requires_grad`` toggles, so DDP stays correct).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from encoderlab.config.schema import RunConfig
+from encoderlab.metrics.classification import classification_metrics, regression_metrics
+from encoderlab.training.freezing import GradualUnfreezer
+from encoderlab.training.optim import build_optimizer
+from encoderlab.training.param_groups import build_param_groups, num_layers
+from encoderlab.training.schedules import build_scheduler
+
+STAGES = ("val", "test")
+
+
+class EncoderModule(pl.LightningModule):
+    """Shared training loop. Subclasses implement ``step``, ``update_metrics`` and ``compute_metrics``."""
+
+    def __init__(self, network: nn.Module, run: RunConfig, n_layers: int | None = None):
+        super().__init__()
+        self.network = network.train()  # HF loads checkpoints in eval mode; Lightning keeps module modes
+        self.run = run
+        self.n_layers = n_layers if n_layers is not None else num_layers(network)
+        self.unfreezer: GradualUnfreezer | None = None
+        self.samples_seen = 0
+        self.tokens_seen = 0
+        self.train_time = 0.0
+        self._t0: float | None = None
+
+    # ---- what a kind implements -------------------------------------------------------------------
+    def step(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Loss and whatever ``update_metrics`` needs."""
+        raise NotImplementedError
+
+    def update_metrics(self, stage: str, batch: dict, outputs: dict) -> None:
+        raise NotImplementedError
+
+    def compute_metrics(self, stage: str) -> dict[str, float]:
+        """Metrics of the finished epoch (and reset them)."""
+        raise NotImplementedError
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    def on_train_batch_start(self, batch, batch_idx):
+        self._t0 = time.perf_counter()
+        if self.unfreezer is not None:
+            sched = self.lr_schedulers()
+            self.unfreezer.apply(self.optimizers().optimizer, self.global_step, sched)
+
+    def training_step(self, batch, batch_idx):
+        loss, _ = self.step(batch)
+        n = _batch_size(batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self._t0 is not None:
+            self.train_time += time.perf_counter() - self._t0
+        self.samples_seen += _batch_size(batch)
+        if "attention_mask" in batch:
+            self.tokens_seen += int(batch["attention_mask"].sum())
+
+    def _eval_step(self, stage: str, batch) -> None:
+        loss, outputs = self.step(batch)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=_batch_size(batch))
+        self.update_metrics(stage, batch, outputs)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step("val", batch)
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step("test", batch)
+
+    def _log_epoch(self, stage: str) -> None:
+        values = self.compute_metrics(stage)
+        self.log_dict({f"{stage}/{k}": float(v) for k, v in values.items()}, prog_bar=(stage == "val"))
+
+    def on_validation_epoch_end(self):
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self):
+        self._log_epoch("test")
+
+    # ---- optimization ------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        groups = build_param_groups(self.network, self.run.optimizer, self.n_layers)
+        optimizer = build_optimizer(groups, self.run.optimizer)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = build_scheduler(optimizer, self.run.scheduler, total)
+        if self.run.finetune.strategy == "gradual_unfreeze":
+            per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+            self.unfreezer = GradualUnfreezer.from_config(self.run.finetune, self.n_layers, per_epoch)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _batch_size(batch: dict) -> int:
+    for key in ("labels", "input_ids", "features", "start_positions"):
+        if key in batch:
+            return int(batch[key].shape[0])
+    return 1
+
+
+class SequenceModule(EncoderModule):
+    """Sequence classification / regression, for a HF ``*ForSequenceClassification`` or a FeatureModel."""
+
+    def __init__(self, network: nn.Module, run: RunConfig, num_labels: int, n_layers: int | None = None):
+        super().__init__(network, run, n_layers)
+        self.regression = run.task.kind == "sequence_regression"
+        self.num_labels = num_labels
+        make = (
+            (lambda: regression_metrics(run.task.metrics))
+            if self.regression
+            else (lambda: classification_metrics(run.task.metrics, num_labels))
+        )
+        self.metrics = nn.ModuleDict({s: make() for s in STAGES})
+
+    def logits(self, batch: dict) -> torch.Tensor:
+        if hasattr(self.network, "head"):  # FeatureModel
+            return self.network(batch)
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        return self.network(**inputs).logits
+
+    def step(self, batch):
+        logits = self.logits(batch).float()
+        labels = batch["labels"]
+        if self.regression:
+            preds = logits.squeeze(-1)
+            loss = nn.functional.mse_loss(preds, labels.float())
+        else:
+            loss = nn.functional.cross_entropy(logits, labels)
+            preds = logits.argmax(-1)
+        return loss, {"preds": preds, "logits": logits}
+
+    def update_metrics(self, stage, batch, outputs):
+        self.metrics[stage].update(outputs["preds"], batch["labels"].to(outputs["preds"].dtype))
+
+    def compute_metrics(self, stage):
+        values = {k: float(v) for k, v in self.metrics[stage].compute().items()}
+        self.metrics[stage].reset()
+        return values

@@ -1,0 +1,127 @@
+"""Kind: sequence classification and regression (single sentence or pair)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoModelForSequenceClassification
+
+from encoderlab.config.schema import RunConfig
+from encoderlab.data import cache as data_cache
+from encoderlab.data.classification import prepare_labels, tokenize
+from encoderlab.data.collate import PadCollator
+from encoderlab.data.sources import load_raw
+from encoderlab.errors import ConfigError
+from encoderlab.kinds import Kind, Prepared
+from encoderlab.models.encoder import build_config, build_model, check_length, save_pretrained
+from encoderlab.models.heads import FeatureHead, FeatureModel, layer_indices
+from encoderlab.models.module import SequenceModule
+from encoderlab.training.freezing import apply_freezing
+
+
+def pad_collator(run: RunConfig, tokenizer) -> PadCollator:
+    return PadCollator(
+        tokenizer.pad_token_id,
+        pad_to_multiple_of=run.speed.pad_to_multiple_of,
+        max_length=run.task.max_seq_length if run.speed.padding == "max_length" else None,
+    )
+
+
+def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
+    task = run.task
+
+    def build():
+        labeled, names = prepare_labels(load_raw(task), task)
+        tok = tokenize(labeled, tokenizer, task)
+        return tok, {"label_names": names, "sizes": {k: len(v) for k, v in tok.items()}}
+
+    key = data_cache.fingerprint(task, tokenizer)
+    ds, meta = data_cache.cached(cache_root, f"{task.kind}-{task.name}", key, build)
+    meta["data_key"] = key
+    return Prepared(datasets=ds, collator=pad_collator(run, tokenizer), meta=meta)
+
+
+def feature_model(run: RunConfig, config, num_outputs: int, token_level: bool = False) -> FeatureModel:
+    """The frozen encoder + head of ``finetune=frozen`` (last layer, linear) or ``finetune=feature_based``."""
+    ft = run.finetune
+    encoder = build_model(run.model, AutoModel, config)
+    n = config.num_hidden_layers
+    if ft.strategy == "frozen":
+        layers_name, head = "last", "linear"
+    else:
+        layers_name, head = ft.layers, ft.head
+    pooling = None if token_level else (ft.pooling or run.model.pooling)
+    if pooling == "pooler" and layers_name != "last":
+        raise ConfigError("finetune.pooling", f"'pooler' reads the last layer only; with finetune.layers={layers_name} "
+                          "use finetune.pooling=cls or mean")
+    if pooling == "pooler" and getattr(encoder, "pooler", None) is None:
+        raise ConfigError("finetune.pooling", "this model has no pooler; use finetune.pooling=cls or mean")
+    idx, combine = layer_indices(layers_name, n)
+    head_mod = FeatureHead(
+        1 if pooling == "pooler" else len(idx),
+        config.hidden_size,
+        num_outputs,
+        "single" if pooling == "pooler" else combine,
+        head,
+        ft.head_hidden_size,
+        ft.head_dropout,
+    )
+    return FeatureModel(encoder, head_mod, idx, pooling)
+
+
+def build(run: RunConfig, prepared: Prepared, tokenizer) -> SequenceModule:
+    names = prepared.meta.get("label_names")
+    num_labels = len(names) if names else 1
+    task_kwargs = {"num_labels": num_labels}
+    if names:
+        task_kwargs |= {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+    else:
+        task_kwargs["problem_type"] = "regression"
+    config = build_config(run.model, vocab_size=len(tokenizer), **task_kwargs)
+    check_length(run.task.max_seq_length, config)
+    if run.finetune.frozen_encoder:
+        network: nn.Module = feature_model(run, config, num_labels)
+    else:
+        network = build_model(run.model, AutoModelForSequenceClassification, config)
+        apply_freezing(network, run.finetune, config.num_hidden_layers)
+    return SequenceModule(network, run, num_labels, n_layers=config.num_hidden_layers)
+
+
+def export_feature_model(network: FeatureModel, tokenizer, out: Path, meta: dict) -> None:
+    """The encoder in Hugging Face format plus the trained head (``feature_head.pt`` + its JSON description)."""
+    save_pretrained(network.encoder, tokenizer, out)
+    torch.save(network.head.state_dict(), out / "feature_head.pt")
+    (out / "feature_head.json").write_text(
+        json.dumps({"layers": network.layers, "pooling": network.pooling, "combine": network.head.combine, **meta})
+    )
+
+
+def export(module: SequenceModule, tokenizer, out: Path, prepared: Prepared) -> None:
+    net = module.network
+    if not isinstance(net, FeatureModel):
+        save_pretrained(net, tokenizer, out)
+        return
+    folded = _fold_pooler_probe(net, module)
+    if folded is not None:  # a linear probe on the pooler *is* a *ForSequenceClassification model
+        save_pretrained(folded, tokenizer, out)
+    else:
+        export_feature_model(net, tokenizer, out, {"label_names": prepared.meta.get("label_names")})
+
+
+def _fold_pooler_probe(net: FeatureModel, module: SequenceModule):
+    if net.pooling != "pooler" or not isinstance(net.head.classifier, nn.Linear):
+        return None
+    config = net.encoder.config
+    config.num_labels = module.num_labels
+    model = AutoModelForSequenceClassification.from_config(config)
+    if not isinstance(getattr(model, "classifier", None), nn.Linear):
+        return None
+    model.base_model.load_state_dict(net.encoder.state_dict())
+    model.classifier.load_state_dict(net.head.classifier.state_dict())
+    return model
+
+
+KIND = Kind(prepare=prepare, build=build, export=export)

@@ -1,0 +1,209 @@
+"""Render a :class:`Report` as a terminal table (rich) and as Markdown.
+
+Display rule for scores
+    Metrics named like a rate (``accuracy``, ``f1``, ``precision``, ``recall``, ``exact_match``, with any
+    prefix or suffix such as ``f1_macro`` or ``entity_f1``) are shown x100 with a ``%`` header when every
+    value lies in [0, 1]; correlations (``matthews_correlation``, ``pearson``, ``spearman``) are shown x100
+    when in [-1, 1], as the GLUE leaderboard does. Everything else (losses, perplexity, mse, SQuAD scores
+    already in 0-100) is shown as stored. The CSV always holds the raw, unrounded values.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+from encoderlab.report.aggregate import Report, format_group_value
+
+DASH = "\u2013"
+_RATE = re.compile(r"(^|_)(accuracy|acc|f1|precision|recall|exact_match)(_|$)")
+_CORRELATION = re.compile(r"(^|_)(matthews_correlation|mcc|pearson|spearman)(_|$)")
+_HIDDEN_METRICS = ("loss",)  # in the CSV, too noisy for the terminal table
+RANGE_HEADER = "min \u2026 max"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How a metric is displayed: multiplied by ``factor``, with ``unit`` in the header."""
+
+    factor: float = 1.0
+    unit: str = ""
+
+    def header(self, name: str) -> str:
+        return f"{name} ({self.unit})" if self.unit else name
+
+
+def metric_scale(name: str, values: Iterable[Any] = ()) -> Scale:
+    """The display scale of metric ``name`` given the values it takes (see the module docstring)."""
+    leaf = name.rsplit("/", 1)[-1].lower()
+    finite = [float(v) for v in values if v is not None and not _nan(v)]
+    if _RATE.search(leaf) and all(0.0 <= v <= 1.0 for v in finite):
+        return Scale(100.0, "%")
+    if _CORRELATION.search(leaf) and all(-1.0 <= v <= 1.0 for v in finite):
+        return Scale(100.0, "\u00d7100")
+    return Scale()
+
+
+def _nan(value: Any) -> bool:
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
+def _decimals(scale: Scale, value: float) -> int:
+    if scale.factor != 1.0:
+        return 2
+    magnitude = abs(value)
+    return 1 if magnitude >= 100 else 3 if magnitude >= 1 else 4
+
+
+def fmt(value: Any, scale: Scale = Scale(), signed: bool = False) -> str:
+    if _nan(value):
+        return DASH
+    v = float(value) * scale.factor
+    return f"{v:{'+' if signed else ''}.{_decimals(scale, v)}f}"
+
+
+def fmt_mean_std(mean: Any, std: Any, scale: Scale = Scale()) -> str:
+    """``92.70 ± 0.35``; the spread of a single run is shown as ``–``."""
+    if _nan(mean):
+        return DASH
+    digits = _decimals(scale, float(mean) * scale.factor)
+    spread = DASH if _nan(std) else f"{float(std) * scale.factor:.{digits}f}"
+    return f"{float(mean) * scale.factor:.{digits}f} \u00b1 {spread}"
+
+
+def _seconds(value: Any) -> str:
+    if _nan(value):
+        return DASH
+    v = float(value)
+    return f"{v:.1f}" if v < 600 else f"{v / 60:.1f} min"
+
+
+def _metric_values(report: Report, metric: str) -> np.ndarray:
+    column = f"{report.metric.split}/{metric}"
+    values = report.runs[column].astype(float).to_numpy()
+    if metric == report.metric.name:
+        values = np.concatenate([values, report.table["published"].astype(float).to_numpy()])
+    return values
+
+
+def display_rows(report: Report) -> tuple[list[str], list[list[str]]]:
+    """Headers and string cells shared by the terminal and Markdown tables."""
+    m = report.metric
+    scale = metric_scale(m.name, _metric_values(report, m.name))
+    others = [o for o in report.other_metrics if o not in _HIDDEN_METRICS]
+    other_scales = {o: metric_scale(o, _metric_values(report, o)) for o in others}
+    has_published = report.table["published"].notna().any()
+
+    headers = ["#", *report.group_names, f"{m.split} {scale.header(m.name)}", RANGE_HEADER, "n"]
+    headers += [f"{m.split} {other_scales[o].header(o)}" for o in others]
+    headers += ["train s"]
+    if has_published:
+        headers += ["published", "\u0394", "pass"]
+
+    rows = []
+    for rank, (_, values) in enumerate(report.table.iterrows(), start=1):
+        cells = [str(rank)]
+        names = zip(report.group_names, report.group_columns, strict=True)
+        cells += [format_group_value(values[name], col) for name, col in names]
+        cells += [
+            fmt_mean_std(values["mean"], values["std"], scale),
+            f"{fmt(values['min'], scale)} \u2026 {fmt(values['max'], scale)}",
+            str(int(values["n"])),
+        ]
+        cells += [
+            fmt_mean_std(values[f"{m.split}/{o}_mean"], values[f"{m.split}/{o}_std"], other_scales[o]) for o in others
+        ]
+        cells.append(_seconds(values["train_seconds_mean"]))
+        if has_published:
+            passed = values["pass"]
+            verdict = DASH if passed is None or _nan(float(passed)) else ("\u2713" if passed else "\u2717")
+            cells += [fmt(values["published"], scale), fmt(values["delta"], scale, signed=True), verdict]
+        rows.append(cells)
+    return headers, rows
+
+
+def summary_lines(report: Report) -> list[str]:
+    """What the table is ranked by, and which runs it leaves out (and why)."""
+    m = report.metric
+    direction = "higher" if m.greater_is_better else "lower"
+    lines = [
+        f"{len(report.runs)} finished runs in {len(report.table)} groups, ranked by {m.column} "
+        f"({direction} is better); mean \u00b1 sample std over seeds"
+    ]
+    if m.note:
+        lines.append(m.note)
+    if not report.excluded.empty:
+        counts = ", ".join(f"{n} {s}" for s, n in report.excluded["status"].value_counts().items())
+        lines.append(f"excluded from the means: {counts}")
+        lines += [f"  {line}" for line in excluded_lines(report)]
+    return lines
+
+
+def excluded_lines(report: Report) -> list[str]:
+    """One line per failed or running run: status, folder and the first line of its error."""
+    lines = []
+    for r in report.excluded.itertuples():
+        error = r.error if isinstance(r.error, str) and r.error.strip() else ""
+        lines.append(f"{r.status}: {r.run_dir}" + (f": {error.strip().splitlines()[0]}" if error else ""))
+    return lines
+
+
+def rich_table(report: Report) -> Table:
+    """The terminal table: the Markdown columns minus min … max; numbers never wrap, group labels may."""
+    headers, rows = display_rows(report)
+    drop = headers.index(RANGE_HEADER)
+    headers = headers[:drop] + headers[drop + 1 :]
+    rows = [cells[:drop] + cells[drop + 1 :] for cells in rows]
+    table = Table(title=f"encoderlab report: {report.metric.column}")
+    n_group = len(report.group_names)
+    for i, header in enumerate(headers):
+        if 0 < i <= n_group:
+            table.add_column(header, justify="left")
+        else:  # fixed width: the numbers never wrap or get cut, a long header wraps over two lines
+            width = max([len(c[i]) for c in rows] + [len(word) for word in header.split()])
+            table.add_column(header, justify="right", width=width)
+    for i, cells in enumerate(rows):
+        styled = list(cells)
+        if headers[-1] == "pass":
+            styled[-1] = {"\u2713": "[green]\u2713[/]", "\u2717": "[red]\u2717[/]"}.get(cells[-1], cells[-1])
+        table.add_row(*styled, style="bold" if i == 0 else None)
+    return table
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(report: Report, images: Iterable[str] = ()) -> str:
+    """The report as Markdown: summary, table, excluded runs, runs per group, and the plots."""
+    headers, rows = display_rows(report)
+    n_group = len(report.group_names)
+    align = ["---:" if i == 0 or i > n_group else ":---" for i in range(len(headers))]
+    lines = [f"# encoderlab report: {report.metric.column}", ""]
+    lines += [summary_lines(report)[0], ""]
+    if report.metric.note:
+        lines += [f"Note: {report.metric.note}", ""]
+    lines.append("| " + " | ".join(_md_cell(h) for h in headers) + " |")
+    lines.append("| " + " | ".join(align) + " |")
+    lines += ["| " + " | ".join(_md_cell(c) for c in cells) + " |" for cells in rows]
+    lines.append("")
+    if not report.excluded.empty:
+        lines += ["## Excluded runs", ""]
+        lines += [f"- {_md_cell(line)}" for line in excluded_lines(report)]
+        lines.append("")
+    lines += ["## Runs per group", ""]
+    for label, group in report.runs.groupby("group", sort=False):
+        lines.append(f"- **{_md_cell(label)}**: " + ", ".join(f"`{d}`" for d in group["run_dir"]))
+    lines.append("")
+    for image in images:
+        lines += [f"![{image}]({image})", ""]
+    return "\n".join(lines)

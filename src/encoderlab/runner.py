@@ -1,0 +1,229 @@
+"""One run, start to finish: data -> model -> Trainer -> test -> export -> summary.json.
+
+Called by the CLI with a validated :class:`RunConfig`. Everything a run produces lands in its run dir:
+``.hydra/`` (resolved config), ``metrics.csv``, ``summary.json``, ``hf/`` (the model in Hugging Face
+format) and any predictions files. ``summary.json`` is written at the start (``running``) and at the end
+(``finished`` or ``failed``), so a sweep can be resumed and a crashed job is visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import resource
+import shutil
+import time
+import traceback
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from encoderlab import __version__
+from encoderlab.config.schema import RunConfig
+from encoderlab.data.cache import cache_root
+from encoderlab.data.datamodule import EncoderDataModule
+from encoderlab.kinds import Prepared, get_kind
+from encoderlab.models.encoder import load_tokenizer
+from encoderlab.models.features import FeatureCollator, cached_features, encode_rows, feature_key
+from encoderlab.models.heads import FeatureModel
+from encoderlab.training.callbacks import build_callbacks, build_loggers
+from encoderlab.training.freezing import count_parameters
+
+log = logging.getLogger("encoderlab")
+
+# keys that never change what a run computes (where it writes, how it shows progress)
+_NOT_IDENTITY = ("paths", "logger", "skip_finished")
+
+
+def config_hash(run: RunConfig) -> str:
+    d = asdict(run)
+    for k in _NOT_IDENTITY:
+        d.pop(k, None)
+    d["trainer"].pop("enable_progress_bar", None)
+    d["callbacks"].pop("rich_progress", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def finished_before(run_dir: Path, run: RunConfig) -> bool:
+    f = run_dir / "summary.json"
+    if not f.exists():
+        return False
+    try:
+        s = json.loads(f.read_text())
+    except json.JSONDecodeError:
+        return False
+    return s.get("status") == "finished" and s.get("config_hash") == config_hash(run)
+
+
+def _versions() -> dict:
+    import datasets
+    import transformers
+
+    return {
+        "encoderlab": __version__,
+        "torch": torch.__version__,
+        "pytorch_lightning": pl.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+    }
+
+
+def _peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def base_summary(run: RunConfig, overrides: list[str]) -> dict:
+    return {
+        "status": "running",
+        "error": None,
+        "config_hash": config_hash(run),
+        "experiment": run.experiment_name,
+        "task": run.task.name,
+        "kind": run.task.kind,
+        "model": run.model.name,
+        "strategy": run.finetune.strategy,
+        "seed": run.seed,
+        "overrides": overrides,
+        "primary_metric": run.task.primary_metric,
+        "greater_is_better": run.task.greater_is_better,
+        "published": asdict(run.published) if run.published.value is not None else None,
+        "versions": _versions(),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    os.replace(tmp, run_dir / "summary.json")
+
+
+def _cache_features(module, prepared: Prepared, run: RunConfig, root: Path | None) -> Prepared:
+    """Replace token ids by encoder features (once per split, shared by the seeds of a sweep)."""
+    net: FeatureModel = module.network
+    t0 = time.perf_counter()
+    key = feature_key(
+        prepared.meta.get("data_key", ""), f"{run.model.path}|{run.model.name}", net.layers, net.pooling, run.precision
+    )
+    splits = {}
+    for split, ds in prepared.datasets.items():
+        rows = ds.to_list() if hasattr(ds, "to_list") else list(ds)
+        splits[split] = cached_features(
+            root,
+            key,
+            split,
+            lambda rows=rows: encode_rows(net, rows, prepared.collator, run.eval_batch_size, run.precision),
+        )
+    log.info("features ready in %.1fs (encoder frozen: the head trains on cached features)", time.perf_counter() - t0)
+    return Prepared(splits, FeatureCollator(), prepared.meta | {"cached_features": True}, prepared.extras, None)
+
+
+def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dict | None = None) -> dict:
+    """Run one job; return its summary. Raises on failure after recording it in summary.json."""
+    summary = base_summary(run, overrides)
+    write_summary(run_dir, summary)
+    loggers = []
+    try:
+        pl.seed_everything(run.seed, workers=True, verbose=False)
+        kind = get_kind(run.task.kind)
+        root = cache_root(run.paths.cache_dir) if run.speed.cache_tokenized else None
+        tokenizer = kind.tokenizer(run, run_dir) if kind.tokenizer else load_tokenizer(run.model)
+        t_data = time.perf_counter()
+        prepared = kind.prepare(run, tokenizer, root)
+        summary["data_seconds"] = round(time.perf_counter() - t_data, 2)
+        module = kind.build(run, prepared, tokenizer)
+        trainable, total = count_parameters(module.network)
+        log.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
+        if isinstance(module.network, FeatureModel) and run.speed.cache_features:
+            prepared = _cache_features(module, prepared, run, cache_root(run.paths.cache_dir))
+        dm = EncoderDataModule(
+            prepared.datasets,
+            prepared.collator,
+            run.batch_size,
+            run.eval_batch_size,
+            run.speed,
+            seed=run.seed,
+            lengths=prepared.lengths,
+        )
+        loggers = build_loggers(run, run_dir, hydra_meta or {})
+        callbacks, ckpt, timer = build_callbacks(run, run_dir)
+        trainer = pl.Trainer(
+            default_root_dir=str(run_dir),
+            logger=loggers,
+            callbacks=callbacks,
+            precision=run.precision,
+            use_distributed_sampler=not run.speed.bucket_by_length,
+            **_trainer_kwargs(run),
+        )
+        trainer.fit(module, datamodule=dm)
+        best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
+        val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        if best:
+            val_best = ckpt.best_model_score
+            log.info("best %s = %.4f (%s)", ckpt.monitor, float(val_best), Path(best).name)
+        test_out = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
+        test = {k[5:]: float(v) for k, v in (test_out[0] if test_out else {}).items() if k.startswith("test/")}
+        extra = kind.predict(module, trainer, dm, prepared, run_dir) if kind.predict else {}
+        test |= extra or {}
+        if run.save_model and trainer.is_global_zero:
+            kind.export(module, tokenizer, run_dir / "hf", prepared)
+        if ckpt is not None and ckpt.dirpath and Path(ckpt.dirpath).exists() and trainer.is_global_zero:
+            shutil.rmtree(ckpt.dirpath, ignore_errors=True)  # hf/ holds the best weights
+        summary |= {
+            "status": "finished",
+            "val": timer.best_val or val,
+            "test": test,
+            "best_epoch": timer.best_epoch,
+            "epochs": trainer.current_epoch,
+            "steps": trainer.global_step,
+            "train_seconds": round(timer.fit_seconds, 2),
+            "train_samples_per_second": round(module.samples_seen / max(module.train_time, 1e-9), 2),
+            "train_tokens_per_second": round(module.tokens_seen / max(module.train_time, 1e-9), 1),
+            "trainable_params": trainable,
+            "total_params": total,
+            "peak_memory_mb": round(_peak_memory_mb(), 1),
+            "data": prepared.meta,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_summary(run_dir, summary)
+        _finish_loggers(loggers, 0, summary)
+        return summary
+    except BaseException as e:
+        summary |= {
+            "status": "failed",
+            "error": f"{type(e).__name__}: {e}",
+            "traceback": traceback.format_exc(limit=8),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_summary(run_dir, summary)
+        _finish_loggers(loggers, 1, summary)
+        raise
+
+
+def _trainer_kwargs(run: RunConfig) -> dict:
+    t = asdict(run.trainer)
+    extra = t.pop("extra") or {}
+    return {k: v for k, v in t.items() if v is not None} | extra
+
+
+def _finish_loggers(loggers: list, exit_code: int, summary: dict) -> None:
+    """W&B runs end in a ``finally`` path, so one crashed job does not poison the rest of a multirun."""
+    for lg in loggers:
+        exp = getattr(lg, "_experiment", None)
+        if exp is None or not hasattr(exp, "finish"):
+            continue
+        try:
+            if summary.get("status") == "finished":
+                exp.summary.update({f"test/{k}": v for k, v in summary.get("test", {}).items()})
+            else:
+                exp.summary.update({"error": summary.get("error")})
+            exp.finish(exit_code=exit_code)
+        except Exception as err:  # never let logging hide the run's own outcome
+            log.warning("could not finish W&B run: %s", err)

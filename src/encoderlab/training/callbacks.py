@@ -1,0 +1,118 @@
+"""Loggers and callbacks from config: CSV always, W&B / TensorBoard by choice; checkpoint and early stop
+on the task's primary metric; a timer whose numbers go into summary.json."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.loggers import CSVLogger
+
+from encoderlab.config.schema import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+class RunTimer(pl.Callback):
+    """Fit wall time, and the validation metrics of the best epoch by the primary metric."""
+
+    def __init__(self, monitor: str, greater_is_better: bool):
+        self.monitor = monitor
+        self.greater = greater_is_better
+        self.fit_seconds = 0.0
+        self.best_val: dict[str, float] = {}
+        self.best_epoch: int | None = None
+        self._start = 0.0
+
+    def on_fit_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def on_fit_end(self, trainer, pl_module):
+        self.fit_seconds = time.perf_counter() - self._start
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        metrics = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        value = metrics.get(self.monitor)
+        if value is None:
+            return
+        best = self.best_val.get(self.monitor)
+        if best is None or (value > best if self.greater else value < best):
+            self.best_val = metrics
+            self.best_epoch = trainer.current_epoch
+
+
+def build_callbacks(run: RunConfig, run_dir: Path) -> tuple[list, ModelCheckpoint | None, RunTimer]:
+    monitor = f"val/{run.task.primary_metric}"
+    mode = "max" if run.task.greater_is_better else "min"
+    timer = RunTimer(run.task.primary_metric, run.task.greater_is_better)
+    callbacks: list = [timer]
+    ckpt = None
+    if run.callbacks.checkpoint:
+        ckpt = ModelCheckpoint(
+            dirpath=str(run_dir / "checkpoints"),
+            filename="best",
+            monitor=monitor,
+            mode=mode,
+            save_top_k=1,
+            save_weights_only=True,
+            auto_insert_metric_name=False,
+        )
+        callbacks.append(ckpt)
+    if run.callbacks.early_stopping:
+        callbacks.append(
+            EarlyStopping(monitor=monitor, mode=mode, patience=run.callbacks.patience, min_delta=run.callbacks.min_delta)
+        )
+    if run.callbacks.rich_progress and run.trainer.enable_progress_bar:
+        callbacks.append(RichProgressBar(leave=True))
+    callbacks.append(LearningRateMonitor(logging_interval="step"))
+    return callbacks, ckpt, timer
+
+
+def wandb_mode(configured: str | None) -> str:
+    """Offline unless the user has a key (or asks for online explicitly); WANDB_MODE wins."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if configured:
+        return configured
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (Path.home() / ".netrc").exists()
+    return "online" if has_key else "offline"
+
+
+def build_loggers(run: RunConfig, run_dir: Path, hydra_meta: dict) -> list:
+    loggers: list = []
+    if run.logger.csv:
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="", version=""))
+    if run.logger.tensorboard:
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
+    wb = run.logger.wandb
+    if wb.enabled:
+        from pytorch_lightning.loggers import WandbLogger
+
+        sweep = hydra_meta.get("sweep_id")
+        group = wb.group or (f"{run.experiment_name}/{sweep}" if sweep else run.experiment_name)
+        tags = list(wb.tags) + list(run.tags) + list(hydra_meta.get("swept", []))
+        mode = wandb_mode(wb.mode)
+        log.info("W&B: project %s, group %s, mode %s", wb.project, group, mode)
+        loggers.append(
+            WandbLogger(
+                project=wb.project,
+                entity=wb.entity,
+                group=group,
+                job_type=wb.job_type or run.finetune.strategy,
+                tags=tags[:64],
+                name=hydra_meta.get("job_name"),
+                save_dir=str(run_dir),
+                mode=mode,
+                config=asdict(run),
+            )
+        )
+    return loggers
