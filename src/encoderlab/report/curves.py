@@ -1,4 +1,4 @@
-"""Learning curves from Lightning's ``csv/metrics.csv``, averaged per group.
+"""Learning curves from Lightning's ``metrics.csv``, averaged per group.
 
 CSVLogger writes one row per logging call, so a row holds either the train columns or the val columns and
 the rest is empty; each metric is read on its own, keyed by ``step``. Seeds of one group may log at

@@ -97,6 +97,9 @@ def plot_learning_curves(report: Report, path: Path, curves: GroupCurves | None 
             ax_val.plot(val.index, val.to_numpy() * val_scale.factor, marker="o", ms=3, color=color, label=_wrap(label))
         if loss is not None and not loss.empty:
             ax_loss.plot(loss.index, loss.to_numpy(), color=color, label=_wrap(label))
+    for ax, what in ((ax_val, curves.val_column), (ax_loss, "train/loss")):
+        if not ax.lines:
+            ax.text(0.5, 0.5, f"no {what} in metrics.csv", ha="center", va="center", transform=ax.transAxes)
     ax_val.set_title(f"val {val_scale.header(report.metric.name)}")
     ax_loss.set_title("train loss")
     for ax in (ax_val, ax_loss):
@@ -151,7 +154,7 @@ def write_plots(report: Report, out_dir: Path) -> tuple[list[Path], list[str]]:
     written, notes = [plot_primary(report, out_dir / PRIMARY_PNG)], []
     curves = plot_learning_curves(report, out_dir / CURVES_PNG)
     if curves is None:
-        notes.append(f"{CURVES_PNG} skipped: no run has a readable csv/metrics.csv")
+        notes.append(f"{CURVES_PNG} skipped: no run has a readable metrics.csv")
     else:
         written.append(curves)
     cost = plot_cost_vs_quality(report, out_dir / COST_PNG)

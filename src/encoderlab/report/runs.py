@@ -1,9 +1,9 @@
 """Find run dirs and load them into one DataFrame (one row per run).
 
 A run dir is what ``encoderlab-train`` leaves behind: ``summary.json``, ``.hydra/config.yaml``,
-``.hydra/overrides.yaml`` and ``csv/metrics.csv``. Users point the report at any mix of run dirs, Hydra
-multirun dirs, folders above them and globs, so discovery walks down to every folder that holds a
-``summary.json`` and stops there (a run dir's own sub-folders never hold other runs).
+``.hydra/overrides.yaml`` and Lightning's ``metrics.csv`` (in the run dir or in ``csv/``). Users point the
+report at any mix of run dirs, Hydra multirun dirs, folders above them and globs, so discovery walks down
+to every folder that holds a ``summary.json`` and stops there (a run dir's own sub-folders never hold other runs).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from encoderlab.errors import EncoderlabError
 
 RUN_DIR_HELP = (
     "a run dir is a folder written by encoderlab-train that holds summary.json "
-    "(with .hydra/config.yaml and csv/metrics.csv beside it); pass run dirs, a multirun dir "
+    "(with .hydra/config.yaml and metrics.csv beside it); pass run dirs, a multirun dir "
     "(multirun/<date>/<time>), a folder above them, or a glob"
 )
 
@@ -46,6 +46,9 @@ SUMMARY_FIELDS = (
     "best_epoch",
     "train_seconds",
     "train_samples_per_second",
+    "train_tokens_per_second",
+    "epochs",
+    "steps",
     "trainable_params",
     "total_params",
     "peak_memory_mb",
@@ -121,9 +124,9 @@ def _read_yaml(path: Path) -> Any:
 
 
 def _find_metrics_csv(run_dir: Path) -> Optional[Path]:
-    direct = run_dir / "csv" / "metrics.csv"
-    if direct.is_file():
-        return direct
+    for direct in (run_dir / "csv" / "metrics.csv", run_dir / "metrics.csv"):
+        if direct.is_file():
+            return direct
     # CSVLogger with a version folder: csv/version_N/metrics.csv, newest wins
     versions = sorted((run_dir / "csv").glob("**/metrics.csv"), key=_natural_key)
     return versions[-1] if versions else None

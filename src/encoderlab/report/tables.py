@@ -169,7 +169,8 @@ def rich_table(report: Report) -> Table:
         if 0 < i <= n_group:
             table.add_column(header, justify="left")
         else:  # fixed width: the numbers never wrap or get cut, a long header wraps over two lines
-            width = max([len(c[i]) for c in rows] + [len(word) for word in header.split()])
+            short = len(header) if len(header) <= 10 else 0
+            width = max([len(c[i]) for c in rows] + [len(word) for word in header.split()] + [short])
             table.add_column(header, justify="right", width=width)
     for i, cells in enumerate(rows):
         styled = list(cells)
@@ -201,7 +202,8 @@ def markdown(report: Report, images: Iterable[str] = ()) -> str:
         lines += [f"- {_md_cell(line)}" for line in excluded_lines(report)]
         lines.append("")
     lines += ["## Runs per group", ""]
-    for label, group in report.runs.groupby("group", sort=False):
+    for label in report.table["group"]:
+        group = report.runs[report.runs["group"] == label]
         lines.append(f"- **{_md_cell(label)}**: " + ", ".join(f"`{d}`" for d in group["run_dir"]))
     lines.append("")
     for image in images:

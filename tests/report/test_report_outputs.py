@@ -1,0 +1,119 @@
+"""Files written by the report, learning-curve parsing and the display rule for scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from encoderlab.report import build_report, load_runs, write_report
+from encoderlab.report.curves import TRAIN_LOSS, group_curves, mean_curve, metric_series, read_metrics_csv, val_names
+from encoderlab.report.tables import DASH, display_rows, fmt_mean_std, markdown, metric_scale
+
+from .factory import write_run
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_markdown_csv_and_plots_are_written_and_csv_reloads_with_the_same_numbers(multirun, tmp_path):
+    report = build_report(load_runs([multirun]))
+
+    written = write_report(report, tmp_path / "out")
+
+    names = sorted(p.name for p in written.files)
+    assert names == sorted(
+        ["report.md", "report.csv", "runs.csv", "primary_metric.png", "learning_curves.png", "cost_vs_quality.png"]
+    )
+    for png in (p for p in written.files if p.suffix == ".png"):
+        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5_000
+    reloaded = pd.read_csv(tmp_path / "out" / "report.csv")
+    for col in ("mean", "std", "min", "max", "n", "test/f1_macro_mean", "train_seconds_mean"):
+        np.testing.assert_array_equal(reloaded[col].to_numpy(float), report.table[col].to_numpy(float))
+    assert list(reloaded["finetune"]) == ["full", "frozen"]
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert len(runs) == 4 and set(runs["group"]) == {"finetune=full", "finetune=frozen"}
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| 1 | full | 88.00 \u00b1 2.83 |" in md
+    assert "![primary_metric.png](primary_metric.png)" in md
+
+
+def test_no_plots_writes_tables_only(multirun, tmp_path):
+    written = write_report(build_report(load_runs([multirun])), tmp_path / "out", plots=False)
+
+    assert sorted(p.name for p in written.files) == ["report.csv", "report.md", "runs.csv"]
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_runs_without_metrics_csv_or_timings_skip_those_plots_with_a_note(tmp_path):
+    write_run(tmp_path / "a", curve=False, train_seconds=None)
+
+    written = write_report(build_report(load_runs([tmp_path])), tmp_path / "out")
+
+    assert [p.name for p in written.files if p.suffix == ".png"] == ["primary_metric.png"]
+    assert any("learning_curves.png skipped" in n for n in written.notes)
+    assert any("cost_vs_quality.png skipped" in n for n in written.notes)
+
+
+def test_sparse_metrics_csv_parses_into_per_metric_series(tmp_path):
+    run = write_run(tmp_path / "a", test={"accuracy": 0.9})
+    metrics = read_metrics_csv(run / "csv" / "metrics.csv")
+
+    val = metric_series(metrics, val_names("accuracy"))
+    loss = metric_series(metrics, TRAIN_LOSS)
+
+    assert list(val.index) == [19, 39] and list(val) == pytest.approx([0.8, 0.9])
+    assert list(loss.index) == [9, 19, 29, 39] and list(loss) == pytest.approx([0.69, 0.61, 0.52, 0.47])
+
+
+def test_mean_curve_interpolates_runs_logged_at_different_steps():
+    a = pd.Series([0.0, 1.0], index=[0, 10])
+    b = pd.Series([1.0, 2.0, 3.0], index=[0, 5, 20])
+
+    mean = mean_curve([a, b])
+
+    assert list(mean.index) == [0, 5, 10, 20]
+    # step 5: a interpolated to 0.5; step 20: only b reaches it (a is not extrapolated)
+    assert list(mean) == pytest.approx([0.5, (0.5 + 2.0) / 2, (1.0 + 7 / 3) / 2, 3.0])
+
+
+def test_group_curves_average_the_seeds_of_each_group(multirun):
+    curves = group_curves(build_report(load_runs([multirun])))
+
+    assert curves.val["finetune=full"].iloc[-1] == pytest.approx((0.90 + 0.86) / 2)
+    assert curves.val["finetune=frozen"].iloc[0] == pytest.approx((0.60 + 0.65) / 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "factor", "unit"),
+    [
+        ("accuracy", [0.9], 100.0, "%"),
+        ("f1_macro", [0.5], 100.0, "%"),
+        ("entity_f1", [0.5], 100.0, "%"),
+        ("exact_match", [81.2], 1.0, ""),  # SQuAD scores already in 0-100
+        ("matthews_correlation", [-0.1, 0.6], 100.0, "\u00d7100"),
+        ("mse", [0.4], 1.0, ""),
+        ("perplexity", [12.0], 1.0, ""),
+        ("loss", [0.4], 1.0, ""),
+    ],
+)
+def test_display_scale_rule(name, values, factor, unit):
+    scale = metric_scale(name, values)
+
+    assert (scale.factor, scale.unit) == (factor, unit)
+
+
+def test_single_run_spread_is_a_dash(tmp_path):
+    write_run(tmp_path / "a", test={"accuracy": 0.9})
+    headers, rows = display_rows(build_report(load_runs([tmp_path])))
+
+    assert fmt_mean_std(0.9, float("nan"), metric_scale("accuracy")) == f"90.00 \u00b1 {DASH}"
+    assert rows[0][headers.index("test accuracy (%)")] == f"90.00 \u00b1 {DASH}"
+
+
+def test_markdown_lists_excluded_runs_with_their_error(multirun):
+    write_run(multirun / "4", strategy="top_k", status="failed", error="CUDA out of memory\nTraceback ...", test={})
+
+    md = markdown(build_report(load_runs([multirun])))
+
+    assert "## Excluded runs" in md
+    assert "failed: " in md and "4: CUDA out of memory" in md and "Traceback" not in md
