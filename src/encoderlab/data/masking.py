@@ -101,6 +101,7 @@ class MLMCollator:
         whole_word_mask: bool = False,
         pad_to_multiple_of: int | None = None,
         generator: torch.Generator | None = None,
+        max_length: int | None = None,
     ):
         check_mlm_ratios(mlm_probability, mask_replace_prob, random_replace_prob)
         if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None:
@@ -110,6 +111,7 @@ class MLMCollator:
         self.random_replace_prob = random_replace_prob
         self.whole_word_mask = whole_word_mask
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.max_length = max_length  # set: always pad to it (speed.padding=max_length, the run_mlm baseline)
         self.generator = generator
         self.pad_token_id = tokenizer.pad_token_id
         self.mask_token_id = tokenizer.mask_token_id
@@ -124,6 +126,8 @@ class MLMCollator:
         self.random_ids = torch.nonzero(keep).flatten()
 
     def _length(self, longest: int) -> int:
+        if self.max_length:
+            longest = max(longest, self.max_length)
         if self.pad_to_multiple_of:
             return int(math.ceil(longest / self.pad_to_multiple_of) * self.pad_to_multiple_of)
         return longest

@@ -1,0 +1,236 @@
+"""Kind: pre-training (masked LM, + NSP or SOP), from scratch or continued from a checkpoint.
+
+``BertForMaskedLM`` for MLM alone, ``BertForPreTraining`` for MLM + NSP/SOP (SOP reuses the 2-way
+``seq_relationship`` head). The MLM head runs on the masked positions only (the "sparse prediction" of
+Cramming / MosaicBERT): with ~15% of tokens masked, projecting every position onto a 30k vocabulary would spend
+most of a small model's compute on outputs that carry no loss. The export is a plain Hugging Face folder:
+``pipeline("fill-mask")`` loads it, and ``model=from_checkpoint model.path=<run>/hf`` fine-tunes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+from datasets import DatasetDict
+from torch import nn
+from torchmetrics import MeanMetric
+from transformers import AutoModelForMaskedLM, AutoModelForPreTraining
+
+from encoderlab.config.schema import RunConfig, TaskConfig
+from encoderlab.data import cache as data_cache
+from encoderlab.data.corpora import load_corpus_dir, split_corpus
+from encoderlab.data.masking import MLMCollator
+from encoderlab.data.pretraining import check_max_positions, preprocess_pretraining
+from encoderlab.data.sources import load_source, subsample
+from encoderlab.data.wordpiece import train_wordpiece
+from encoderlab.errors import ConfigError
+from encoderlab.kinds import Kind, Prepared
+from encoderlab.models.encoder import (
+    build_config,
+    build_model,
+    check_length,
+    load_tokenizer,
+    position_limit,
+    save_pretrained,
+)
+from encoderlab.models.module import EncoderModule
+from encoderlab.training.freezing import apply_freezing
+
+log = logging.getLogger(__name__)
+
+SENTENCE_LABEL = {"nsp": "next_sentence_label", "sop": "sentence_order_label"}
+STAGES = ("train", "val", "test")
+
+
+# ------------------------------------------------------------------------------------------------------ data
+
+
+def load_corpus(task: TaskConfig) -> DatasetDict:
+    """The raw corpus (one row per document, column ``text``) split into train / validation / test documents."""
+    raw = load_corpus_dir(task) if task.data_dir else load_source(task)
+    return split_corpus(raw, task)
+
+
+def tokenizer(run: RunConfig, run_dir: Path):
+    """The model's own tokenizer, or (``model.train_tokenizer``) a WordPiece vocabulary learned on train documents."""
+    model = run.model
+    if not model.train_tokenizer:
+        return load_tokenizer(model)
+    if not model.from_scratch:
+        raise ConfigError(
+            "model.train_tokenizer",
+            "a checkpoint's embeddings belong to its own vocabulary: train a tokenizer only with "
+            "model.from_scratch=true",
+        )
+    texts = load_corpus(run.task)["train"]["text"]
+    log.info(
+        "training a WordPiece vocabulary (%d tokens, lowercase=%s) on the train documents",
+        model.vocab_size,
+        model.lowercase,
+    )
+    return train_wordpiece(texts, model.vocab_size, model.lowercase, run_dir / "tokenizer")
+
+
+def collator(run: RunConfig, tokenizer) -> MLMCollator:
+    task = run.task
+    return MLMCollator(
+        tokenizer,
+        mlm_probability=task.mlm_probability,
+        mask_replace_prob=task.mask_replace_prob,
+        random_replace_prob=task.random_replace_prob,
+        whole_word_mask=task.whole_word_mask,
+        pad_to_multiple_of=run.speed.pad_to_multiple_of,
+        max_length=task.max_seq_length if run.speed.padding == "max_length" else None,
+    )
+
+
+def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
+    task = run.task
+    limit = position_limit(build_config(run.model, vocab_size=len(tokenizer)))
+    check_max_positions(task, limit)
+
+    def build():
+        ds, stats = preprocess_pretraining(load_corpus(task), tokenizer, task, max_positions=limit)
+        return ds, {"pretraining": stats, "sizes": {k: len(v) for k, v in ds.items()}}
+
+    key = data_cache.fingerprint(task, tokenizer)
+    ds, meta = data_cache.cached(cache_root, f"{task.kind}-{task.name}", key, build)
+    ds = subsample(ds, task, task.split_seed)  # max_train_samples / max_eval_samples count examples
+    meta["data_key"] = key
+    meta["sizes"] = {k: len(v) for k, v in ds.items()}
+    return Prepared(datasets=ds, collator=collator(run, tokenizer), meta=meta)
+
+
+# ----------------------------------------------------------------------------------------------------- model
+
+
+def build(run: RunConfig, prepared: Prepared, tokenizer) -> PretrainingModule:
+    task, model_cfg = run.task, run.model
+    if run.finetune.frozen_encoder:
+        raise ConfigError("finetune.strategy", "pre-training trains the encoder: use finetune=full (or top_k)")
+    config = build_config(model_cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    if len(tokenizer) > config.vocab_size:
+        raise ConfigError(
+            "model.tokenizer_path",
+            f"the tokenizer has {len(tokenizer)} tokens but the checkpoint's embeddings only {config.vocab_size}",
+        )
+    check_length(task.max_seq_length, config)
+    auto = AutoModelForMaskedLM if task.objective == "none" else AutoModelForPreTraining
+    network = build_model(model_cfg, auto, config)
+    if not model_cfg.from_scratch:
+        log.info(
+            "continued pre-training of %s with %s: head weights absent from the checkpoint (e.g. MiniLM's cls.*) "
+            "start from a fresh initialisation",
+            model_cfg.path,
+            type(network).__name__,
+        )
+    apply_freezing(network, run.finetune, config.num_hidden_layers)
+    return PretrainingModule(network, run, n_layers=config.num_hidden_layers)
+
+
+def _sparse_heads(network: nn.Module):
+    """(MLM head over hidden states, sentence head over the pooled output) of a BERT model, else (None, None)."""
+    cls = getattr(network, "cls", None)
+    mlm = getattr(cls, "predictions", None)
+    return mlm, getattr(cls, "seq_relationship", None)
+
+
+class PretrainingModule(EncoderModule):
+    """MLM loss + accuracy on masked positions + perplexity; NSP/SOP accuracy; non-padding tokens per second."""
+
+    def __init__(self, network: nn.Module, run: RunConfig, n_layers: int | None = None):
+        super().__init__(network, run, n_layers)
+        self.objective = run.task.objective
+        self.sentence_key = SENTENCE_LABEL.get(self.objective)
+        names = ["mlm_loss", "mlm_accuracy"] + (["sentence_accuracy"] if self.sentence_key else [])
+        # keyed "<stage>_": a ModuleDict key may not shadow nn.Module attributes such as ``train``
+        self.metrics = nn.ModuleDict({f"{s}_": nn.ModuleDict({n: MeanMetric() for n in names}) for s in STAGES})
+
+    def step(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        labels = batch["labels"]
+        selected = labels != -100
+        targets = labels[selected]
+        sentence_logits = None
+        mlm_head, sentence_head = _sparse_heads(self.network)
+        if mlm_head is not None:
+            out = self.network.base_model(**inputs)
+            mlm_logits = mlm_head(out[0][selected])
+            if self.sentence_key:
+                sentence_logits = sentence_head(out[1])
+        else:  # a non-BERT head model: full logits, then the masked positions
+            out = self.network(**inputs)
+            logits = out.logits if hasattr(out, "logits") else out.prediction_logits
+            mlm_logits = logits[selected]
+            sentence_logits = getattr(out, "seq_relationship_logits", None) if self.sentence_key else None
+        mlm_logits = mlm_logits.float()
+        n = int(targets.numel())
+        mlm_loss = nn.functional.cross_entropy(mlm_logits, targets) if n else mlm_logits.sum() * 0.0
+        outputs = {
+            "mlm_loss": mlm_loss.detach(),
+            "n_masked": n,
+            "mlm_correct": (mlm_logits.argmax(-1) == targets).float().detach(),
+        }
+        loss = mlm_loss
+        if self.sentence_key:
+            sent_labels = batch[self.sentence_key]
+            sentence_logits = sentence_logits.float()
+            loss = loss + nn.functional.cross_entropy(sentence_logits, sent_labels)
+            outputs["sentence_correct"] = (sentence_logits.argmax(-1) == sent_labels).float().detach()
+        return loss, outputs
+
+    def update_metrics(self, stage: str, batch: dict, outputs: dict) -> None:
+        m = self.metrics[f"{stage}_"]
+        if outputs["n_masked"]:
+            m["mlm_loss"].update(outputs["mlm_loss"], weight=outputs["n_masked"])
+            m["mlm_accuracy"].update(outputs["mlm_correct"])
+        if "sentence_correct" in outputs:
+            m["sentence_accuracy"].update(outputs["sentence_correct"])
+
+    def compute_metrics(self, stage: str) -> dict[str, float]:
+        m = self.metrics[f"{stage}_"]
+        values = {}
+        for name, metric in m.items():
+            if metric.update_count:
+                values[name] = float(metric.compute())
+            metric.reset()
+        if "mlm_loss" in values:
+            values["perplexity"] = math.exp(min(values["mlm_loss"], 50.0))
+        return values
+
+    def training_step(self, batch, batch_idx):
+        loss, outputs = self.step(batch)
+        n = int(batch["input_ids"].shape[0])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        if outputs["n_masked"]:
+            self.log("train/mlm_loss", outputs["mlm_loss"], on_step=True, on_epoch=False, batch_size=n)
+            self.log("train/mlm_accuracy", outputs["mlm_correct"].mean(), on_step=True, on_epoch=False, batch_size=n)
+        if "sentence_correct" in outputs:
+            self.log("train/sentence_accuracy", outputs["sentence_correct"].mean(), on_step=True, batch_size=n)
+        self.update_metrics("train", batch, outputs)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        super().on_train_batch_end(outputs, batch, batch_idx)
+        if self.train_time > 0:
+            self.log("train/tokens_per_second", self.tokens_seen / self.train_time, on_step=True, on_epoch=False)
+
+    def on_train_epoch_end(self):
+        values = self.compute_metrics("train")
+        self.log_dict({f"train/{k}_epoch": v for k, v in values.items()})
+
+
+# ---------------------------------------------------------------------------------------------------- export
+
+
+def export(module: PretrainingModule, tokenizer, out: Path, prepared: Prepared) -> None:
+    """model + tokenizer; ``AutoModelForMaskedLM`` / ``pipeline("fill-mask")`` load it, fine-tuning too."""
+    save_pretrained(module.network, tokenizer, out)
+
+
+KIND = Kind(prepare=prepare, build=build, export=export, tokenizer=tokenizer)
+
+__all__ = ["KIND", "PretrainingModule", "build", "export", "load_corpus", "prepare", "tokenizer"]
