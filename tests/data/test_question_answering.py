@@ -184,15 +184,6 @@ def test_v2_null_answer_when_cls_beats_the_best_span(tokenizer):
     assert qa.postprocess_predictions(examples, feats, starts, ends, task)["curie-x"] != ""
 
 
-def test_collator_pads_and_keeps_strings_out(tokenizer):
-    task = squad_task()
-    _, feats = features_for(tokenizer, task)
-    batch = qa.QuestionAnsweringCollator(tokenizer)([feats[i] for i in range(4)])
-    assert set(batch) >= {"input_ids", "attention_mask", "start_positions", "end_positions", "feature_index"}
-    assert "example_id" not in batch and "offset_mapping" not in batch
-    assert batch["input_ids"].shape[0] == 4
-
-
 def test_hub_rows_are_checked_too():
     ds = Dataset.from_dict({"id": ["1"], "context": ["abc"], "question": ["q"], "answer": [{"text": ["b"]}]})
     with pytest.raises(DataError, match="task.answers_field"):

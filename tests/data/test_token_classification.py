@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 from omegaconf import OmegaConf
 
@@ -168,22 +167,23 @@ def test_truncation_keeps_words_for_scoring(tokenizer):
     assert tags_out[-1] == "O"  # the cut 'Bonn' counts as a missed location, not as no word at all
 
 
-def test_preprocess_and_collate_a_jsonl_style_dataset(tokenizer):
+def test_preprocess_a_jsonl_style_dataset_and_map_batches_back_to_words(tokenizer):
+    from encoderlab.data.collate import PadCollator
+
     rows = {
         "words": [["Peter", "Blackburn"], ["EU", "rejects", "German", "call"]],
         "labels": [["B-PER", "I-PER"], ["B-ORG", "O", "B-MISC", "O"]],
     }
     task = conll_task(tokens_field="words", tags_field="labels")
     feats = tc.preprocess_token_classification(DatasetDict({"validation": Dataset.from_dict(rows)}), tokenizer, task)
-    batch = tc.TokenClassificationCollator(tokenizer)([feats["validation"][i] for i in range(2)])
+    rows_in = [{k: v for k, v in r.items() if k != "word_labels"} for r in feats["validation"].to_list()]
+    batch = PadCollator(tokenizer.pad_token_id)(rows_in)  # pads labels and word ids with -100
     assert batch["input_ids"].shape == batch["labels"].shape == batch["word_ids"].shape
-    assert batch["word_labels"].tolist()[0] == [1, 2, -100, -100]
     assert batch["example_index"].tolist() == [0, 1]
-    # gold token labels through the word mapping give back the word labels
-    token_preds = batch["labels"].clamp(min=0)
-    words = tc.word_level(token_preds, batch["word_ids"], batch["word_labels"].shape[1])
-    mask = batch["word_labels"] != -100
-    assert torch.equal(words[mask], batch["word_labels"][mask])
+    # gold token labels mapped through the word ids give back each sentence's word labels
+    words = tc.word_level(batch["labels"].clamp(min=0), batch["word_ids"], num_words=4)
+    assert words[0, :2].tolist() == feats["validation"][0]["word_labels"] and words[0, 2:].tolist() == [-1, -1]
+    assert words[1].tolist() == feats["validation"][1]["word_labels"]
 
 
 def test_resolve_label_names_from_data_puts_o_first():

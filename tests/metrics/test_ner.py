@@ -1,12 +1,11 @@
-"""Entity-level NER scores: strict IOB2 seqeval on a hand-computed example, and the epoch metric."""
+"""Entity-level NER scores: strict IOB2 seqeval on a hand-computed example."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 from encoderlab.errors import ConfigError
-from encoderlab.metrics.ner import NerMetric, check_iob2, ner_scores
+from encoderlab.metrics.ner import check_iob2, ner_scores
 
 TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
 # gold entities: PER(0:0-1) LOC(0:3) ORG(1:0-2) PER(1:4)
@@ -34,26 +33,6 @@ def test_perfect_and_empty_predictions():
     none = ner_scores(Y_TRUE, [["O"] * len(s) for s in Y_TRUE])
     assert none.entity_f1 == 0.0 and none.entity_precision == 0.0
     assert ner_scores([["O", "O"]], [["O", "O"]]).per_type == {}
-
-
-def test_epoch_metric_matches_the_function_and_scores_cut_words_as_missed():
-    ids = {t: i for i, t in enumerate(TAGS)}
-    m = NerMetric(TAGS)
-    # two batches; padding is -100 in the target; -1 is a word truncation cut off
-    t1 = torch.tensor([[ids[t] for t in Y_TRUE[0]] + [-100]])
-    p1 = torch.tensor([[ids[t] for t in Y_PRED[0]] + [0]])
-    t2 = torch.tensor([[ids[t] for t in Y_TRUE[1]]])
-    p2 = torch.tensor([[ids[t] for t in Y_PRED[1][:4]] + [-1]])
-    m.update(p1, t1)
-    m.update(p2, t2)
-    out = m.compute()
-    want = ner_scores(Y_TRUE, [Y_PRED[0], Y_PRED[1][:4] + ["O"]])
-    assert out["entity_f1"].item() == pytest.approx(want.entity_f1)
-    assert out["token_accuracy"].item() == pytest.approx(want.token_accuracy)
-    assert set(out) == {"entity_f1", "entity_precision", "entity_recall", "token_accuracy"}
-    m.reset()
-    m.update(t2.clone(), t2)
-    assert m.compute()["entity_f1"].item() == 1.0
 
 
 def test_non_iob2_tags_are_refused():

@@ -20,7 +20,6 @@ from typing import Any
 
 import datasets
 import numpy as np
-import torch
 from datasets import Dataset, DatasetDict
 
 from encoderlab.config.schema import TaskConfig
@@ -414,31 +413,7 @@ def gold_answers(examples: Dataset | Sequence[Mapping[str, Any]], task: TaskConf
     return {str(r[task.id_field]): list(r[task.answers_field]["text"]) for r in rows}
 
 
-# ---------------------------------------------------------------- batching
-
-
-@dataclass
-class QuestionAnsweringCollator:
-    """Dynamic padding; the string and offset columns that only post-processing reads stay out of the batch."""
-
-    tokenizer: Any
-    pad_to_multiple_of: int | None = None
-    max_length: int | None = None
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        keep = [k for k in features[0] if k not in (EXAMPLE_ID, OFFSETS)]
-        batch = self.tokenizer.pad(
-            [{k: f[k] for k in keep} for f in features],
-            padding="max_length" if self.max_length else True,
-            max_length=self.max_length,
-            pad_to_multiple_of=self.pad_to_multiple_of,
-            return_tensors="pt",
-        )
-        return dict(batch)
-
-
 __all__ = [
-    "QuestionAnsweringCollator",
     "check_answers",
     "gold_answers",
     "postprocess_predictions",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -292,11 +291,13 @@ def _describe_source(task: TaskConfig, split: str) -> str:
 
 
 def word_predictions(pred_ids: Sequence[int], word_ids: Sequence[int], num_words: int) -> list[int | None]:
-    """The prediction of each word: the one at its first piece; None for words truncation cut off."""
+    """The prediction of each word: the one at its first piece; None for words truncation cut off.
+
+    Any negative word id is "no word" (special tokens are -1, batch padding may be -100)."""
     out: list[int | None] = [None] * num_words
     prev = NO_WORD
     for p, w in zip(pred_ids, word_ids, strict=False):
-        if w != NO_WORD and w != prev and w < num_words and out[w] is None:
+        if 0 <= w < num_words and w != prev and out[w] is None:
             out[w] = int(p)
         prev = w
     return out
@@ -310,7 +311,7 @@ def to_tags(ids: Sequence[int | None], label_names: Sequence[str], outside: str 
 def word_level(token_preds: torch.Tensor, word_ids: torch.Tensor, num_words: int) -> torch.Tensor:
     """Batched :func:`word_predictions`: ``[batch, tokens]`` -> ``[batch, num_words]``, -1 where no piece was kept."""
     prev = torch.cat([torch.full_like(word_ids[:, :1], NO_WORD), word_ids[:, :-1]], dim=1)
-    first = (word_ids != NO_WORD) & (word_ids != prev) & (word_ids < num_words)
+    first = (word_ids >= 0) & (word_ids != prev) & (word_ids < num_words)
     out = torch.full((word_ids.shape[0], num_words), -1, dtype=torch.long, device=token_preds.device)
     rows = torch.arange(word_ids.shape[0], device=word_ids.device).unsqueeze(1).expand_as(word_ids)
     out[rows[first], word_ids[first]] = token_preds[first].long()
@@ -327,50 +328,8 @@ def entities(tokens: Sequence[str], tags: Sequence[str]) -> list[dict[str, Any]]
     ]
 
 
-# ---------------------------------------------------------------- batching
-
-
-@dataclass
-class TokenClassificationCollator:
-    """Dynamic padding for token features, including the word-level columns the metric needs."""
-
-    tokenizer: Any
-    pad_to_multiple_of: int | None = None
-    max_length: int | None = None  # speed.padding=max_length: pad every batch to this length
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        model_keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in features[0]]
-        batch = self.tokenizer.pad(
-            [{k: f[k] for k in model_keys} for f in features],
-            padding="max_length" if self.max_length else True,
-            max_length=self.max_length,
-            pad_to_multiple_of=self.pad_to_multiple_of,
-            return_tensors="pt",
-        )
-        length = batch["input_ids"].shape[1]
-        for key, fill in (("labels", IGNORE_INDEX), ("word_ids", NO_WORD)):
-            if key in features[0]:
-                batch[key] = _pad([f[key] for f in features], fill, length)
-        if EXAMPLE_INDEX in features[0]:
-            batch[EXAMPLE_INDEX] = torch.tensor([f[EXAMPLE_INDEX] for f in features], dtype=torch.long)
-        if "word_labels" in features[0]:
-            seqs = [f["word_labels"] for f in features]
-            batch["word_labels"] = _pad(seqs, IGNORE_INDEX, max((len(s) for s in seqs), default=0))
-        return dict(batch)
-
-
-def _pad(seqs: list[list[int]], fill: int, length: int) -> torch.Tensor:
-    out = torch.full((len(seqs), length), fill, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        s = list(s)[:length]
-        if s:
-            out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-    return out
-
-
 __all__ = [
     "IGNORE_INDEX",
-    "TokenClassificationCollator",
     "b_to_i_map",
     "entities",
     "parse_conll",

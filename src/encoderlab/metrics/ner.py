@@ -10,14 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import torch
 from seqeval.metrics.v1 import precision_recall_fscore_support
 from seqeval.scheme import IOB2, Entities
-from torchmetrics import Metric
 
 from encoderlab.errors import ConfigError
 
-IGNORE_INDEX = -100
 OUTSIDE = "O"
 
 
@@ -77,51 +74,4 @@ def ner_scores(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]])
     return NerScores(float(p), float(r), float(f), float(accuracy), per_type)
 
 
-class NerMetric(Metric):
-    """Accumulates word-level tag ids over an epoch and scores them with :func:`ner_scores` at the end.
-
-    States are tensors, so the metric syncs across processes. ``update(preds, target)`` takes ``[batch, words]``
-    ids; target positions of -100 are padding, a prediction of -1 is a word that truncation cut off (scored as
-    'O', i.e. a missed entity if it was in one).
-    """
-
-    full_state_update = False
-
-    def __init__(self, label_names: Sequence[str], **kwargs):
-        super().__init__(**kwargs)
-        check_iob2(label_names)
-        self.label_names = list(label_names)
-        self.add_state("preds", default=[], dist_reduce_fx="cat")
-        self.add_state("target", default=[], dist_reduce_fx="cat")
-        self.add_state("lengths", default=[], dist_reduce_fx="cat")
-
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        mask = target != IGNORE_INDEX
-        self.preds.append(preds[mask].long())
-        self.target.append(target[mask].long())
-        self.lengths.append(mask.sum(dim=1).long())
-
-    def _sequences(self) -> tuple[list[list[str]], list[list[str]]]:
-        def cat(x):
-            return torch.cat(x) if isinstance(x, list) else x
-
-        if isinstance(self.lengths, list) and not self.lengths:
-            return [], []
-        preds, target, lengths = cat(self.preds).tolist(), cat(self.target).tolist(), cat(self.lengths).tolist()
-        names = self.label_names
-        y_true, y_pred, pos = [], [], 0
-        for n in lengths:
-            y_true.append([names[i] for i in target[pos : pos + n]])
-            y_pred.append([OUTSIDE if i < 0 else names[i] for i in preds[pos : pos + n]])
-            pos += n
-        return y_true, y_pred
-
-    def scores(self) -> NerScores:
-        y_true, y_pred = self._sequences()
-        return ner_scores(y_true, y_pred)
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        return {k: torch.tensor(v) for k, v in self.scores().as_dict().items()}
-
-
-__all__ = ["NerMetric", "NerScores", "TypeScores", "check_iob2", "ner_scores"]
+__all__ = ["NerScores", "TypeScores", "check_iob2", "ner_scores"]
