@@ -1,0 +1,161 @@
+"""The pre-training kind: a short run lowers the MLM loss; the export fill-masks and fine-tunes."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import pytest
+import torch
+
+from encoderlab.config.schema import ModelConfig, RunConfig, TaskConfig
+from encoderlab.errors import ConfigError
+from encoderlab.models import pretraining as kind
+
+SUBJECTS = ["the bank", "the company", "the minister", "the club", "the band", "the court"]
+VERBS = ["said", "reported", "announced", "denied", "confirmed"]
+OBJECTS = ["record profits", "a new album", "higher taxes", "a late goal", "the appeal", "job cuts"]
+
+
+@pytest.fixture()
+def corpus_dir(tmp_path):
+    rng = random.Random(0)
+    root = tmp_path / "docs"
+    root.mkdir()
+    for i in range(40):
+        sents = [
+            f"{rng.choice(SUBJECTS).capitalize()} {rng.choice(VERBS)} {rng.choice(OBJECTS)} on day {rng.randint(1, 9)}."
+            for _ in range(rng.randint(3, 8))
+        ]
+        (root / f"{i:03d}.txt").write_text(" ".join(sents))
+    return root
+
+
+def _run(corpus_dir, objective="none", **model_kw) -> RunConfig:
+    task = TaskConfig(
+        name="tiny_corpus",
+        kind="pretraining",
+        source="files",
+        data_dir=str(corpus_dir),
+        objective=objective,
+        max_seq_length=48,
+        validation_documents=0.1,
+        metrics=["mlm_loss", "mlm_accuracy", "perplexity"] + (["sentence_accuracy"] if objective != "none" else []),
+        primary_metric="mlm_loss",
+    )
+    model = ModelConfig(
+        name="tiny",
+        from_scratch=True,
+        num_hidden_layers=2,
+        hidden_size=32,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    for k, v in model_kw.items():
+        setattr(model, k, v)
+    run = RunConfig(task=task, model=model, batch_size=16)
+    run.check()
+    return run
+
+
+def _prepared(run, tokenizer):
+    return kind.prepare(run, tokenizer, None)
+
+
+def _val_loss(module, batch) -> float:
+    module.eval()
+    with torch.no_grad():
+        loss, out = module.step(batch)
+    module.train()
+    return float(out["mlm_loss"])
+
+
+def test_short_run_lowers_mlm_loss_and_export_fill_masks(corpus_dir, tokenizer, tmp_path):
+    torch.manual_seed(0)
+    run = _run(corpus_dir)
+    prepared = _prepared(run, tokenizer)
+    module = kind.build(run, prepared, tokenizer)
+    val = prepared.collator(prepared.datasets["validation"].to_list())
+    assert (val["labels"] != -100).any()  # evaluation masks are fixed at preprocessing time
+    before = _val_loss(module, val)
+    opt = torch.optim.AdamW(module.network.parameters(), lr=3e-3)
+    rows = prepared.datasets["train"].to_list()
+    for step in range(40):
+        batch = prepared.collator(rows[(step * 16) % len(rows) :][:16] or rows[:16])
+        loss, _ = module.step(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = _val_loss(module, val)
+    assert after < before - 1.0, (before, after)
+
+    module.update_metrics("val", val, module.step(val)[1])
+    metrics = module.compute_metrics("val")
+    assert set(metrics) == {"mlm_loss", "mlm_accuracy", "perplexity"}
+    assert metrics["perplexity"] == pytest.approx(torch.tensor(metrics["mlm_loss"]).exp().item(), rel=1e-4)
+
+    out = tmp_path / "hf"
+    kind.export(module, tokenizer, out, prepared)
+    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, pipeline
+
+    mlm, info = AutoModelForMaskedLM.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"]
+    fill = pipeline("fill-mask", model=str(out), device="cpu")
+    preds = fill("the bank [MASK] record profits.")
+    assert len(preds) == 5 and all("token_str" in p for p in preds)
+
+    clf = AutoModelForSequenceClassification.from_pretrained(out, num_labels=2)
+    torch.testing.assert_close(
+        clf.bert.embeddings.word_embeddings.weight, mlm.bert.embeddings.word_embeddings.weight
+    )  # the fine-tuning model starts from the pre-trained encoder
+    enc = tokenizer(["a fine film", "a dull film"], padding=True, return_tensors="pt")
+    loss = clf(**enc, labels=torch.tensor([1, 0])).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("objective", ["nsp", "sop"])
+def test_sentence_objectives_train_the_pair_head(corpus_dir, tokenizer, objective):
+    run = _run(corpus_dir, objective=objective)
+    prepared = _prepared(run, tokenizer)
+    module = kind.build(run, prepared, tokenizer)
+    assert type(module.network).__name__ == "BertForPreTraining"
+    batch = prepared.collator(prepared.datasets["train"].to_list()[:16])
+    loss, outputs = module.step(batch)
+    loss.backward()
+    assert module.network.cls.seq_relationship.weight.grad is not None
+    module.update_metrics("val", batch, outputs)
+    metrics = module.compute_metrics("val")
+    assert 0.0 <= metrics["sentence_accuracy"] <= 1.0
+    assert prepared.meta["pretraining"]["train"]["examples"] == len(prepared.datasets["train"])
+
+
+def test_trained_wordpiece_vocabulary_sizes_the_model(corpus_dir, tmp_path):
+    run = _run(corpus_dir, train_tokenizer=True, vocab_size=120)
+    tok = kind.tokenizer(run, tmp_path)
+    assert len(tok) <= 120 and (tmp_path / "tokenizer" / "tokenizer.json").exists()
+    prepared = _prepared(run, tok)
+    module = kind.build(run, prepared, tok)
+    assert module.network.config.vocab_size == len(tok)
+    loss, _ = module.step(prepared.collator(prepared.datasets["train"].to_list()[:8]))
+    assert torch.isfinite(loss)
+
+
+def test_bad_model_settings_name_the_key(corpus_dir, tokenizer, tmp_path, minilm_path):
+    with pytest.raises(ConfigError) as e:
+        _prepared(_run(corpus_dir, max_position_embeddings=32), tokenizer)
+    assert e.value.key == "task.max_seq_length"
+    run = _run(corpus_dir, train_tokenizer=True, from_scratch=False, path=minilm_path)
+    with pytest.raises(ConfigError) as e:
+        kind.tokenizer(run, tmp_path)
+    assert e.value.key == "model.train_tokenizer"
+
+
+def test_continued_pretraining_says_the_mlm_head_is_new(corpus_dir, tokenizer, minilm_path, caplog):
+    run = _run(corpus_dir, from_scratch=False, path=minilm_path)
+    prepared = _prepared(run, tokenizer)
+    with caplog.at_level(logging.INFO):
+        module = kind.build(run, prepared, tokenizer)
+    assert "cls" in caplog.text and "initialis" in caplog.text
+    assert module.network.config.num_hidden_layers == 6
