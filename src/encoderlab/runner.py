@@ -29,7 +29,7 @@ from encoderlab.data.cache import cache_root
 from encoderlab.data.datamodule import EncoderDataModule
 from encoderlab.kinds import Prepared, get_kind
 from encoderlab.models.encoder import load_tokenizer
-from encoderlab.models.features import FeatureCollator, cached_features, encode_rows, feature_key
+from encoderlab.models.features import FeatureCollator, cached_features, encode_rows, feature_key, select_layers
 from encoderlab.models.heads import FeatureModel
 from encoderlab.training.callbacks import build_callbacks, build_loggers
 from encoderlab.training.freezing import count_parameters
@@ -106,21 +106,31 @@ def write_summary(run_dir: Path, summary: dict) -> None:
 
 
 def _cache_features(module, prepared: Prepared, run: RunConfig, root: Path | None) -> Prepared:
-    """Replace token ids by encoder features (once per split, shared by the seeds of a sweep)."""
+    """Replace token ids by encoder features (once per split, shared by the runs of a sweep).
+
+    Sequence features are cached for every hidden layer, so frozen and all feature_based layer choices
+    with the same pooling share one encoding; token features keep the selected layers only (size).
+    """
     net: FeatureModel = module.network
     t0 = time.perf_counter()
+    all_layers = net.pooling in ("cls", "mean")
     key = feature_key(
-        prepared.meta.get("data_key", ""), f"{run.model.path}|{run.model.name}", net.layers, net.pooling, run.precision
+        prepared.meta.get("data_key", ""),
+        f"{run.model.path}|{run.model.name}",
+        None if all_layers else net.layers,
+        net.pooling,
+        run.precision,
     )
     splits = {}
     for split, ds in prepared.datasets.items():
         rows = ds.to_list() if hasattr(ds, "to_list") else list(ds)
-        splits[split] = cached_features(
+        feats = cached_features(
             root,
             key,
             split,
-            lambda rows=rows: encode_rows(net, rows, prepared.collator, run.eval_batch_size, run.precision),
+            lambda rows=rows: encode_rows(net, rows, prepared.collator, run.eval_batch_size, run.precision, all_layers),
         )
+        splits[split] = select_layers(feats, net.layers) if all_layers else feats
     log.info("features ready in %.1fs (encoder frozen: the head trains on cached features)", time.perf_counter() - t0)
     return Prepared(splits, FeatureCollator(), prepared.meta | {"cached_features": True}, prepared.extras, None)
 

@@ -15,11 +15,17 @@ from pathlib import Path
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import hydra  # noqa: E402
+from hydra.core.config_store import ConfigStore  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from encoderlab.config.schema import RunConfig  # noqa: E402
 from encoderlab.errors import EncoderlabError  # noqa: E402
+
+# The typed schema is the first entry of conf/config.yaml's defaults: every key exists (so any key can be
+# overridden without '+') and a wrong key or type in a YAML file fails while composing.
+ConfigStore.instance().store(name="encoderlab_schema", node=RunConfig)
 
 CONF_DIR = os.environ.get("ENCODERLAB_CONF", str(Path(__file__).resolve().parents[3] / "conf"))
 log = logging.getLogger("encoderlab")
@@ -67,7 +73,11 @@ def hydra_main(cfg: DictConfig):
         return None
     metric = run.task.primary_metric
     test, val = summary.get("test", {}), summary.get("val", {})
-    shown = f"test {metric} = {test[metric]:.4f}" if metric in test else f"val {metric} = {val.get(metric, float('nan')):.4f}"
+    shown = (
+        f"test {metric} = {test[metric]:.4f}"
+        if metric in test
+        else f"val {metric} = {val.get(metric, float('nan')):.4f}"
+    )
     print(f"encoderlab: {run.task.name} / {run.model.name} / {run.finetune.strategy}: {shown}  ({run_dir})", flush=True)
     return val.get(metric)
 

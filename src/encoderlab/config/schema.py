@@ -9,7 +9,7 @@ example scripts (``max_seq_length``, ``doc_stride``, ``label_all_tokens``, ``mlm
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 from encoderlab.errors import ConfigError, check_choice
 
@@ -58,7 +58,7 @@ class TaskConfig:
     dataset: Optional[str] = None
     subset: Optional[str] = None  # hub config name (e.g. sst2)
     # files: split name -> path (a single 'train' file is split with validation_size/test_size)
-    data_files: Optional[Dict[str, str]] = None
+    data_files: Optional[dict[str, str]] = None
     data_dir: Optional[str] = None  # files: a folder of text documents (pretraining)
     format: Optional[str] = None  # inferred from the file extension when null
     encoding: Optional[str] = None  # null: UTF-8, and a non-UTF-8 file is an error
@@ -73,13 +73,13 @@ class TaskConfig:
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
     max_seq_length: int = 128
-    metrics: List[str] = field(default_factory=lambda: ["accuracy"])
+    metrics: list[str] = field(default_factory=lambda: ["accuracy"])
     primary_metric: str = "accuracy"
 
     # sequence classification / regression
-    text_fields: List[str] = field(default_factory=lambda: ["text"])
+    text_fields: list[str] = field(default_factory=lambda: ["text"])
     label_field: str = "label"
-    label_names: Optional[List[str]] = None
+    label_names: Optional[list[str]] = None
 
     # token classification
     tokens_field: str = "tokens"
@@ -235,11 +235,11 @@ class OptimizerConfig:
     lr: float = 2e-5
     head_lr: Optional[float] = None  # null: lr (x 1, no layer decay)
     weight_decay: float = 0.01
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     bias_correction: bool = True
     layer_decay: float = 1.0  # LLRD: lr x layer_decay^(depth from the top)
-    no_decay: List[str] = field(default_factory=lambda: ["bias", "LayerNorm.weight", "layer_norm.weight"])
+    no_decay: list[str] = field(default_factory=lambda: ["bias", "LayerNorm.weight", "layer_norm.weight"])
 
     def check(self) -> None:
         check_choice("optimizer.name", self.name, OPTIMIZERS)
@@ -302,7 +302,7 @@ class TrainerConfig:
     deterministic: bool = False
     enable_progress_bar: bool = True
     num_sanity_val_steps: int = 0
-    extra: Dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -312,7 +312,7 @@ class WandbConfig:
     entity: Optional[str] = None
     group: Optional[str] = None  # null: experiment + sweep id
     job_type: Optional[str] = None  # null: the finetune strategy
-    tags: List[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
     mode: Optional[str] = None  # online | offline | disabled; null: offline without an API key
 
 
@@ -367,7 +367,7 @@ class RunConfig:
     eval_batch_size: int = 128
     precision: str = "32-true"
     experiment_name: str = "default"
-    tags: List[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
     save_model: bool = True
     skip_finished: bool = True  # multirun: a job whose summary.json says finished with this config is skipped
 

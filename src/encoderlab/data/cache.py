@@ -27,7 +27,14 @@ log = logging.getLogger(__name__)
 # bump when preprocessing code changes what it writes
 CACHE_VERSION = 1
 # task keys that never change the preprocessed data
-_NOT_DATA = {"metrics", "primary_metric", "description", "n_best_size", "max_answer_length", "null_score_diff_threshold"}
+_NOT_DATA = {
+    "metrics",
+    "primary_metric",
+    "description",
+    "n_best_size",
+    "max_answer_length",
+    "null_score_diff_threshold",
+}
 
 
 def cache_root(configured: str) -> Path:

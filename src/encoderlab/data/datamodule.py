@@ -64,9 +64,7 @@ class EncoderDataModule(pl.LightningDataModule):
         world, rank = self._world()
         if self.speed.bucket_by_length and lengths is not None:
             sampler = BucketBatchSampler(lengths, self.batch_size, seed=self.seed, num_replicas=world, rank=rank)
-            return DataLoader(
-                data, batch_sampler=sampler, collate_fn=self.collator, num_workers=self.speed.num_workers
-            )
+            return DataLoader(data, batch_sampler=sampler, collate_fn=self.collator, num_workers=self.speed.num_workers)
         return DataLoader(
             data, batch_size=self.batch_size, shuffle=True, collate_fn=self.collator, num_workers=self.speed.num_workers
         )

@@ -105,7 +105,9 @@ def _load_package(task: TaskConfig) -> Dataset | DatasetDict:
     _load_plugins()
     loader = _PACKAGES.get(task.dataset or "")
     if loader is None:
-        raise ConfigError("task.dataset", f"unknown packaged dataset {task.dataset!r}; known: {choices(sorted(_PACKAGES))}")
+        raise ConfigError(
+            "task.dataset", f"unknown packaged dataset {task.dataset!r}; known: {choices(sorted(_PACKAGES))}"
+        )
     return loader(task)
 
 

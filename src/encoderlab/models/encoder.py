@@ -95,7 +95,9 @@ def build_config(cfg: ModelConfig, vocab_size: int | None = None, **task_kwargs)
         config = AutoConfig.from_pretrained(path, **dropout, **task_kwargs)
     except OSError as e:
         if _is_local(path):
-            raise ConfigError("model.path", f"'{path}' holds no config.json; is it a Hugging Face model folder?") from None
+            raise ConfigError(
+                "model.path", f"'{path}' holds no config.json; is it a Hugging Face model folder?"
+            ) from None
         raise _offline_error("model", cfg.path, "model.path", e) from None
     if vocab_size is not None and cfg.from_scratch:
         config.vocab_size = vocab_size
@@ -131,7 +133,8 @@ def check_length(max_seq_length: int, config: PretrainedConfig) -> None:
     limit = position_limit(config)
     if max_seq_length > limit:
         raise ConfigError(
-            "task.max_seq_length", f"{max_seq_length} is above the model's position limit ({limit}); use at most {limit}"
+            "task.max_seq_length",
+            f"{max_seq_length} is above the model's position limit ({limit}); use at most {limit}",
         )
 
 

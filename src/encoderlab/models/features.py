@@ -31,9 +31,18 @@ def _autocast(precision: str):
 
 @torch.no_grad()
 def encode_rows(
-    model: FeatureModel, rows: list[dict], collator: Callable, batch_size: int, precision: str = "32-true"
+    model: FeatureModel,
+    rows: list[dict],
+    collator: Callable,
+    batch_size: int,
+    precision: str = "32-true",
+    all_layers: bool = False,
 ) -> list[dict]:
-    """Rows with ``features`` ([n, H] per sequence, or [T, n, H] per token) in place of the token ids."""
+    """Rows with ``features`` ([n, H] per sequence, or [T, n, H] per token) in place of the token ids.
+
+    ``all_layers`` keeps every hidden layer (sequence features only: small), so one encoding serves every
+    ``finetune.layers`` choice of a freezing study; :func:`select_layers` picks the configured ones.
+    """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     lengths = [len(r["input_ids"]) for r in rows]
@@ -45,6 +54,7 @@ def encode_rows(
                 batch["input_ids"].to(device),
                 batch["attention_mask"].to(device),
                 batch["token_type_ids"].to(device) if "token_type_ids" in batch else None,
+                all_layers=all_layers,
             )
         feats = feats.float().cpu()
         for j, i in enumerate(idx):
@@ -59,14 +69,17 @@ def encode_rows(
     return out  # type: ignore[return-value]
 
 
-def feature_key(data_key: str, model_ident: str, layers: list[int], pooling: str | None, precision: str) -> str:
+def select_layers(rows: list[dict], layers: list[int]) -> list[dict]:
+    """Rows cached with every layer -> rows with the configured layers only."""
+    return [r | {"features": r["features"][layers]} for r in rows]
+
+
+def feature_key(data_key: str, model_ident: str, layers: list[int] | None, pooling: str | None, precision: str) -> str:
     payload = json.dumps([data_key, model_ident, layers, pooling, precision.startswith("bf16")])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def cached_features(
-    root: Path | None, key: str, split: str, compute: Callable[[], list[dict]]
-) -> list[dict]:
+def cached_features(root: Path | None, key: str, split: str, compute: Callable[[], list[dict]]) -> list[dict]:
     """``compute()`` once per (key, split); stored with torch.save, written atomically."""
     if root is None:
         return compute()

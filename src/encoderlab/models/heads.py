@@ -68,7 +68,10 @@ class FeatureHead(nn.Module):
             self.classifier: nn.Module = nn.Linear(width, num_outputs)
         elif head == "mlp":
             self.classifier = nn.Sequential(
-                nn.Linear(width, head_hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(head_hidden_size, num_outputs)
+                nn.Linear(width, head_hidden_size),
+                nn.GELU(),
+                nn.Dropout(dropout),
+                nn.Linear(head_hidden_size, num_outputs),
             )
         else:  # bilstm over tokens, as in BERT's feature-based NER (Table 7)
             self.lstm = nn.LSTM(width, head_hidden_size, num_layers=2, batch_first=True, bidirectional=True)
@@ -121,7 +124,8 @@ class FeatureModel(nn.Module):
         return self
 
     @torch.no_grad()
-    def encode(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+    def encode(self, input_ids, attention_mask, token_type_ids=None, all_layers: bool = False) -> torch.Tensor:
+        """Features of the selected layers; ``all_layers``: of every layer (embeddings first), for caching."""
         out = self.encoder(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -130,7 +134,8 @@ class FeatureModel(nn.Module):
         )
         if self.pooling == "pooler":
             return out.pooler_output[:, None, :]
-        hidden = torch.stack([out.hidden_states[i] for i in self.layers], dim=2)  # [B, T, n, H]
+        layers = range(len(out.hidden_states)) if all_layers else self.layers
+        hidden = torch.stack([out.hidden_states[i] for i in layers], dim=2)  # [B, T, n, H]
         if self.pooling is None:
             return hidden
         return pool(hidden, attention_mask, self.pooling)

@@ -55,8 +55,10 @@ def feature_model(run: RunConfig, config, num_outputs: int, token_level: bool = 
         layers_name, head = ft.layers, ft.head
     pooling = None if token_level else (ft.pooling or run.model.pooling)
     if pooling == "pooler" and layers_name != "last":
-        raise ConfigError("finetune.pooling", f"'pooler' reads the last layer only; with finetune.layers={layers_name} "
-                          "use finetune.pooling=cls or mean")
+        raise ConfigError(
+            "finetune.pooling",
+            f"'pooler' reads the last layer only; with finetune.layers={layers_name} use finetune.pooling=cls or mean",
+        )
     if pooling == "pooler" and getattr(encoder, "pooler", None) is None:
         raise ConfigError("finetune.pooling", "this model has no pooler; use finetune.pooling=cls or mean")
     idx, combine = layer_indices(layers_name, n)

@@ -67,7 +67,9 @@ def build_callbacks(run: RunConfig, run_dir: Path) -> tuple[list, ModelCheckpoin
         callbacks.append(ckpt)
     if run.callbacks.early_stopping:
         callbacks.append(
-            EarlyStopping(monitor=monitor, mode=mode, patience=run.callbacks.patience, min_delta=run.callbacks.min_delta)
+            EarlyStopping(
+                monitor=monitor, mode=mode, patience=run.callbacks.patience, min_delta=run.callbacks.min_delta
+            )
         )
     if run.callbacks.rich_progress and run.trainer.enable_progress_bar:
         callbacks.append(RichProgressBar(leave=True))
