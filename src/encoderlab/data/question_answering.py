@@ -330,22 +330,31 @@ def _describe_source(task: TaskConfig, split: str) -> str:
 
 
 @dataclass
-class _Candidate:
-    start: int  # character offsets into the context
+class Answer:
+    """The chosen span of one question: text sliced from the context, its character offsets, and the
+    probability of its start and end within the window it came from ("" with start = end = 0: no answer)."""
+
+    text: str
+    start: int
     end: int
     score: float
-    start_logit: float
-    end_logit: float
+    start_logit: float = 0.0
+    end_logit: float = 0.0
 
 
-def postprocess_predictions(
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    m = x.max()
+    return x - (m + np.log(np.exp(x - m).sum()))
+
+
+def best_answers(
     examples: Dataset | Sequence[Mapping[str, Any]],
     features: Dataset | Sequence[Mapping[str, Any]],
     start_logits: Sequence[Sequence[float]],
     end_logits: Sequence[Sequence[float]],
     task: TaskConfig,
-) -> dict[str, str]:
-    """The answer text per question id from per-feature logits (run_qa's ``postprocess_qa_predictions``).
+) -> dict[str, Answer]:
+    """The best :class:`Answer` per question id from per-feature logits (run_qa's ``postprocess_qa_predictions``).
 
     For each example, the ``n_best_size`` best starts and ends of all its features form candidate spans (inside
     the context, end >= start, at most ``max_answer_length`` tokens); the best-scoring one wins. With
@@ -363,19 +372,20 @@ def postprocess_predictions(
         else examples
     )
     n_best = task.n_best_size
-    predictions: dict[str, str] = {}
+    answers: dict[str, Answer] = {}
     for example in example_rows:
         qid = str(example[task.id_field])
         context = example[task.context_field]
-        null: _Candidate | None = None
-        candidates: list[_Candidate] = []
+        null: Answer | None = None
+        best: Answer | None = None
         for fi in by_example.get(qid, []):
             offsets = feature_rows[fi][OFFSETS]
             s_logits = np.asarray(start_logits[fi], dtype=np.float64)[: len(offsets)]
             e_logits = np.asarray(end_logits[fi], dtype=np.float64)[: len(offsets)]
+            s_logp, e_logp = _log_softmax(s_logits), _log_softmax(e_logits)
             null_score = float(s_logits[0] + e_logits[0])
-            if null is None or null.score > null_score:
-                null = _Candidate(0, 0, null_score, float(s_logits[0]), float(e_logits[0]))
+            if null is None or null.start_logit + null.end_logit > null_score:
+                null = Answer("", 0, 0, float(np.exp(s_logp[0] + e_logp[0])), float(s_logits[0]), float(e_logits[0]))
             starts = np.argsort(s_logits)[-1 : -n_best - 1 : -1]
             ends = np.argsort(e_logits)[-1 : -n_best - 1 : -1]
             for s in starts:
@@ -384,23 +394,28 @@ def postprocess_predictions(
                 for e in ends:
                     if offsets[e] is None or e < s or e - s + 1 > task.max_answer_length:
                         continue
-                    candidates.append(
-                        _Candidate(
-                            offsets[s][0],
-                            offsets[e][1],
-                            float(s_logits[s] + e_logits[e]),
-                            float(s_logits[s]),
-                            float(e_logits[e]),
-                        )
-                    )
-        candidates.sort(key=lambda c: c.score, reverse=True)
-        best = candidates[0] if candidates else None
+                    if best is None or s_logits[s] + e_logits[e] > best.start_logit + best.end_logit:
+                        a, b = offsets[s][0], offsets[e][1]
+                        prob = float(np.exp(s_logp[s] + e_logp[e]))
+                        best = Answer(context[a:b], a, b, prob, float(s_logits[s]), float(e_logits[e]))
         if task.version_2_with_negative and null is not None:
-            if best is None or null.score - best.start_logit - best.end_logit > task.null_score_diff_threshold:
-                predictions[qid] = ""
+            null_diff = null.start_logit + null.end_logit - (best.start_logit + best.end_logit if best else -np.inf)
+            if best is None or null_diff > task.null_score_diff_threshold:
+                answers[qid] = null
                 continue
-        predictions[qid] = context[best.start : best.end] if best is not None else ""
-    return predictions
+        answers[qid] = best if best is not None else Answer("", 0, 0, 0.0)
+    return answers
+
+
+def postprocess_predictions(
+    examples: Dataset | Sequence[Mapping[str, Any]],
+    features: Dataset | Sequence[Mapping[str, Any]],
+    start_logits: Sequence[Sequence[float]],
+    end_logits: Sequence[Sequence[float]],
+    task: TaskConfig,
+) -> dict[str, str]:
+    """The answer text per question id (see :func:`best_answers`); "" means no answer."""
+    return {q: a.text for q, a in best_answers(examples, features, start_logits, end_logits, task).items()}
 
 
 def gold_answers(examples: Dataset | Sequence[Mapping[str, Any]], task: TaskConfig) -> dict[str, list[str]]:
@@ -414,6 +429,8 @@ def gold_answers(examples: Dataset | Sequence[Mapping[str, Any]], task: TaskConf
 
 
 __all__ = [
+    "Answer",
+    "best_answers",
     "check_answers",
     "gold_answers",
     "postprocess_predictions",

@@ -1,0 +1,228 @@
+"""Kind: extractive question answering (SQuAD v1.1 / v2.0), scored by EM and F1 over whole questions.
+
+The network predicts a start and an end logit per token: a HF ``*ForQuestionAnswering`` (``num_labels=2``), or
+a frozen encoder with a 2-output per-token head. Training features are windows with span labels; at epoch
+end the logits of every window of a question are post-processed together (n-best spans, max answer length,
+v2's null threshold) into one answer string, sliced from the original context.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import DatasetDict
+from torch import nn
+from transformers import AutoModelForQuestionAnswering
+
+from encoderlab.config.schema import RunConfig, TaskConfig
+from encoderlab.data import cache as data_cache
+from encoderlab.data.question_answering import (
+    EXAMPLE_ID,
+    FEATURE_INDEX,
+    OFFSETS,
+    best_answers,
+    gold_answers,
+    postprocess_predictions,
+    prepare_eval_features,
+    preprocess_question_answering,
+)
+from encoderlab.data.sources import load_raw
+from encoderlab.kinds import Kind, Prepared
+from encoderlab.metrics.squad import squad_scores
+from encoderlab.models.encoder import build_config
+from encoderlab.models.module import STAGES, EncoderModule
+from encoderlab.models.sequence import pad_collator
+from encoderlab.models.token_classification import (
+    EVAL_SPLITS,
+    SPLITS,
+    build_token_network,
+    export_token_model,
+    gather_dict,
+    token_logits,
+)
+
+_EXAMPLES = "_examples"  # suffix of the cached splits that keep the raw questions for post-processing
+
+# ---------------------------------------------------------------- data
+
+
+def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
+    task = run.task
+
+    def build():
+        raw = load_raw(task)
+        feats = preprocess_question_answering(raw, tokenizer, task)
+        splits = dict(feats)
+        for split in EVAL_SPLITS.values():
+            splits[split + _EXAMPLES] = raw[split].select_columns(
+                [task.id_field, task.context_field, task.answers_field]
+            )
+        sizes = {k: len(v) for k, v in feats.items()} | {f"{k}_questions": len(v) for k, v in raw.items()}
+        return DatasetDict(splits), {"sizes": sizes}
+
+    key = data_cache.fingerprint(task, tokenizer, kind="question_answering")
+    ds, meta = data_cache.cached(cache_root, f"{task.kind}-{task.name}", key, build)
+    meta["data_key"] = key
+    rows, examples, features = {}, {}, {}
+    for split in SPLITS:
+        d = ds[split]
+        if split in EVAL_SPLITS.values():
+            features[split] = d.select_columns([EXAMPLE_ID, OFFSETS]).to_list()
+            examples[split] = ds[split + _EXAMPLES].to_list()
+        # offsets and ids are for post-processing only; the model sees ids, masks and span labels
+        rows[split] = d.remove_columns([c for c in (EXAMPLE_ID, OFFSETS) if c in d.column_names])
+    extras = {"examples": examples, "features": features}
+    return Prepared(datasets=rows, collator=pad_collator(run, tokenizer), meta=meta, extras=extras)
+
+
+# ---------------------------------------------------------------- module
+
+
+class QuestionAnsweringModule(EncoderModule):
+    """Mean of start and end cross-entropy; EM/F1 from post-processed answers at epoch end."""
+
+    def __init__(self, network: nn.Module, run: RunConfig, extras: dict, n_layers: int | None = None):
+        super().__init__(network, run, n_layers)
+        self.examples = extras["examples"]  # split -> rows with id, context, answers
+        self.features = extras["features"]  # split -> rows with example_id, offset_mapping
+        self._logits: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {s: {} for s in STAGES}
+        self.predictions: dict[str, dict[str, str]] = {}
+        self.details: dict[str, dict[str, float]] = {}
+
+    def step(self, batch):
+        logits = token_logits(self.network, batch).float()
+        start, end = logits[..., 0], logits[..., 1]
+        mask = batch.get("attention_mask")
+        if mask is not None:  # padding never holds an answer
+            start = start.masked_fill(mask[:, : start.shape[1]] == 0, -1e4)
+            end = end.masked_fill(mask[:, : end.shape[1]] == 0, -1e4)
+        loss = (
+            nn.functional.cross_entropy(start, batch["start_positions"])
+            + nn.functional.cross_entropy(end, batch["end_positions"])
+        ) / 2
+        return loss, {"start": start, "end": end}
+
+    def update_metrics(self, stage, batch, outputs):
+        lengths = batch["attention_mask"].sum(-1).tolist()
+        start = outputs["start"].detach().cpu().numpy()
+        end = outputs["end"].detach().cpu().numpy()
+        for j, fi in enumerate(batch[FEATURE_INDEX].tolist()):
+            n = int(lengths[j])
+            self._logits[stage][fi] = (start[j, :n].copy(), end[j, :n].copy())
+
+    def compute_metrics(self, stage):
+        logits = gather_dict(self._logits[stage])
+        self._logits[stage] = {}
+        if not logits:
+            return {}
+        split = EVAL_SPLITS[stage]
+        task = self.run.task
+        order = sorted(logits)
+        features = [self.features[split][i] for i in order]
+        seen = {f[EXAMPLE_ID] for f in features}
+        examples = [e for e in self.examples[split] if str(e[task.id_field]) in seen]
+        preds = postprocess_predictions(
+            examples, features, [logits[i][0] for i in order], [logits[i][1] for i in order], task
+        )
+        scores = squad_scores(preds, gold_answers(examples, task), version_2=task.version_2_with_negative)
+        self.predictions[stage], self.details[stage] = preds, scores
+        return {m: scores[m] for m in task.metrics}
+
+
+def build(run: RunConfig, prepared: Prepared, tokenizer) -> QuestionAnsweringModule:
+    config = build_config(run.model, vocab_size=len(tokenizer), num_labels=2)  # the QA head reads num_labels
+    network = build_token_network(run, AutoModelForQuestionAnswering, config, 2)
+    return QuestionAnsweringModule(network, run, prepared.extras, n_layers=config.num_hidden_layers)
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def predict(module: QuestionAnsweringModule, trainer, datamodule, prepared: Prepared, run_dir: Path) -> dict:
+    """``predictions_test.json``: {question id: answer text} ("" = no answer), the official scripts' input."""
+    if not trainer.is_global_zero or "test" not in module.predictions:
+        return {}
+    (run_dir / "predictions_test.json").write_text(json.dumps(module.predictions["test"], indent=1, ensure_ascii=False))
+    details = module.details.get("test", {})
+    return {k: float(v) for k, v in details.items() if k.startswith(("has_ans_", "no_ans_")) and "total" not in k}
+
+
+def export(module: QuestionAnsweringModule, tokenizer, out: Path, prepared: Prepared) -> None:
+    export_token_model(module, tokenizer, out, AutoModelForQuestionAnswering, "qa_outputs", {"outputs": 2})
+    settings = {k: getattr(module.run.task, k) for k in _ANSWER_SETTINGS}
+    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
+
+
+SETTINGS_FILE = "question_answering.json"
+_ANSWER_SETTINGS = (
+    "max_seq_length",
+    "doc_stride",
+    "max_query_length",
+    "n_best_size",
+    "max_answer_length",
+    "version_2_with_negative",
+    "null_score_diff_threshold",
+)
+
+
+class QuestionAnswerer:
+    """Answers questions with an exported folder, as ``pipeline("question-answering")`` did before
+    transformers 5 removed that pipeline: the same windows and post-processing as evaluation, the run's own
+    settings (``question_answering.json`` in the folder; keyword arguments override them).
+
+    >>> qa = QuestionAnswerer("outputs/.../hf")
+    >>> qa(question="Who won?", context="Marie Curie won the Nobel Prize in 1903.")
+    {'answer': 'Marie Curie', 'score': 0.93, 'start': 0, 'end': 11}
+    """
+
+    def __init__(self, model_dir: str | Path, device: str | None = None, **settings):
+        from transformers import AutoTokenizer
+
+        model_dir = Path(model_dir)
+        saved = json.loads((model_dir / SETTINGS_FILE).read_text()) if (model_dir / SETTINGS_FILE).exists() else {}
+        unknown = set(settings) - set(_ANSWER_SETTINGS)
+        if unknown:
+            raise TypeError(f"unknown settings {sorted(unknown)}; allowed: {list(_ANSWER_SETTINGS)}")
+        self.task = TaskConfig(kind="question_answering", **(saved | settings))
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModelForQuestionAnswering.from_pretrained(model_dir).eval()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, question: str | list[str], context: str | list[str]) -> dict | list[dict]:
+        single = isinstance(question, str)
+        questions = [question] if single else list(question)
+        contexts = [context] * len(questions) if isinstance(context, str) else list(context)
+        n = len(questions)
+        examples = {
+            "id": [str(i) for i in range(n)],
+            "question": questions,
+            "context": contexts,
+            "answers": [{"text": [], "answer_start": []}] * n,
+        }
+        feats = prepare_eval_features(examples, self.tokenizer, self.task)
+        inputs = [
+            {k: feats[k][i] for k in ("input_ids", "attention_mask", "token_type_ids") if k in feats}
+            for i in range(len(feats["input_ids"]))
+        ]
+        batch = self.tokenizer.pad(inputs, return_tensors="pt").to(self.device)
+        out = self.model(**batch)
+        rows = [{EXAMPLE_ID: e, OFFSETS: o} for e, o in zip(feats[EXAMPLE_ID], feats[OFFSETS], strict=True)]
+        rows_ex = [{"id": examples["id"][i], "context": contexts[i]} for i in range(n)]
+        found = best_answers(
+            rows_ex, rows, out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy(), self.task
+        )
+        result = [
+            {"answer": a.text, "score": a.score, "start": a.start, "end": a.end}
+            for a in (found[str(i)] for i in range(n))
+        ]
+        return result[0] if single else result
+
+
+KIND = Kind(prepare=prepare, build=build, export=export, predict=predict)
+
+__all__ = ["KIND", "QuestionAnswerer", "QuestionAnsweringModule"]

@@ -1,0 +1,255 @@
+"""Kind: token classification (NER), scored per word with strict IOB2 entity F1.
+
+The network is a Hugging Face ``*ForTokenClassification`` (full / top_k / gradual_unfreeze / LLRD), or for
+``frozen`` / ``feature_based`` a frozen encoder whose per-token features (BERT Table 7: one layer, a weighted
+sum or the concatenation of the last four) feed a linear, MLP or 2-layer BiLSTM head. Predictions go back to
+words through each feature's ``word_ids``; a word cut off by ``max_seq_length`` counts as tagged 'O'.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from datasets import DatasetDict
+from torch import nn
+from transformers import AutoModelForTokenClassification
+
+from encoderlab.config.schema import RunConfig
+from encoderlab.data import cache as data_cache
+from encoderlab.data.sources import load_raw
+from encoderlab.data.token_classification import (
+    EXAMPLE_INDEX,
+    IGNORE_INDEX,
+    entities,
+    preprocess_token_classification,
+    resolve_label_names,
+    to_tag_strings,
+    to_tags,
+    word_level,
+)
+from encoderlab.kinds import Kind, Prepared, write_json
+from encoderlab.metrics.ner import NerScores, ner_scores
+from encoderlab.models.encoder import build_config, build_model, check_length, save_pretrained
+from encoderlab.models.heads import FeatureModel
+from encoderlab.models.module import STAGES, EncoderModule
+from encoderlab.models.sequence import export_feature_model, feature_model, pad_collator
+from encoderlab.training.freezing import apply_freezing
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+EVAL_SPLITS = {"val": "validation", "test": "test"}
+_SENTENCES = "_sentences"  # suffix of the cached splits that keep words and gold tags for scoring and files
+_NOT_MODEL_INPUT = ("word_labels",)
+
+# ---------------------------------------------------------------- shared by the token-level kinds
+
+
+def token_logits(network: nn.Module, batch: dict) -> torch.Tensor:
+    """``[batch, tokens, outputs]`` from a HF token head or a FeatureModel (whose batch may hold cached features)."""
+    if isinstance(network, FeatureModel):
+        return network(batch)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    out = network(**inputs)
+    if hasattr(out, "start_logits"):  # *ForQuestionAnswering: one start and one end logit per token
+        return torch.stack([out.start_logits, out.end_logits], dim=-1)
+    return out.logits
+
+
+def build_token_network(run: RunConfig, auto_cls, config, num_outputs: int) -> nn.Module:
+    """A HF head model with the strategy's freezing applied, or a frozen encoder + per-token head."""
+    check_length(run.task.max_seq_length, config)
+    if run.finetune.frozen_encoder:
+        return feature_model(run, config, num_outputs, token_level=True)
+    network = build_model(run.model, auto_cls, config)
+    apply_freezing(network, run.finetune, config.num_hidden_layers)
+    return network
+
+
+def fold_linear_probe(net: FeatureModel, auto_cls, head_attr: str):
+    """A linear head on the last layer *is* the HF head model: rebuild it, so pipelines load the export."""
+    config = net.encoder.config
+    last = [config.num_hidden_layers]
+    if net.head.lstm is not None or net.head.combine != "single" or net.layers != last:
+        return None
+    head = net.head.classifier
+    model = auto_cls.from_config(config)
+    target = getattr(model, head_attr, None)
+    if not (isinstance(head, nn.Linear) and isinstance(target, nn.Linear)):
+        return None
+    missing, _ = model.base_model.load_state_dict(net.encoder.state_dict(), strict=False)
+    if missing:
+        return None
+    target.load_state_dict(head.state_dict())
+    return model
+
+
+def export_token_model(module: EncoderModule, tokenizer, out: Path, auto_cls, head_attr: str, meta: dict) -> None:
+    net = module.network
+    if not isinstance(net, FeatureModel):
+        save_pretrained(net, tokenizer, out)
+        return
+    folded = fold_linear_probe(net, auto_cls, head_attr)
+    if folded is not None:
+        save_pretrained(folded, tokenizer, out)
+        return
+    log.info(
+        "finetune.layers=%s with a %s head has no Hugging Face equivalent: hf/ holds the encoder plus "
+        "feature_head.pt / feature_head.json (transformers.pipeline loads the encoder only)",
+        module.run.finetune.layers,
+        module.run.finetune.head,
+    )
+    export_feature_model(net, tokenizer, out, meta)
+
+
+def gather_dict(local: dict) -> dict:
+    """The union of a dict over all processes (eval batches are split between ranks under DDP)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return local
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, local)
+    merged: dict = {}
+    for p in parts:
+        merged.update(p)
+    return merged
+
+
+# ---------------------------------------------------------------- data
+
+
+def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
+    task = run.task
+
+    def build():
+        raw = load_raw(task)
+        names = resolve_label_names(raw, task)
+        feats = preprocess_token_classification(raw, tokenizer, task)
+        splits = dict(feats)
+        for split in EVAL_SPLITS.values():  # words and gold tags, for scoring and predictions files
+            sentences = to_tag_strings(raw[split], task).select_columns([task.tokens_field, task.tags_field])
+            splits[split + _SENTENCES] = sentences
+        sizes = {k: len(v) for k, v in feats.items()}
+        return DatasetDict(splits), {"label_names": names, "sizes": sizes}
+
+    key = data_cache.fingerprint(task, tokenizer, kind="token_classification")
+    ds, meta = data_cache.cached(cache_root, f"{task.kind}-{task.name}", key, build)
+    meta["data_key"] = key
+    rows = {s: ds[s].remove_columns([c for c in _NOT_MODEL_INPUT if c in ds[s].column_names]) for s in SPLITS}
+    sentences = {}
+    for split in EVAL_SPLITS.values():
+        sent = ds[split + _SENTENCES]
+        sentences[split] = {"tokens": list(sent[task.tokens_field]), "tags": list(sent[task.tags_field])}
+    return Prepared(datasets=rows, collator=pad_collator(run, tokenizer), meta=meta, extras={"sentences": sentences})
+
+
+# ---------------------------------------------------------------- module
+
+
+class TokenClassificationModule(EncoderModule):
+    """Cross-entropy over labelled pieces; at epoch end, word-level tags scored against the gold sentences."""
+
+    def __init__(
+        self,
+        network: nn.Module,
+        run: RunConfig,
+        label_names: list[str],
+        sentences: dict[str, dict[str, list]],
+        n_layers: int | None = None,
+    ):
+        super().__init__(network, run, n_layers)
+        self.label_names = list(label_names)
+        self.sentences = sentences  # split -> {"tokens": [...], "tags": [...]}
+        self._preds: dict[str, dict[int, list[int]]] = {s: {} for s in STAGES}
+        self.predictions: dict[str, dict[int, list[str]]] = {}
+        self.scores: dict[str, NerScores] = {}
+
+    def step(self, batch):
+        logits = token_logits(self.network, batch).float()
+        labels = batch["labels"][:, : logits.shape[1]]
+        if (labels != IGNORE_INDEX).any():
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        else:  # a batch of sentences whose words all fell off the window
+            loss = logits.sum() * 0.0
+        return loss, {"preds": logits.argmax(-1)}
+
+    def update_metrics(self, stage, batch, outputs):
+        gold = self.sentences[EVAL_SPLITS[stage]]["tags"]
+        index = batch[EXAMPLE_INDEX].tolist()
+        n_words = [len(gold[i]) for i in index]
+        word_ids = batch["word_ids"][:, : outputs["preds"].shape[1]]
+        words = word_level(outputs["preds"], word_ids, max(n_words, default=0)).tolist()
+        for i, n, w in zip(index, n_words, words, strict=True):
+            self._preds[stage][i] = w[:n]
+
+    def compute_metrics(self, stage):
+        preds = gather_dict(self._preds[stage])
+        self._preds[stage] = {}
+        if not preds:
+            return {}
+        gold = self.sentences[EVAL_SPLITS[stage]]["tags"]
+        order = sorted(preds)
+        tags = {i: to_tags([None if p < 0 else p for p in preds[i]], self.label_names) for i in order}
+        scores = ner_scores([gold[i] for i in order], [tags[i] for i in order])
+        self.predictions[stage], self.scores[stage] = tags, scores
+        values = scores.as_dict()
+        return {m: values[m] for m in self.run.task.metrics}
+
+
+def build(run: RunConfig, prepared: Prepared, tokenizer) -> TokenClassificationModule:
+    names = prepared.meta["label_names"]
+    config = build_config(
+        run.model,
+        vocab_size=len(tokenizer),
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+    )
+    network = build_token_network(run, AutoModelForTokenClassification, config, len(names))
+    return TokenClassificationModule(
+        network, run, names, prepared.extras["sentences"], n_layers=config.num_hidden_layers
+    )
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def predict(module: TokenClassificationModule, trainer, datamodule, prepared: Prepared, run_dir: Path) -> dict:
+    """``predictions_test.jsonl`` (tokens, predicted tags and entities, gold entities per sentence) and
+    ``entity_scores_test.json`` (per entity type), next to summary.json."""
+    if not trainer.is_global_zero or "test" not in module.predictions:
+        return {}
+    sentences = prepared.extras["sentences"]["test"]
+    with (run_dir / "predictions_test.jsonl").open("w") as f:
+        for i, tags in sorted(module.predictions["test"].items()):
+            tokens = sentences["tokens"][i]
+            row = {
+                "index": i,
+                "tokens": tokens,
+                "tags": tags,
+                "entities": entities(tokens, tags),
+                "gold_entities": entities(tokens, sentences["tags"][i]),
+            }
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    scores = module.scores["test"]
+    write_json(
+        run_dir / "entity_scores_test.json",
+        {
+            "scheme": "IOB2 strict (seqeval)",
+            **scores.as_dict(),
+            "per_type": {t: vars(s) for t, s in scores.per_type.items()},
+        },
+    )
+    return {}
+
+
+def export(module: TokenClassificationModule, tokenizer, out: Path, prepared: Prepared) -> None:
+    export_token_model(
+        module, tokenizer, out, AutoModelForTokenClassification, "classifier", {"label_names": module.label_names}
+    )
+
+
+KIND = Kind(prepare=prepare, build=build, export=export, predict=predict)
