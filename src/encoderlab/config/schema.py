@@ -336,7 +336,6 @@ class CallbacksConfig:
 class PathsConfig:
     root_dir: str = "."
     cache_dir: str = "~/.cache/encoderlab"
-    output_dir: str = "outputs"
 
 
 @dataclass
