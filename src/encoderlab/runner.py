@@ -99,7 +99,14 @@ def base_summary(run: RunConfig, overrides: list[str]) -> dict:
     }
 
 
+def is_rank_zero() -> bool:
+    """True in the main process; DDP workers started by Lightning carry their rank in the environment."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
 def write_summary(run_dir: Path, summary: dict) -> None:
+    if not is_rank_zero():
+        return
     tmp = run_dir / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2, default=str))
     os.replace(tmp, run_dir / "summary.json")

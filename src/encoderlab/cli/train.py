@@ -18,9 +18,9 @@ import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from encoderlab.config.schema import RunConfig  # noqa: E402
+from encoderlab.config.schema import LOWER_IS_BETTER, RunConfig  # noqa: E402
 from encoderlab.errors import EncoderlabError  # noqa: E402
 
 # The typed schema is the first entry of conf/config.yaml's defaults: every key exists (so any key can be
@@ -29,6 +29,21 @@ ConfigStore.instance().store(name="encoderlab_schema", node=RunConfig)
 
 CONF_DIR = os.environ.get("ENCODERLAB_CONF", str(Path(__file__).resolve().parents[3] / "conf"))
 log = logging.getLogger("encoderlab")
+
+
+def _sqlite_url(path: str) -> str:
+    """An absolute SQLite URL; creates the folder, since Optuna opens the file before any job has made it."""
+    db = Path(path).expanduser().resolve()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{db}"
+
+
+# used by conf/hydra/sweeper/optuna_search.yaml: the study optimises the task's primary metric in its own
+# direction and keeps its trials in the sweep dir, so rerunning the command continues the study
+OmegaConf.register_new_resolver(
+    "encoderlab.direction", lambda metric: "minimize" if metric in LOWER_IS_BETTER else "maximize", replace=True
+)
+OmegaConf.register_new_resolver("encoderlab.sqlite", _sqlite_url, replace=True)
 
 
 def _fail(msg: str, multirun: bool):
@@ -47,10 +62,17 @@ def _hydra_meta(hc) -> dict:
     }
 
 
+def _stored_value(run_dir: Path, run: RunConfig) -> float | None:
+    import json
+
+    val = json.loads((run_dir / "summary.json").read_text()).get("val") or {}
+    return val.get(run.task.primary_metric)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def hydra_main(cfg: DictConfig):
     from encoderlab.config.validate import validate
-    from encoderlab.runner import execute, finished_before
+    from encoderlab.runner import execute, finished_before, is_rank_zero
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
@@ -61,7 +83,7 @@ def hydra_main(cfg: DictConfig):
         return _fail(str(e), multirun)
     if multirun and run.skip_finished and finished_before(run_dir, run):
         log.info("skipping %s: finished before with the same config (skip_finished=false reruns it)", run_dir)
-        return None
+        return _stored_value(run_dir, run)  # a sweeper (Optuna) still gets the job's value
     try:
         summary = execute(run, run_dir, list(hc.overrides.task), _hydra_meta(hc))
     except EncoderlabError as e:
@@ -78,7 +100,11 @@ def hydra_main(cfg: DictConfig):
         if metric in test
         else f"val {metric} = {val.get(metric, float('nan')):.4f}"
     )
-    print(f"encoderlab: {run.task.name} / {run.model.name} / {run.finetune.strategy}: {shown}  ({run_dir})", flush=True)
+    if is_rank_zero():
+        print(
+            f"encoderlab: {run.task.name} / {run.model.name} / {run.finetune.strategy}: {shown}  ({run_dir})",
+            flush=True,
+        )
     return val.get(metric)
 
 
@@ -91,6 +117,8 @@ def _quiet() -> None:
     transformers.logging.set_verbosity_error()
     for pattern in (".*Experiment logs directory.*", ".*LeafSpec.*", ".*module\\(s\\) in eval mode.*", ".*litlogger.*"):
         warnings.filterwarnings("ignore", message=pattern)
+    # conf/hydra/launcher/joblib.yaml sets n_jobs on top of the plugin's config of the same name (Hydra 1.3 merges them)
+    warnings.filterwarnings("ignore", message="\\s*'hydra/launcher/joblib' is validated against ConfigStore schema")
 
 
 def main() -> None:

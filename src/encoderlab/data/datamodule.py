@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from encoderlab.config.schema import SpeedConfig
 from encoderlab.data.collate import BucketBatchSampler, sorted_batches
@@ -80,8 +80,14 @@ class EncoderDataModule(pl.LightningDataModule):
                 collate_fn=self.collator,
                 num_workers=self.speed.num_workers,
             )
+        # under DDP each rank evaluates its shard; torchmetrics gathers the states
+        sampler = DistributedSampler(data, shuffle=False) if world > 1 else None
         return DataLoader(
-            data, batch_size=self.eval_batch_size, collate_fn=self.collator, num_workers=self.speed.num_workers
+            data,
+            batch_size=self.eval_batch_size,
+            sampler=sampler,
+            collate_fn=self.collator,
+            num_workers=self.speed.num_workers,
         )
 
     def val_dataloader(self) -> DataLoader:

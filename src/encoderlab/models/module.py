@@ -60,7 +60,7 @@ class EncoderModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         loss, _ = self.step(batch)
         n = _batch_size(batch)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -72,7 +72,7 @@ class EncoderModule(pl.LightningModule):
 
     def _eval_step(self, stage: str, batch) -> None:
         loss, outputs = self.step(batch)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=_batch_size(batch))
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=_batch_size(batch), sync_dist=True)
         self.update_metrics(stage, batch, outputs)
 
     def validation_step(self, batch, batch_idx):
@@ -83,7 +83,8 @@ class EncoderModule(pl.LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         values = self.compute_metrics(stage)
-        self.log_dict({f"{stage}/{k}": float(v) for k, v in values.items()}, prog_bar=(stage == "val"))
+        # torchmetrics already synchronised these across processes; sync_dist only quiets Lightning's check
+        self.log_dict({f"{stage}/{k}": float(v) for k, v in values.items()}, prog_bar=(stage == "val"), sync_dist=True)
 
     def on_validation_epoch_end(self):
         self._log_epoch("val")
