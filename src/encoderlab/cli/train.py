@@ -121,9 +121,47 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message="\\s*'hydra/launcher/joblib' is validated against ConfigStore schema")
 
 
+def compose_error_message(e: Exception) -> str:
+    """One line for a Hydra compose error: the group and its options, or the key and what is allowed."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    from encoderlab.config.validate import unknown_key_error, wrong_type_error
+
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file and e.options:
+        group, _, name = e.missing_cfg_file.rpartition("/")
+        where = "experiments/" if group == "experiment" else f"conf/{group}/"
+        return (
+            f"unknown {group} '{name}' ({group}={name}); options ({where}): {', '.join(sorted(e.options))}"
+            if group
+            else str(e).splitlines()[0]
+        )
+    cause = e.__cause__
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and cause.full_key:
+        return str(unknown_key_error(cause.full_key))
+    if isinstance(cause, ValidationError):
+        return str(wrong_type_error(cause.full_key, cause.msg))
+    first = " ".join(str(e).split("\nConfig search path:")[0].split())
+    return first + (f" ({str(cause).splitlines()[0]})" if cause is not None else "")
+
+
 def main() -> None:
+    """Compose errors (unknown option or key, bad override) end in one line and exit code 2, like any bad input.
+
+    Hydra would print them with a hint about HYDRA_FULL_ERROR and exit 1; asking it to raise lets us word
+    them. A user who sets HYDRA_FULL_ERROR=1 still gets Hydra's full trace.
+    """
+    from hydra.errors import CompactHydraException
+
     _quiet()
-    hydra_main()
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra_main()
+    except CompactHydraException as e:
+        if full_error:
+            raise
+        _fail(compose_error_message(e), multirun=False)
 
 
 if __name__ == "__main__":

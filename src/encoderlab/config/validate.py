@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from encoderlab.config.schema import RunConfig
@@ -23,10 +23,29 @@ def _fields_at(path: str) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
+def unknown_key_error(key: str) -> ConfigError:
+    """A key the schema does not have, with the keys allowed next to it."""
+    parent, _, leaf = key.rpartition(".")
+    allowed = _fields_at(parent)
+    hint = f"; keys allowed under '{parent or 'the top level'}': {choices(allowed)}" if allowed else ""
+    return ConfigError(key, f"unknown key '{leaf}'{hint}")
+
+
+def wrong_type_error(key: str, msg: str) -> ConfigError:
+    return ConfigError(key or "?", f"wrong type: {msg.splitlines()[0]}")
+
+
 def validate(cfg: DictConfig | dict) -> RunConfig:
     """Merge ``cfg`` (without its ``hydra`` node) into the schema and build the dataclasses."""
     if isinstance(cfg, DictConfig):
-        plain = OmegaConf.to_container(cfg, resolve=True)
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            # the hydra node interpolates runtime values that only exist inside a launched job
+            cfg.pop("hydra", None)
+        try:
+            plain = OmegaConf.to_container(cfg, resolve=True)
+        except OmegaConfBaseException as e:  # e.g. ${oc.env:VAR} with VAR unset
+            raise ConfigError(getattr(e, "full_key", None) or "?", str(e).splitlines()[0]) from None
     else:
         plain = dict(cfg)
     plain.pop("hydra", None)
@@ -36,13 +55,9 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
         merged = OmegaConf.merge(schema, plain)
         run = OmegaConf.to_object(merged)
     except ConfigKeyError as e:
-        key = e.full_key or "?"
-        parent, _, leaf = key.rpartition(".")
-        allowed = _fields_at(parent)
-        hint = f"; keys allowed under '{parent or 'the top level'}': {choices(allowed)}" if allowed else ""
-        raise ConfigError(key, f"unknown key '{leaf}'{hint}") from None
+        raise unknown_key_error(e.full_key or "?") from None
     except ValidationError as e:
-        raise ConfigError(e.full_key or "?", f"wrong type: {e.msg.splitlines()[0]}") from None
+        raise wrong_type_error(e.full_key, e.msg) from None
     except OmegaConfBaseException as e:
         raise ConfigError(getattr(e, "full_key", None) or "?", str(e).splitlines()[0]) from None
     assert isinstance(run, RunConfig)
