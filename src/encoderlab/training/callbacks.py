@@ -35,7 +35,9 @@ class RunTimer(pl.Callback):
     def on_fit_end(self, trainer, pl_module):
         self.fit_seconds = time.perf_counter() - self._start
 
-    def on_validation_epoch_end(self, trainer, pl_module):
+    def on_validation_end(self, trainer, pl_module):
+        # not on_validation_epoch_end: callbacks run before the module logs that epoch's metrics, so they
+        # would see the previous epoch's values (and none at all after the first validation)
         if trainer.sanity_checking:
             return
         metrics = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
