@@ -112,6 +112,13 @@ def write_summary(run_dir: Path, summary: dict) -> None:
     os.replace(tmp, run_dir / "summary.json")
 
 
+def _encoder_identity(run: RunConfig) -> str:
+    """What fixes the frozen encoder's weights: its whole config, and the seed when it is randomly initialised
+    (a from-scratch encoder of seed 1 is another network than that of seed 2, with the same name and path)."""
+    ident = json.dumps(asdict(run.model), sort_keys=True)
+    return ident + (f"|seed={run.seed}" if run.model.from_scratch else "")
+
+
 def _cache_features(module, prepared: Prepared, run: RunConfig, root: Path | None) -> Prepared:
     """Replace token ids by encoder features (once per split, shared by the runs of a sweep).
 
@@ -123,14 +130,17 @@ def _cache_features(module, prepared: Prepared, run: RunConfig, root: Path | Non
     all_layers = net.pooling in ("cls", "mean")
     key = feature_key(
         prepared.meta.get("data_key", ""),
-        f"{run.model.path}|{run.model.name}",
+        _encoder_identity(run),
         None if all_layers else net.layers,
         net.pooling,
         run.precision,
     )
     splits = {}
+    # token counts of the original rows: the train batches are bucketed exactly as without the cache
+    lengths = dict(prepared.lengths or {})
     for split, ds in prepared.datasets.items():
         rows = ds.to_list() if hasattr(ds, "to_list") else list(ds)
+        lengths.setdefault(split, [len(r["input_ids"]) for r in rows])
         feats = cached_features(
             root,
             key,
@@ -139,7 +149,7 @@ def _cache_features(module, prepared: Prepared, run: RunConfig, root: Path | Non
         )
         splits[split] = select_layers(feats, net.layers) if all_layers else feats
     log.info("features ready in %.1fs (encoder frozen: the head trains on cached features)", time.perf_counter() - t0)
-    return Prepared(splits, FeatureCollator(), prepared.meta | {"cached_features": True}, prepared.extras, None)
+    return Prepared(splits, FeatureCollator(), prepared.meta | {"cached_features": True}, prepared.extras, lengths)
 
 
 def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dict | None = None) -> dict:
