@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import datasets
 from datasets import ClassLabel, DatasetDict
 
@@ -38,16 +40,32 @@ def label_names_of(raw: DatasetDict, task: TaskConfig) -> list[str]:
     )
 
 
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
 def _label_id(value, to_id: dict[str, int], n: int) -> int | None:
-    """The id of a label given by name, or by its index 0..n-1 when the names are not numbers themselves."""
-    if value is None:
+    """The id of a label given by name, or by its index 0..n-1 when the names are not numbers themselves.
+
+    With names such as ``[1, 2, 3, 4, 5]`` (star ratings) a value is always a name: 0 is then an error,
+    not the first label.
+    """
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN
         return None
+    if isinstance(value, float) and value.is_integer():  # an int column with a blank cell reads as floats
+        value = int(value)
     key = str(value).strip()
     if key in to_id:
         return to_id[key]
-    if key.lstrip("-").isdigit() and 0 <= int(key) < n:
+    if _is_int(key) and not any(_is_int(name) for name in to_id) and 0 <= int(key) < n:
         return int(key)
     return None
+
+
+def _excerpt(ds: datasets.Dataset, row: int, task: TaskConfig) -> str:
+    """The row's text, so the user can find it in the file (rows are counted after splitting)."""
+    text = " | ".join(str(ds[row][f]) for f in task.text_fields)
+    return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
 def _encode_labels(ds: datasets.Dataset, task: TaskConfig, names: list[str], split: str) -> datasets.Dataset:
@@ -61,15 +79,17 @@ def _encode_labels(ds: datasets.Dataset, task: TaskConfig, names: list[str], spl
     for row, v in enumerate(values):
         i = _label_id(v, to_id, len(names))
         if i is None:
-            if v is None:
+            if v is None or (isinstance(v, float) and v != v):
                 raise DataError(
-                    f"task '{task.name}', {split} row {row}: no label in column '{task.label_field}'; if the whole "
+                    f"task '{task.name}', {split} row {row} (text {_excerpt(ds, row, task)}): no label in column "
+                    f"'{task.label_field}'; if the whole "
                     f"split is unlabelled (GLUE test sets are), set task.{split}_split to another split or to null "
                     "to carve it out of train"
                 )
             raise DataError(
-                f"task '{task.name}', {split} row {row}: label {v!r} in column '{task.label_field}' is not one of "
-                f"task.label_names ({choices(names)}); fix the data or add it to task.label_names"
+                f"task '{task.name}', {split} row {row} (text {_excerpt(ds, row, task)}): label {v!r} in column "
+                f"'{task.label_field}' is not one of task.label_names ({choices(names)}); fix the data or add it "
+                "to task.label_names"
             )
         ids.append(i)
     return ds.remove_columns(task.label_field).add_column("labels", ids)
@@ -79,11 +99,15 @@ def _encode_regression(ds: datasets.Dataset, task: TaskConfig, split: str) -> da
     out = []
     for row, v in enumerate(ds[task.label_field]):
         try:
-            out.append(float(v))
+            x = float(v)
         except (TypeError, ValueError):
+            x = math.nan
+        if not math.isfinite(x):  # a blank cell reads as NaN, and one NaN target makes every loss NaN
             raise DataError(
-                f"task '{task.name}', {split} row {row}: target {v!r} in column '{task.label_field}' is not a number"
-            ) from None
+                f"task '{task.name}', {split} row {row} (text {_excerpt(ds, row, task)}): target {v!r} in column "
+                f"'{task.label_field}' is not a number"
+            )
+        out.append(x)
     return ds.remove_columns(task.label_field).add_column("labels", out)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,8 +128,8 @@ def _load_hub(task: TaskConfig) -> DatasetDict:
             else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         )
         raise OfflineError(
-            f"could not load hub dataset '{task.dataset}'"
-            + (f" (config '{task.subset}')" if task.subset else "")
+            f"could not load hub dataset '{task.dataset}' (task.dataset)"
+            + (f", config '{task.subset}' (task.subset)" if task.subset else "")
             + f": {hint}. Use task.source=files with local data, or an offline task such as "
             "task=rotten_tomatoes."
         ) from None
@@ -158,13 +159,22 @@ def load_source(task: TaskConfig) -> DatasetDict:
     return ds
 
 
-def _stratify_column(ds: Dataset, task: TaskConfig) -> str | None:
-    if task.kind != "sequence_classification" or task.label_field not in ds.column_names:
+def _stratify_codes(ds: Dataset, task: TaskConfig) -> list[int] | None:
+    """Class codes to stratify a split by: a classifier's labels, whatever their type (names in a file
+    are strings), when every class has at least two examples; None: split at random."""
+    if task.kind != "sequence_classification" or task.label_field not in ds.column_names or len(ds) == 0:
         return None
-    if not isinstance(ds.features[task.label_field], datasets.ClassLabel):
-        return None
-    counts = ds.to_pandas()[task.label_field].value_counts()
-    return task.label_field if counts.min() >= 2 else None
+    values = list(ds[task.label_field])
+    if isinstance(ds.features[task.label_field], datasets.ClassLabel):
+        codes = values  # as before: the same seed gives the same split of a packaged set
+    else:
+        if any(v is None or v != v for v in values):  # an unlabelled row (or NaN): reported later, not here
+            return None
+        names = sorted({str(v).strip() for v in values})
+        index = {n: i for i, n in enumerate(names)}
+        codes = [index[str(v).strip()] for v in values]
+    counts = Counter(codes)
+    return codes if min(counts.values()) >= 2 else None
 
 
 def _carve(ds: Dataset, size: float, task: TaskConfig, what: str) -> tuple[Dataset, Dataset]:
@@ -173,9 +183,18 @@ def _carve(ds: Dataset, size: float, task: TaskConfig, what: str) -> tuple[Datas
             f"task.{what}_size",
             f"the source has no '{what}' split to use; set task.{what}_size > 0 to carve one out of train",
         )
-    strat = _stratify_column(ds, task)
-    parts = ds.train_test_split(test_size=size, seed=task.split_seed, stratify_by_column=strat)
-    return parts["train"], parts["test"]
+    codes = _stratify_codes(ds, task)
+    if codes is None:
+        parts = ds.train_test_split(test_size=size, seed=task.split_seed)
+        return parts["train"], parts["test"]
+    # split row numbers stratified by class, then select: works for any label type, not only ClassLabel
+    names = [str(c) for c in range(max(codes) + 1)]
+    index = Dataset.from_dict(
+        {"row": list(range(len(ds))), "y": codes},
+        features=datasets.Features({"row": datasets.Value("int64"), "y": datasets.ClassLabel(names=names)}),
+    )
+    parts = index.train_test_split(test_size=size, seed=task.split_seed, stratify_by_column="y")
+    return ds.select(parts["train"]["row"]), ds.select(parts["test"]["row"])
 
 
 def make_splits(ds: DatasetDict, task: TaskConfig) -> DatasetDict:
