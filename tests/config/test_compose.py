@@ -1,0 +1,114 @@
+"""Every option of every config group, and every experiment file, composes and validates.
+
+Options are discovered from the folders, so a new YAML file is covered without touching this test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+
+import encoderlab.cli.train  # noqa: F401  (registers the schema `encoderlab_schema` in Hydra's ConfigStore)
+from encoderlab.config.schema import METRICS, RunConfig
+from encoderlab.config.validate import validate
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "conf"
+EXPERIMENTS = ROOT / "experiments"
+# groups whose options are plain run config (hydra/ holds launcher and sweeper plugins, tested apart)
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment"))
+# options that need a value from the user (`???` in the file), with a stand-in
+REQUIRED = {("model", "from_checkpoint"): ["model.path=/some/checkpoint/dir"]}
+# the key in each group that carries the option's name (a file copied without renaming shows up here)
+NAME_KEYS = {"task": "name", "model": "name", "finetune": "strategy", "optimizer": "name", "scheduler": "name"}
+
+
+def options(folder: Path) -> list[str]:
+    """Option names of a config group folder, subfolders included ('paper/bert_base_rte')."""
+    return sorted(f.relative_to(folder).with_suffix("").as_posix() for f in folder.rglob("*.yaml"))
+
+
+GROUP_OPTIONS = [(g, o) for g in GROUPS for o in options(CONF / g)]
+EXPERIMENT_NAMES = options(EXPERIMENTS)
+
+
+@pytest.fixture(scope="module")
+def hydra_conf():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        yield
+
+
+def compose_run(overrides: list[str]) -> RunConfig:
+    return validate(compose("config", overrides=overrides))
+
+
+def test_discovery_finds_the_groups_and_experiments():
+    assert {"task", "model", "finetune", "optimizer", "scheduler", "trainer", "logger"} <= set(GROUPS)
+    assert len(GROUP_OPTIONS) > 30
+    assert "pretrain_vs_scratch" in EXPERIMENT_NAMES
+    # conf/experiment is the experiments/ folder, so `experiment=<name>` finds every file there
+    assert options(CONF / "experiment") == EXPERIMENT_NAMES
+
+
+def test_default_config_is_the_documented_default_job(hydra_conf):
+    run = compose_run([])
+    assert (run.task.name, run.model.name, run.finetune.strategy) == ("rotten_tomatoes", "minilm_l6", "full")
+    assert run.logger.csv and run.speed.padding == "dynamic"
+
+
+@pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS])
+def test_every_group_option_composes_and_validates(hydra_conf, group, option):
+    cfg = compose("config", overrides=[f"{group}={option}", *REQUIRED.get((group, option), [])])
+    assert not OmegaConf.missing_keys(cfg), f"{group}={option} leaves keys unset"
+    run = validate(cfg)
+    if group in NAME_KEYS:
+        assert getattr(getattr(run, group), NAME_KEYS[group]) == option.split("/")[-1]
+
+
+def _swept_overrides(cfg) -> list[str]:
+    """Each value of each swept key as its own override (`finetune: full,frozen` -> finetune=full, finetune=frozen)."""
+    params = OmegaConf.to_container(cfg.hydra.sweeper.get("params") or {}, resolve=False)
+    if not params:
+        return []
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    out = []
+    for o in parsed:
+        if o.is_sweep_override():
+            out += [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+        else:
+            out.append(f"{o.get_key_element()}={o.get_value_element_as_str()}")
+    return out
+
+
+@pytest.mark.parametrize("name", EXPERIMENT_NAMES)
+def test_every_experiment_composes_and_validates_with_each_swept_value(hydra_conf, name):
+    cfg = compose("config", overrides=[f"experiment={name}"], return_hydra_config=True)
+    run = compose_run([f"experiment={name}"])
+    assert run.experiment_name and run.experiment_name != "default", "an experiment names its runs"
+    if run.published.metric is not None:
+        assert run.published.metric in METRICS[run.task.kind], "published.metric must be a metric of the task kind"
+    for override in _swept_overrides(cfg):
+        compose_run([f"experiment={name}", override])
+
+
+@pytest.mark.parametrize(
+    "option", [f"{g}={o}" for g in ("launcher", "sweeper") for o in options(CONF / "hydra" / g)] or ["none"]
+)
+def test_every_launcher_and_sweeper_option_composes_and_its_plugin_imports(hydra_conf, option):
+    if option == "none":
+        pytest.skip("no launcher or sweeper options")
+    group = option.split("=")[0]
+    cfg = compose("config", overrides=[f"hydra/{option}"], return_hydra_config=True)
+    get_class(cfg.hydra[group]._target_)  # the plugin is installed
+
+
+def test_group_option_overrides_reach_the_run(hydra_conf):
+    run = compose_run(["task=csv_example", "model=bert_tiny", "finetune=top_k", "finetune.k=1", "scheduler=cosine"])
+    assert run.task.text_fields == ["review"] and run.task.label_names == ["neg", "pos"]
+    assert run.model.from_scratch and run.model.num_hidden_layers == 2
+    assert (run.finetune.strategy, run.finetune.k, run.scheduler.name) == ("top_k", 1, "cosine")

@@ -1,0 +1,124 @@
+"""A wrong key, type or value fails before any data is read, with a message that names the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+import encoderlab.cli.train  # noqa: F401  (registers the schema `encoderlab_schema`)
+from encoderlab.config.schema import RunConfig
+from encoderlab.config.validate import validate
+from encoderlab.errors import ConfigError
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+BASE = ["task=csv_example", "model=bert_tiny"]
+
+
+@pytest.fixture(scope="module")
+def hydra_conf():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        yield
+
+
+def compose_run(overrides: list[str]) -> RunConfig:
+    return validate(compose("config", overrides=BASE + overrides))
+
+
+def test_valid_config_becomes_typed_dataclasses(hydra_conf):
+    run = compose_run(["optimizer.lr=3e-4", "finetune=frozen"])
+    assert isinstance(run, RunConfig)
+    assert run.optimizer.lr == pytest.approx(3e-4) and isinstance(run.optimizer.lr, float)
+    assert run.finetune.frozen_encoder and not run.finetune.pooling
+
+
+def test_a_config_with_its_hydra_node_validates(hydra_conf):
+    """The hydra node interpolates job-only values; validation ignores it instead of failing on them."""
+    cfg = compose("config", overrides=BASE, return_hydra_config=True)
+    assert "hydra" in cfg
+    assert validate(cfg).task.name == "csv_example"
+
+
+def test_unknown_key_names_it_and_lists_the_allowed_keys():
+    with pytest.raises(ConfigError) as e:
+        validate({"task": {"name": "t", "max_seq_len": 64}})
+    assert e.value.key == "task.max_seq_len"
+    assert "unknown key 'max_seq_len'" in str(e.value) and "'max_seq_length'" in str(e.value)
+
+
+def test_unknown_top_level_key():
+    with pytest.raises(ConfigError) as e:
+        validate({"learning_rate": 1e-3})
+    assert e.value.key == "learning_rate" and "'optimizer'" in str(e.value)
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError) as e:
+        validate({"optimizer": {"lr": "fast"}})
+    assert e.value.key == "optimizer.lr" and "wrong type" in str(e.value)
+
+
+def test_missing_mandatory_value_names_the_key(hydra_conf):
+    with pytest.raises(ConfigError) as e:
+        validate(compose("config", overrides=["model=from_checkpoint"]))
+    assert e.value.key == "model.path"
+
+
+def test_unresolvable_interpolation_is_a_config_error(hydra_conf):
+    with pytest.raises(ConfigError) as e:
+        compose_run(["paths.cache_dir=${oc.env:ENCODERLAB_TEST_SURELY_UNSET_VAR}"])
+    assert "ENCODERLAB_TEST_SURELY_UNSET_VAR" in str(e.value)
+
+
+BAD_VALUES = [
+    # (overrides, key named in the error, a word the message must contain)
+    (["finetune.strategy=thaw_all"], "finetune.strategy", "'gradual_unfreeze'"),
+    (["finetune.layers=middle"], "finetune.layers", "'concat_last4'"),
+    (["finetune.pooling=max"], "finetune.pooling", "'mean'"),
+    (["finetune.k=0"], "finetune.k", "at least 1"),
+    (["finetune.unfreeze_interval=0"], "finetune.unfreeze_interval", "> 0"),
+    (["finetune.head=bilstm"], "finetune.head", "token_classification"),
+    (["task.metrics=[pearson]", "task.primary_metric=pearson"], "task.metrics", "'accuracy'"),
+    (["task.primary_metric=matthews_correlation"], "task.primary_metric", "'f1_macro'"),
+    (["task.kind=summarization"], "task.kind", "'sequence_regression'"),
+    (["task.source=web"], "task.source", "'files'"),
+    (["task.format=xlsx"], "task.format", "'jsonl'"),
+    (["task.max_seq_length=4"], "task.max_seq_length", "at least 8"),
+    (["task.validation_size=1.5"], "task.validation_size", "[0, 1)"),
+    (["task.data_files=null"], "task.data_files", "task.data_files"),
+    (["task.label_names=[only]"], "task.label_names", "two labels"),
+    (["task.text_fields=[a,b,c]"], "task.text_fields", "pair"),
+    (["task.source=hub", "task.dataset=null"], "task.dataset", "dataset"),
+    (["model.from_scratch=false"], "model.path", "from_scratch"),
+    (["model.hidden_size=30", "model.num_attention_heads=4"], "model.hidden_size", "multiple"),
+    (["model.pooling=max"], "model.pooling", "'pooler'"),
+    (["optimizer.name=sgd"], "optimizer.name", "'adamw_bert'"),
+    (["optimizer.lr=0"], "optimizer.lr", "> 0"),
+    (["optimizer.layer_decay=1.5"], "optimizer.layer_decay", "(0, 1]"),
+    (["optimizer.betas=[0.9]"], "optimizer.betas", "two values"),
+    (["scheduler.name=exponential"], "scheduler.name", "'slanted_triangular'"),
+    (["scheduler.warmup_ratio=1.0"], "scheduler.warmup_ratio", "[0, 1)"),
+    (["speed.padding=longest"], "speed.padding", "'max_length'"),
+    (["precision=fp8"], "precision", "'bf16-mixed'"),
+    (["batch_size=0"], "batch_size", "at least 1"),
+    (["eval_batch_size=0"], "eval_batch_size", "at least 1"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key", "word"), BAD_VALUES, ids=[b[1] for b in BAD_VALUES])
+def test_bad_value_fails_naming_the_key_and_allowed_values(hydra_conf, overrides, key, word):
+    with pytest.raises(ConfigError) as e:
+        compose_run(overrides)
+    assert e.value.key == key
+    assert f"'{key}'" in str(e.value) and word in str(e.value)
+
+
+def test_unknown_key_in_a_yaml_file_fails_while_composing(hydra_conf, tmp_path):
+    """The schema is Hydra's base config: a typo in a task file fails at compose time and names the key."""
+    (tmp_path / "task").mkdir()
+    (tmp_path / "task" / "typo.yaml").write_text("name: typo\ndata_files: {train: x.csv}\nmax_seq_len: 64\n")
+    with pytest.raises(ConfigCompositionException) as e:
+        compose("config", overrides=["task=typo", f"hydra.searchpath=[file://{tmp_path}]"])
+    assert "max_seq_len" in str(e.value) + str(e.value.__cause__)
