@@ -148,6 +148,7 @@ def _cache_features(module, prepared: Prepared, run: RunConfig, root: Path | Non
             lambda rows=rows: encode_rows(net, rows, prepared.collator, run.eval_batch_size, run.precision, all_layers),
         )
         splits[split] = select_layers(feats, net.layers) if all_layers else feats
+    net.train()  # encode_rows switched the whole network to eval mode; the head trains with its dropout
     log.info("features ready in %.1fs (encoder frozen: the head trains on cached features)", time.perf_counter() - t0)
     return Prepared(splits, FeatureCollator(), prepared.meta | {"cached_features": True}, prepared.extras, lengths)
 
