@@ -15,6 +15,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, Features, Value
 
 from encoderlab.config.schema import TaskConfig
+from encoderlab.data.files import read_text
 from encoderlab.data.packaged import bbc_news_documents, rotten_tomatoes_frame
 from encoderlab.data.sources import register_format, register_package
 from encoderlab.errors import ConfigError, DataError
@@ -30,33 +31,10 @@ def _documents(texts: list[str], source: str) -> Dataset:
     return Dataset.from_dict({"text": docs}, features=TEXT)
 
 
-def _read_text(path: Path, encoding: str | None) -> str:
-    """The file as text; a non-UTF-8 file without ``task.encoding`` is an error, not mojibake."""
-    enc = encoding or "utf-8"
-    try:
-        return path.read_text(encoding=enc)
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise DataError(
-            f"'{path}' is not valid {enc} (byte {e.start}, line {line}); set task.encoding to the file's encoding, "
-            "e.g. task.encoding=latin-1"
-        ) from None
-    except LookupError:
-        raise ConfigError("task.encoding", f"unknown encoding {enc!r}") from None
-
-
-def _fix_mojibake(text: str) -> str:
-    """BBC files hold UTF-8 bytes ('£' as 'Â£' when read as latin-1): re-decode when that is what they are."""
-    try:
-        return text.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return text
-
-
 @register_package("bbc_news_text")
 def bbc_news_text(task: TaskConfig) -> Dataset:
     """The 2,225 BBC News articles (title, blank line, paragraphs) as documents."""
-    return _documents([_fix_mojibake(d[2]) for d in bbc_news_documents()], "package 'bbc_news_text'")
+    return _documents([d[2] for d in bbc_news_documents()], "package 'bbc_news_text'")
 
 
 @register_package("rotten_tomatoes_text")
@@ -102,7 +80,7 @@ def rotten_tomatoes_train_text(task: TaskConfig) -> Dataset:
 @register_format("txt")
 def read_txt(path: Path, task: TaskConfig) -> Dataset:
     """A plain text file: documents separated by one or more blank lines."""
-    text = _read_text(path, task.encoding)
+    text = read_text(path, task)
     blocks, current = [], []
     for line in text.splitlines():
         if line.strip():
@@ -125,7 +103,7 @@ def load_corpus_dir(task: TaskConfig) -> Dataset:
     files = sorted(p for p in root.rglob("*.txt") if p.is_file())
     if not files:
         raise DataError(f"task.data_dir '{root}' has no .txt files (one document per file)")
-    return _documents([_read_text(p, task.encoding) for p in files], f"task.data_dir '{root}' ({len(files)} files)")
+    return _documents([read_text(p, task) for p in files], f"task.data_dir '{root}' ({len(files)} files)")
 
 
 def corpus_documents(ds: Dataset, task: TaskConfig, source: str = "the source") -> Dataset:
