@@ -42,8 +42,14 @@ def cache_root(configured: str) -> Path:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
+    """The tokenizer's definition, without the truncation/padding state that each call leaves behind
+    (a tokenizer that has tokenized once must fingerprint as it did before)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    if backend is not None:
+        spec = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        text = json.dumps(spec, sort_keys=True)
+    else:
+        text = json.dumps(tokenizer.get_vocab(), sort_keys=True)
     extra = f"{type(tokenizer).__name__}|{tokenizer.model_max_length}|{tokenizer.padding_side}"
     return hashlib.sha256((text + extra).encode()).hexdigest()[:16]
 
