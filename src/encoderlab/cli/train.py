@@ -7,9 +7,11 @@ the sweep goes on; a job that already finished with the same config is skipped.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -38,12 +40,34 @@ def _sqlite_url(path: str) -> str:
     return f"sqlite:///{db}"
 
 
-# used by conf/hydra/sweeper/optuna_search.yaml: the study optimises the task's primary metric in its own
-# direction and keeps its trials in the sweep dir, so rerunning the command continues the study
+def _job_dir(overrides: str, limit: int = 200) -> str:
+    """A sweep job's folder: its overrides (``k=v,...``), cut with a stable hash past ``limit`` characters.
+
+    File names stop at 255 bytes; an Optuna trial's full-precision floats plus a few overrides pass that, and
+    Hydra would then fail the whole sweep. The same overrides always give the same folder, so resuming works.
+    """
+    if len(overrides) <= limit:
+        return overrides
+    digest = hashlib.sha1(overrides.encode()).hexdigest()[:10]
+    kept = ""
+    for item in overrides.split(","):
+        if len(kept) + len(item) + 1 > limit - len(digest) - 2:
+            break
+        kept += item + ","
+    return f"{kept}~{digest}"
+
+
+# conf/hydra/sweeper/optuna_search.yaml: the study optimises the task's primary metric in its own direction and
+# keeps its trials in the sweep dir, so rerunning the command continues the study
 OmegaConf.register_new_resolver(
     "encoderlab.direction", lambda metric: "minimize" if metric in LOWER_IS_BETTER else "maximize", replace=True
 )
 OmegaConf.register_new_resolver("encoderlab.sqlite", _sqlite_url, replace=True)
+# conf/hydra/default.yaml: the folder of each job of a sweep
+OmegaConf.register_new_resolver("encoderlab.job_dir", _job_dir, replace=True)
+# conf/hydra/launcher/joblib.yaml sets n_jobs on top of the plugin's config of the same name, which Hydra 1.3 merges
+# with a deprecation warning; at import time, so that joblib's worker processes (which compose again) stay quiet too
+warnings.filterwarnings("ignore", message="\\s*'hydra/launcher/joblib' is validated against ConfigStore schema")
 
 
 def _fail(msg: str, multirun: bool):
@@ -72,7 +96,6 @@ def _stored_value(run_dir: Path, run: RunConfig) -> float | None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def hydra_main(cfg: DictConfig):
     from encoderlab.config.validate import validate
-    from encoderlab.runner import execute, finished_before, is_rank_zero
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
@@ -81,6 +104,9 @@ def hydra_main(cfg: DictConfig):
         run = validate(cfg)
     except EncoderlabError as e:
         return _fail(str(e), multirun)
+    # imported after validation: a config error is reported in a second, not after torch and Lightning load
+    from encoderlab.runner import execute, finished_before, is_rank_zero
+
     if multirun and run.skip_finished and finished_before(run_dir, run):
         log.info("skipping %s: finished before with the same config (skip_finished=false reruns it)", run_dir)
         return _stored_value(run_dir, run)  # a sweeper (Optuna) still gets the job's value
@@ -117,8 +143,6 @@ def _quiet() -> None:
     transformers.logging.set_verbosity_error()
     for pattern in (".*Experiment logs directory.*", ".*LeafSpec.*", ".*module\\(s\\) in eval mode.*", ".*litlogger.*"):
         warnings.filterwarnings("ignore", message=pattern)
-    # conf/hydra/launcher/joblib.yaml sets n_jobs on top of the plugin's config of the same name (Hydra 1.3 merges them)
-    warnings.filterwarnings("ignore", message="\\s*'hydra/launcher/joblib' is validated against ConfigStore schema")
 
 
 def compose_error_message(e: Exception) -> str:
