@@ -1,0 +1,137 @@
+"""Bad input through the real ``encoderlab-train``: exit code 2 and one message naming what to change, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+CLI = str(Path(sys.executable).parent / "encoderlab-train")
+TINY = [
+    "model=bert_tiny",
+    "model.hidden_size=32",
+    "model.num_attention_heads=2",
+    "model.intermediate_size=64",
+    "trainer=debug",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def cli(args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    assert "ENCODERLAB_CACHE" in env, "use the cache_dir fixture"
+    return subprocess.run(
+        [CLI, *args, f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def fails(args: list[str], run_dir: Path) -> str:
+    """Run, expect exit code 2, return the error message (stderr), checked for a traceback."""
+    p = cli(args, run_dir)
+    assert p.returncode == 2, f"exit {p.returncode}\nstdout:\n{p.stdout[-2000:]}\nstderr:\n{p.stderr[-4000:]}"
+    assert "Traceback" not in p.stderr + p.stdout
+    assert "HYDRA_FULL_ERROR" not in p.stderr
+    (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("encoderlab: error:")]
+    return line
+
+
+def csv_task(path: Path | str, *extra: str) -> list[str]:
+    return ["task=csv_example", f"task.data_files.train={path}", *extra]
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    lines = ["review,sentiment"] + [f'"{t}",{label}' for t, label in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("override", "options"),
+    [
+        ("task=imdb", ["rotten_tomatoes", "csv_example", "sst2"]),
+        ("model=bert_huge", ["minilm_l6", "bert_tiny", "from_checkpoint"]),
+        ("finetune=lora", ["full", "frozen", "feature_based", "top_k", "gradual_unfreeze"]),
+        ("scheduler=exponential", ["linear", "cosine", "slanted_triangular", "inverse_sqrt"]),
+        ("experiment=no_such_study", ["pretrain_vs_scratch"]),
+    ],
+)
+def test_unknown_option_lists_the_options(tmp_path, cache_dir, override, options):
+    msg = fails([override], tmp_path / "run")
+    group, name = override.split("=")
+    assert f"unknown {group} '{name}'" in msg
+    for option in options:
+        assert option in msg
+
+
+def test_unknown_key_names_it_and_the_allowed_keys(tmp_path, cache_dir):
+    msg = fails(["task.foo=1"], tmp_path / "run")
+    assert "'task.foo'" in msg and "max_seq_length" in msg
+
+
+def test_wrong_type_names_the_key(tmp_path, cache_dir):
+    msg = fails(["optimizer.lr=fast"], tmp_path / "run")
+    assert "'optimizer.lr'" in msg and "fast" in msg
+
+
+def test_bad_value_names_the_key_and_allowed_values(tmp_path, cache_dir):
+    msg = fails(["finetune.layers=middle"], tmp_path / "run")
+    assert "'finetune.layers'" in msg and "concat_last4" in msg
+
+
+def test_missing_data_file(tmp_path, cache_dir):
+    missing = tmp_path / "no_such_reviews.csv"
+    msg = fails(TINY + csv_task(missing), tmp_path / "run")
+    assert str(missing) in msg and "task.data_files.train" in msg
+
+
+def test_missing_text_column(tmp_path, cache_dir):
+    msg = fails(TINY + ["task=csv_example", "task.text_fields=[body]"], tmp_path / "run")
+    assert "'body'" in msg and "task.text_fields" in msg and "'review'" in msg
+
+
+def test_missing_label_column(tmp_path, cache_dir):
+    msg = fails(TINY + ["task=csv_example", "task.label_field=stars"], tmp_path / "run")
+    assert "'stars'" in msg and "task.label_field" in msg and "'sentiment'" in msg
+
+
+def test_label_outside_the_declared_set(tmp_path, cache_dir):
+    rows = [(f"review number {i}", "pos" if i % 2 else "neg") for i in range(30)] + [("an odd one", "meh")]
+    msg = fails(TINY + csv_task(write_csv(tmp_path / "labels.csv", rows)), tmp_path / "run")
+    assert "'meh'" in msg and "task.label_names" in msg and "row" in msg and "an odd one" in msg
+
+
+def test_dataset_empty_after_filtering(tmp_path, cache_dir):
+    rows = [(" " * (i % 3), "pos" if i % 2 else "neg") for i in range(30)]
+    msg = fails(TINY + csv_task(write_csv(tmp_path / "blank.csv", rows)), tmp_path / "run")
+    assert "empty" in msg and "'review'" in msg
+
+
+def test_non_utf8_file_without_encoding_then_with_it(tmp_path, cache_dir):
+    latin1 = FIXTURES / "reviews_latin1.csv"
+    msg = fails(TINY + csv_task(latin1), tmp_path / "run")
+    assert "task.encoding" in msg and str(latin1) in msg
+    ok = cli(TINY + csv_task(latin1, "task.encoding=latin-1"), tmp_path / "ok")
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert (tmp_path / "ok" / "summary.json").exists()
+
+
+def test_hub_model_while_offline(tmp_path, cache_dir):
+    msg = fails(["model=from_checkpoint", "model.path=some-org/does-not-exist"], tmp_path / "run")
+    assert "offline" in msg and "model.path" in msg and "some-org/does-not-exist" in msg
+
+
+def test_hub_dataset_while_offline(tmp_path, cache_dir):
+    msg = fails(TINY + ["task=sst2"], tmp_path / "run")
+    assert "offline" in msg and "nyu-mll/glue" in msg and "task.dataset" in msg
+
+
+def test_top_k_larger_than_the_model(tmp_path, cache_dir):
+    msg = fails(TINY + ["task=csv_example", "finetune=top_k", "finetune.k=99"], tmp_path / "run")
+    assert "finetune.k" in msg and "99" in msg and "2 layers" in msg
