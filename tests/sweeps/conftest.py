@@ -26,13 +26,12 @@ TINY = [
 ]
 
 
-@pytest.fixture()
-def cli_env(tmp_path) -> dict[str, str]:
-    """Offline, one thread, cache and outputs under tmp_path; csv_example's data file found from any folder."""
+def make_env(tmp: Path) -> dict[str, str]:
+    """Offline, one thread, the cache under ``tmp``; csv_example's data file is found from any folder."""
     env = dict(os.environ)
     env.update(
         PROJECT_ROOT=str(REPO),
-        ENCODERLAB_CACHE=str(tmp_path / "cache"),
+        ENCODERLAB_CACHE=str(tmp / "cache"),
         HF_HUB_OFFLINE="1",
         HF_DATASETS_OFFLINE="1",
         WANDB_MODE="offline",
@@ -43,6 +42,11 @@ def cli_env(tmp_path) -> dict[str, str]:
     )
     env.pop("WANDB_API_KEY", None)
     return env
+
+
+@pytest.fixture()
+def cli_env(tmp_path) -> dict[str, str]:
+    return make_env(tmp_path)
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
