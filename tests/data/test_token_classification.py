@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,14 @@ def test_conll_file_reads_sentences_and_skips_docstart():
     # another column is another tag set: the chunk tags are not NER tags, and the error says so
     with pytest.raises(DataError, match="task.label_names"):
         read_file(CONLL, conll_task(tag_column=2))
+
+
+def test_a_task_with_format_conll_also_reads_jsonl_token_lists(tmp_path):
+    f = tmp_path / "train.jsonl"
+    rows = [{"tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"]}, {"tokens": ["Oslo"], "tags": ["B-LOC"]}]
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    ds = read_file(f, conll_task(format="conll"))
+    assert ds["tokens"] == [["Peter", "Blackburn"], ["Oslo"]] and ds["tags"][1] == ["B-LOC"]
 
 
 def test_conll_whitespace_only_lines_separate_sentences(tmp_path):

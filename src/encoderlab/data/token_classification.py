@@ -104,7 +104,15 @@ def _token_dataset(columns: dict[str, list[list[str]]]) -> Dataset:
 
 @register_format("conll")
 def read_conll(path: Path, task: TaskConfig) -> Dataset:
-    """CoNLL-style column file: token and tag columns from ``task.token_column`` / ``task.tag_column``."""
+    """CoNLL-style column file: token and tag columns from ``task.token_column`` / ``task.tag_column``.
+
+    A ``.json`` / ``.jsonl`` file (token and tag lists per row) goes to the generic JSON readers, so a task that
+    declares ``format: conll`` also takes the other common NER layout without a second setting.
+    """
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        from encoderlab.data import files
+
+        return files.read_json(path, task) if path.suffix.lower() == ".json" else files.read_jsonl(path, task)
     rows = parse_conll(_read_text(path, task), path, task, task.token_column, task.tag_column)
     if not rows[task.tokens_field]:
         raise DataError(f"'{path}' holds no sentences (expected 'token ... tag' lines, blank line between sentences)")
