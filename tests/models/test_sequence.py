@@ -335,3 +335,35 @@ def test_cached_features_give_the_same_model_as_encoding_every_step(tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-3)
     assert not torch.equal(a["classifier.weight"], torch.zeros_like(a["classifier.weight"]))
+
+
+def test_regression_predicts_one_number_and_exports_a_regression_head(tokenizer, tmp_path):
+    run = make_run()
+    run.task = TaskConfig(
+        name="ratings",
+        kind="sequence_regression",
+        data_files={"train": str(FIXTURES / "ratings.jsonl")},
+        validation_split=None,
+        test_split=None,
+        label_field="score",
+        metrics=["pearson", "spearman"],
+        primary_metric="pearson",
+        max_seq_length=32,
+    )
+    run.check()
+    prepared = kind.prepare(run, tokenizer, None)
+    assert prepared.meta["label_names"] is None
+    torch.manual_seed(0)
+    module = kind.build(run, prepared, tokenizer)
+    batch = prepared.collator(prepared.datasets["train"].to_list()[:8])
+    assert batch["labels"].dtype == torch.float32
+    loss, out = module.step(batch)
+    torch.testing.assert_close(loss, torch.nn.functional.mse_loss(out["preds"], batch["labels"]))
+    assert out["preds"].shape == (8,)
+    _train_a_little(module, batch)
+    kind.export(module, tokenizer, tmp_path / "hf", prepared)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
+    assert reloaded.config.num_labels == 1 and reloaded.config.problem_type == "regression"
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, module.logits(batch), atol=1e-5, rtol=1e-4)
