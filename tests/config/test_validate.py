@@ -87,6 +87,7 @@ BAD_VALUES = [
     (["task.format=xlsx"], "task.format", "'jsonl'"),
     (["task.max_seq_length=4"], "task.max_seq_length", "at least 8"),
     (["task.validation_size=1.5"], "task.validation_size", "[0, 1)"),
+    (["task.max_train_samples=0"], "task.max_train_samples", "null for all"),
     (["task.data_files=null"], "task.data_files", "task.data_files"),
     (["task.label_names=[only]"], "task.label_names", "two labels"),
     (["task.text_fields=[a,b,c]"], "task.text_fields", "pair"),

@@ -130,6 +130,10 @@ class TaskConfig:
             v = getattr(self, key)
             if not 0.0 <= v < 1.0:
                 raise ConfigError(f"task.{key}", f"must be in [0, 1), got {v}")
+        for key in ("max_train_samples", "max_eval_samples"):
+            v = getattr(self, key)
+            if v is not None and v < 1:
+                raise ConfigError(f"task.{key}", f"must be at least 1 (or null for all), got {v}")
         if self.source == "files" and not (self.data_files or self.data_dir):
             raise ConfigError("task.data_files", "source 'files' needs task.data_files (or task.data_dir)")
         if self.source in ("package", "hub") and not self.dataset:
