@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 from pathlib import Path
@@ -88,15 +89,19 @@ def test_wandb_runs_are_offline_and_grouped_by_experiment_and_sweep(grid):
 
 
 @pytest.mark.slow
-def test_rerunning_the_sweep_skips_the_finished_jobs(grid):
-    before = {d: summary(d)["finished_at"] for d in run_dirs(grid["sweep"])}
-    wandb_runs = sorted(grid["sweep"].glob("*/wandb/offline-run-*"))
+def test_rerunning_a_killed_sweep_skips_the_finished_jobs_and_reruns_the_unfinished_one(grid):
+    killed, *done = run_dirs(grid["sweep"])
+    state = summary(killed) | {"status": "running", "finished_at": None}  # as a kill mid-job leaves it
+    (killed / "summary.json").write_text(json.dumps(state))
+    before = {d: summary(d)["finished_at"] for d in done}
+    wandb_runs = len(list(grid["sweep"].glob("*/wandb/offline-run-*")))
 
     proc = train(grid["args"], grid["env"], grid["tmp"])
 
-    assert proc.log.count("skipping") == 4
-    assert {d: summary(d)["finished_at"] for d in run_dirs(grid["sweep"])} == before
-    assert sorted(grid["sweep"].glob("*/wandb/offline-run-*")) == wandb_runs  # no new W&B runs either
+    assert proc.log.count("skipping") == 3
+    assert {d: summary(d)["finished_at"] for d in done} == before
+    assert summary(killed)["status"] == "finished"
+    assert len(list(grid["sweep"].glob("*/wandb/offline-run-*"))) == wandb_runs + 1  # only the rerun job logs again
 
 
 @pytest.mark.slow
