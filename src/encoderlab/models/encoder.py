@@ -60,7 +60,7 @@ def load_tokenizer(cfg: ModelConfig):
     path = resolve_path(ident, key)
     try:
         tok = AutoTokenizer.from_pretrained(path)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # transformers 5 raises ValueError for a folder without the files
         if _is_local(path):
             raise ConfigError(key, f"'{path}' holds no tokenizer files (tokenizer.json or vocab.txt)") from None
         raise _offline_error("tokenizer", ident, key, e) from None
@@ -93,7 +93,7 @@ def build_config(cfg: ModelConfig, vocab_size: int | None = None, **task_kwargs)
     path = resolve_path(cfg.path)
     try:
         config = AutoConfig.from_pretrained(path, **dropout, **task_kwargs)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # transformers 5 raises ValueError for a folder without the files
         if _is_local(path):
             raise ConfigError(
                 "model.path", f"'{path}' holds no config.json; is it a Hugging Face model folder?"
@@ -112,7 +112,7 @@ def build_model(cfg: ModelConfig, auto_cls, config: PretrainedConfig):
     path = resolve_path(cfg.path)
     try:
         model, info = auto_cls.from_pretrained(path, config=config, output_loading_info=True)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # transformers 5 raises ValueError for a folder without the files
         if _is_local(path):
             raise ConfigError("model.path", f"'{path}' holds no model weights (model.safetensors)") from None
         raise _offline_error("model", cfg.path, "model.path", e) from None
