@@ -127,6 +127,13 @@ def test_hub_model_while_offline(tmp_path, cache_dir):
     assert "offline" in msg and "model.path" in msg and "some-org/does-not-exist" in msg
 
 
+def test_checkpoint_folder_without_model_files(tmp_path, cache_dir):
+    empty = tmp_path / "not_a_model"
+    empty.mkdir()
+    msg = fails(["model=from_checkpoint", f"model.path={empty}"], tmp_path / "run")
+    assert "model.path" in msg and str(empty) in msg and "tokenizer" in msg
+
+
 def test_hub_dataset_while_offline(tmp_path, cache_dir):
     msg = fails(TINY + ["task=sst2"], tmp_path / "run")
     assert "offline" in msg and "nyu-mll/glue" in msg and "task.dataset" in msg

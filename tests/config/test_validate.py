@@ -90,6 +90,7 @@ BAD_VALUES = [
     (["task.max_train_samples=0"], "task.max_train_samples", "null for all"),
     (["task.data_files=null"], "task.data_files", "task.data_files"),
     (["task.label_names=[only]"], "task.label_names", "two labels"),
+    (["task.label_names=[neg,pos,neg]"], "task.label_names", "repeated: neg"),
     (["task.text_fields=[a,b,c]"], "task.text_fields", "pair"),
     (["task.source=hub", "task.dataset=null"], "task.dataset", "dataset"),
     (["model.from_scratch=false"], "model.path", "from_scratch"),

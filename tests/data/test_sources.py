@@ -92,6 +92,12 @@ def test_missing_file_names_the_file_and_the_key(tmp_path):
     assert str(missing) in str(e.value) and "task.data_files.validation" in str(e.value)
 
 
+def test_a_folder_is_not_a_data_file(tmp_path):
+    with pytest.raises(DataError) as e:
+        load_raw(reviews_task(data_files={"train": str(tmp_path)}))
+    assert "is a folder" in str(e.value) and "task.data_files.train" in str(e.value)
+
+
 def test_format_comes_from_the_extension_or_task_format(tmp_path):
     assert infer_format(Path("a.tsv"), TaskConfig()) == "tsv"
     assert infer_format(Path("a.ndjson"), TaskConfig()) == "jsonl"

@@ -144,6 +144,9 @@ class TaskConfig:
         if self.kind == "sequence_classification" and self.label_names is not None:
             if len(self.label_names) < 2:
                 raise ConfigError("task.label_names", "a classifier needs at least two labels")
+            dupes = sorted({str(n) for n in self.label_names if [str(m) for m in self.label_names].count(str(n)) > 1})
+            if dupes:
+                raise ConfigError("task.label_names", f"each label must appear once; repeated: {', '.join(dupes)}")
         if self.kind == "question_answering":
             if self.doc_stride >= self.max_seq_length:
                 raise ConfigError(

@@ -95,6 +95,8 @@ def read_file(path: str | Path, task: TaskConfig, key: str = "task.data_files") 
     path = Path(os.path.expanduser(str(path)))
     if not path.exists():
         raise DataError(f"data file not found: '{path}' (set {key} to an existing file)")
+    if path.is_dir():
+        raise DataError(f"'{path}' is a folder, not a data file (set {key} to a file)")
     fmt = infer_format(path, task)
     reader = _FORMATS.get(fmt)
     if reader is None:
