@@ -1,4 +1,4 @@
-"""hydra/sweeper=optuna_search: the task's direction, SQLite storage in the sweep dir, a study that continues."""
+"""hydra/sweeper=optuna (alias optuna_search): the task's direction, SQLite in the sweep dir, a study that continues."""
 
 from __future__ import annotations
 
@@ -13,16 +13,18 @@ from .conftest import TINY, run_dirs, train
 SEARCHED = {"optimizer.lr", "scheduler.warmup_ratio", "optimizer.layer_decay"}
 
 
-def _sweeper(overrides: list[str]):
+def _sweeper(overrides: list[str], name: str = "optuna"):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/sweeper=optuna_search", *overrides], return_hydra_config=True)
+        cfg = compose("config", overrides=[f"hydra/sweeper={name}", *overrides], return_hydra_config=True)
     return cfg.hydra.sweeper
 
 
+@pytest.mark.parametrize("name", ["optuna", "optuna_search"])
 @pytest.mark.parametrize(("task", "direction"), [("rotten_tomatoes", "maximize"), ("pretrain_mlm", "minimize")])
-def test_the_study_optimises_the_task_metric_in_its_direction(task, direction):
-    sweeper = _sweeper([f"task={task}", "experiment_name=x"])
+def test_the_study_optimises_the_task_metric_in_its_direction(task, direction, name):
+    sweeper = _sweeper([f"task={task}", "experiment_name=x"], name)
 
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.sampler._target_.endswith("TPESampler")
     assert sweeper.direction == direction
     assert sweeper.study_name == "x"
     assert set(sweeper.params) == SEARCHED
@@ -42,7 +44,7 @@ def test_a_search_writes_its_results_and_the_next_invocation_continues_it(tmp_pa
     import optuna
 
     sweep = tmp_path / "search"
-    args = ["-m", "hydra/sweeper=optuna_search", "task=csv_example", "experiment_name=search", *TINY]
+    args = ["-m", "hydra/sweeper=optuna", "task=csv_example", "experiment_name=search", *TINY]
     args.append(f"hydra.sweep.dir={sweep}")
 
     train([*args, "hydra.sweeper.n_trials=2"], cli_env, tmp_path)

@@ -65,6 +65,28 @@ OmegaConf.register_new_resolver(
 OmegaConf.register_new_resolver("encoderlab.sqlite", _sqlite_url, replace=True)
 # conf/hydra/default.yaml: the folder of each job of a sweep
 OmegaConf.register_new_resolver("encoderlab.job_dir", _job_dir, replace=True)
+
+
+def _optuna_is_ours() -> None:
+    """``hydra/sweeper=optuna`` runs encoderlab's search (conf/hydra/sweeper/optuna_search.yaml), not the plugin's
+    bare defaults (minimize, no storage, nothing to search). A file named optuna.yaml cannot do that: Hydra 1.3
+    refuses a config file that shadows a plugin config which has a defaults list. So the plugin's config is kept
+    as ``optuna_plugin`` (optuna_search.yaml extends it) and ``optuna`` becomes an alias of optuna_search."""
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # Hydra's one scan of the plugins (re)registers their configs: alias after it, not before
+    try:
+        from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+    except ImportError:  # the `sweeps` extra is not installed
+        return
+    store = ConfigStore.instance()
+    store.store(group="hydra/sweeper", name="optuna_plugin", node=OptunaSweeperConf, provider="optuna_sweeper")
+    store.store(
+        group="hydra/sweeper", name="optuna", node={"defaults": ["optuna_search", "_self_"]}, provider="encoderlab"
+    )
+
+
+_optuna_is_ours()
 # conf/hydra/launcher/joblib.yaml sets n_jobs on top of the plugin's config of the same name, which Hydra 1.3 merges
 # with a deprecation warning; at import time, so that joblib's worker processes (which compose again) stay quiet too
 warnings.filterwarnings("ignore", message="\\s*'hydra/launcher/joblib' is validated against ConfigStore schema")
