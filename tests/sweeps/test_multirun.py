@@ -148,7 +148,7 @@ def test_joblib_launcher_runs_two_jobs_at_once(tmp_path, cli_env):
 
 
 def test_a_job_folder_name_stays_short_and_stable():
-    from encoderlab.cli.train import _job_dir
+    from encoderlab.cli.hydra_setup import _job_dir
 
     short = "finetune=full,seed=1"
     long = ",".join(f"optimizer.lr_{i}=7.149387187917578e-05" for i in range(12))

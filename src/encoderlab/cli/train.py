@@ -7,89 +7,24 @@ the sweep goes on; a job that already finished with the same config is skipped.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import hydra  # noqa: E402
-from hydra.core.config_store import ConfigStore  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
-from encoderlab.config.schema import LOWER_IS_BETTER, RunConfig  # noqa: E402
+import encoderlab.cli.hydra_setup as hydra_setup  # noqa: E402  (registers the schema, resolvers, sweeper alias)
+from encoderlab.config.schema import RunConfig  # noqa: E402
 from encoderlab.errors import EncoderlabError  # noqa: E402
 
-# The typed schema is the first entry of conf/config.yaml's defaults: every key exists (so any key can be
-# overridden without '+') and a wrong key or type in a YAML file fails while composing.
-ConfigStore.instance().store(name="encoderlab_schema", node=RunConfig)
-
-CONF_DIR = os.environ.get("ENCODERLAB_CONF", str(Path(__file__).resolve().parents[3] / "conf"))
+CONF_DIR = hydra_setup.CONF_DIR
 log = logging.getLogger("encoderlab")
-
-
-def _sqlite_url(path: str) -> str:
-    """An absolute SQLite URL; creates the folder, since Optuna opens the file before any job has made it."""
-    db = Path(path).expanduser().resolve()
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{db}"
-
-
-def _job_dir(overrides: str, limit: int = 200) -> str:
-    """A sweep job's folder: its overrides (``k=v,...``), cut with a stable hash past ``limit`` characters.
-
-    File names stop at 255 bytes; an Optuna trial's full-precision floats plus a few overrides pass that, and
-    Hydra would then fail the whole sweep. The same overrides always give the same folder, so resuming works.
-    """
-    if len(overrides) <= limit:
-        return overrides
-    digest = hashlib.sha1(overrides.encode()).hexdigest()[:10]
-    kept = ""
-    for item in overrides.split(","):
-        if len(kept) + len(item) + 1 > limit - len(digest) - 2:
-            break
-        kept += item + ","
-    return f"{kept}~{digest}"
-
-
-# conf/hydra/sweeper/optuna_search.yaml: the study optimises the task's primary metric in its own direction and
-# keeps its trials in the sweep dir, so rerunning the command continues the study
-OmegaConf.register_new_resolver(
-    "encoderlab.direction", lambda metric: "minimize" if metric in LOWER_IS_BETTER else "maximize", replace=True
-)
-OmegaConf.register_new_resolver("encoderlab.sqlite", _sqlite_url, replace=True)
-# conf/hydra/default.yaml: the folder of each job of a sweep
-OmegaConf.register_new_resolver("encoderlab.job_dir", _job_dir, replace=True)
-
-
-def _optuna_is_ours() -> None:
-    """``hydra/sweeper=optuna`` runs encoderlab's search (conf/hydra/sweeper/optuna_search.yaml), not the plugin's
-    bare defaults (minimize, no storage, nothing to search). A file named optuna.yaml cannot do that: Hydra 1.3
-    refuses a config file that shadows a plugin config which has a defaults list. So the plugin's config is kept
-    as ``optuna_plugin`` (optuna_search.yaml extends it) and ``optuna`` becomes an alias of optuna_search."""
-    from hydra.core.plugins import Plugins
-
-    Plugins.instance()  # Hydra's one scan of the plugins (re)registers their configs: alias after it, not before
-    try:
-        from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
-    except ImportError:  # the `sweeps` extra is not installed
-        return
-    store = ConfigStore.instance()
-    store.store(group="hydra/sweeper", name="optuna_plugin", node=OptunaSweeperConf, provider="optuna_sweeper")
-    store.store(
-        group="hydra/sweeper", name="optuna", node={"defaults": ["optuna_search", "_self_"]}, provider="encoderlab"
-    )
-
-
-_optuna_is_ours()
-# conf/hydra/launcher/joblib.yaml sets n_jobs on top of the plugin's config of the same name, which Hydra 1.3 merges
-# with a deprecation warning; at import time, so that joblib's worker processes (which compose again) stay quiet too
-warnings.filterwarnings("ignore", message="\\s*'hydra/launcher/joblib' is validated against ConfigStore schema")
 
 
 def _fail(msg: str, multirun: bool):
@@ -156,41 +91,6 @@ def hydra_main(cfg: DictConfig):
     return val.get(metric)
 
 
-def _quiet() -> None:
-    """Keep the console for what the user acts on; details still go to the run's log file."""
-    import warnings
-
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    for pattern in (".*Experiment logs directory.*", ".*LeafSpec.*", ".*module\\(s\\) in eval mode.*", ".*litlogger.*"):
-        warnings.filterwarnings("ignore", message=pattern)
-
-
-def compose_error_message(e: Exception) -> str:
-    """One line for a Hydra compose error: the group and its options, or the key and what is allowed."""
-    from hydra.errors import MissingConfigException
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
-
-    from encoderlab.config.validate import unknown_key_error, wrong_type_error
-
-    if isinstance(e, MissingConfigException) and e.missing_cfg_file and e.options:
-        group, _, name = e.missing_cfg_file.rpartition("/")
-        where = "experiments/" if group == "experiment" else f"conf/{group}/"
-        return (
-            f"unknown {group} '{name}' ({group}={name}); options ({where}): {', '.join(sorted(e.options))}"
-            if group
-            else str(e).splitlines()[0]
-        )
-    cause = e.__cause__
-    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and cause.full_key:
-        return str(unknown_key_error(cause.full_key))
-    if isinstance(cause, ValidationError):
-        return str(wrong_type_error(cause.full_key, cause.msg))
-    first = " ".join(str(e).split("\nConfig search path:")[0].split())
-    return first + (f" ({str(cause).splitlines()[0]})" if cause is not None else "")
-
-
 def main() -> None:
     """Compose errors (unknown option or key, bad override) end in one line and exit code 2, like any bad input.
 
@@ -199,7 +99,6 @@ def main() -> None:
     """
     from hydra.errors import CompactHydraException
 
-    _quiet()
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
@@ -207,7 +106,7 @@ def main() -> None:
     except CompactHydraException as e:
         if full_error:
             raise
-        _fail(compose_error_message(e), multirun=False)
+        _fail(hydra_setup.compose_error_message(e), multirun=False)
 
 
 if __name__ == "__main__":

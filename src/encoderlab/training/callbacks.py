@@ -102,7 +102,9 @@ def build_loggers(run: RunConfig, run_dir: Path, hydra_meta: dict) -> list:
         from pytorch_lightning.loggers import WandbLogger
 
         sweep = hydra_meta.get("sweep_id")
-        group = wb.group or (f"{run.experiment_name}/{sweep}" if sweep else run.experiment_name)
+        # a sweep's folder is named after its experiment unless the user chose another (hydra.sweep.dir=...)
+        tail = f"/{sweep}" if sweep and sweep != run.experiment_name else ""
+        group = wb.group or f"{run.experiment_name}{tail}"
         tags = list(wb.tags) + list(run.tags) + list(hydra_meta.get("swept", []))
         mode = wandb_mode(wb.mode)
         log.info("W&B: project %s, group %s, mode %s", wb.project, group, mode)
