@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from transformers import AutoModel, AutoModelForSequenceClassification, pipeline
+from transformers import AutoModelForSequenceClassification, pipeline
 
 from encoderlab.config.schema import (
     CallbacksConfig,
@@ -25,7 +25,8 @@ from encoderlab.config.schema import (
 from encoderlab.data.datamodule import EncoderDataModule
 from encoderlab.errors import ConfigError
 from encoderlab.models import sequence as kind
-from encoderlab.models.heads import FeatureHead, FeatureModel, ScalarMix
+from encoderlab.models.heads import FeatureModel, ScalarMix
+from encoderlab.models.sequence import load_feature_model
 from encoderlab.training.freezing import count_parameters
 
 torch.set_num_threads(1)
@@ -299,10 +300,10 @@ def test_feature_based_export_holds_the_encoder_and_the_head(prepared, tokenizer
     kind.export(module, tokenizer, out, prepared)
     desc = json.loads((out / "feature_head.json").read_text())
     assert desc["layers"] == [1, 2] and desc["combine"] == "weighted" and desc["label_names"] == ["neg", "pos"]
-    encoder = AutoModel.from_pretrained(out).eval()
-    head = FeatureHead(2, H, 2, "weighted", "mlp", 256, 0.1).eval()
-    head.load_state_dict(torch.load(out / "feature_head.pt"))
-    reloaded = FeatureModel(encoder, head, desc["layers"], desc["pooling"]).eval()
+    # no config.json at the top: a pipeline cannot silently pair the encoder with a random classifier
+    assert not (out / "config.json").exists() and (out / "encoder" / "config.json").exists()
+    reloaded, tok, _ = load_feature_model(out)
+    assert tok("a delight")["input_ids"] == tokenizer("a delight")["input_ids"]
     with torch.no_grad():
         torch.testing.assert_close(reloaded(batch), module.logits(batch), atol=1e-5, rtol=1e-4)
 

@@ -60,6 +60,9 @@ class FeatureHead(nn.Module):
     ):
         super().__init__()
         self.combine = combine
+        # what rebuilds this head from an export (feature_head.json)
+        self.kind, self.n_selected, self.hidden = head, n_selected, hidden
+        self.num_outputs, self.head_hidden_size = num_outputs, head_hidden_size
         self.mix = ScalarMix(n_selected) if combine == "weighted" else None
         width = hidden * n_selected if combine == "concat" else hidden
         self.dropout = nn.Dropout(dropout)

@@ -93,12 +93,52 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> SequenceModule:
 
 
 def export_feature_model(network: FeatureModel, tokenizer, out: Path, meta: dict) -> None:
-    """The encoder in Hugging Face format plus the trained head (``feature_head.pt`` + its JSON description)."""
-    save_pretrained(network.encoder, tokenizer, out)
-    torch.save(network.head.state_dict(), out / "feature_head.pt")
-    (out / "feature_head.json").write_text(
-        json.dumps({"layers": network.layers, "pooling": network.pooling, "combine": network.head.combine, **meta})
+    """The frozen encoder in ``out/encoder`` (Hugging Face format) and the trained head beside it.
+
+    ``out`` itself holds no config.json on purpose: ``transformers.pipeline`` would otherwise load the encoder with
+    a randomly initialised classifier and predict nonsense. :func:`load_feature_model` rebuilds the whole model.
+    """
+    save_pretrained(network.encoder, tokenizer, out / "encoder")
+    head = network.head
+    torch.save(head.state_dict(), out / "feature_head.pt")
+    desc = {
+        "layers": network.layers,
+        "pooling": network.pooling,
+        "combine": head.combine,
+        "head": head.kind,
+        "n_selected": head.n_selected,
+        "hidden": head.hidden,
+        "num_outputs": head.num_outputs,
+        "head_hidden_size": head.head_hidden_size,
+        **meta,
+    }
+    (out / "feature_head.json").write_text(json.dumps(desc, indent=2))
+    (out / "README.md").write_text(
+        "A frozen encoder (encoder/) with a trained feature-based head (feature_head.pt). Load both with\n\n"
+        "    from encoderlab.models.sequence import load_feature_model\n"
+        "    model, tokenizer, desc = load_feature_model(PATH)\n"
+        "    logits = model(tokenizer(texts, return_tensors='pt', padding=True))\n"
     )
+
+
+def load_feature_model(path: str | Path) -> tuple[FeatureModel, object, dict]:
+    """(model, tokenizer, description) of a folder written by :func:`export_feature_model`."""
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    desc = json.loads((path / "feature_head.json").read_text())
+    head = FeatureHead(
+        desc["n_selected"],
+        desc["hidden"],
+        desc["num_outputs"],
+        desc["combine"],
+        desc["head"],
+        desc["head_hidden_size"],
+    )
+    head.load_state_dict(torch.load(path / "feature_head.pt", map_location="cpu"))
+    encoder = AutoModel.from_pretrained(path / "encoder")
+    model = FeatureModel(encoder, head, desc["layers"], desc["pooling"]).eval()
+    return model, AutoTokenizer.from_pretrained(path / "encoder"), desc
 
 
 def export(module: SequenceModule, tokenizer, out: Path, prepared: Prepared) -> None:

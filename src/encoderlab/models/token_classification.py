@@ -98,8 +98,8 @@ def export_token_model(module: EncoderModule, tokenizer, out: Path, auto_cls, he
         save_pretrained(folded, tokenizer, out)
         return
     log.info(
-        "finetune.layers=%s with a %s head has no Hugging Face equivalent: hf/ holds the encoder plus "
-        "feature_head.pt / feature_head.json (transformers.pipeline loads the encoder only)",
+        "finetune.layers=%s with a %s head has no Hugging Face equivalent: hf/ holds encoder/ plus "
+        "feature_head.pt (load both with encoderlab.models.sequence.load_feature_model)",
         module.run.finetune.layers,
         module.run.finetune.head,
     )
