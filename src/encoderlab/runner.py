@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+import transformers
 
 from encoderlab import __version__
 from encoderlab.config.schema import RunConfig
@@ -35,6 +36,8 @@ from encoderlab.training.callbacks import build_callbacks, build_loggers
 from encoderlab.training.freezing import count_parameters
 
 log = logging.getLogger("encoderlab")
+# per-tensor loading/saving bars of transformers say nothing a user acts on; the run's own progress bar stays
+transformers.utils.logging.disable_progress_bar()
 
 # keys that never change what a run computes (where it writes, how it shows progress)
 _NOT_IDENTITY = ("paths", "logger", "skip_finished")
