@@ -172,8 +172,11 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         module = kind.build(run, prepared, tokenizer)
         trainable, total = count_parameters(module.network)
         log.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
+        feature_seconds = 0.0
         if isinstance(module.network, FeatureModel) and run.speed.cache_features:
+            t_feat = time.perf_counter()
             prepared = _cache_features(module, prepared, run, cache_root(run.paths.cache_dir))
+            feature_seconds = time.perf_counter() - t_feat  # ~0 when an earlier run of the sweep encoded them
         dm = EncoderDataModule(
             prepared.datasets,
             prepared.collator,
@@ -214,7 +217,9 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
             "best_epoch": timer.best_epoch,
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
-            "train_seconds": round(timer.fit_seconds, 2),
+            # what this run paid to train: fitting, plus encoding the features when it had to
+            "train_seconds": round(timer.fit_seconds + feature_seconds, 2),
+            "feature_seconds": round(feature_seconds, 2),
             "train_samples_per_second": round(module.samples_seen / max(module.train_time, 1e-9), 2),
             "train_tokens_per_second": round(module.tokens_seen / max(module.train_time, 1e-9), 1),
             "trainable_params": trainable,
