@@ -121,8 +121,9 @@ def test_fingerprint_follows_the_data_file(tokenizer, tmp_path):
 
 
 @pytest.mark.parametrize("configured", ["~/somewhere", "/abs/dir"])
-def test_encoderlab_cache_env_wins(monkeypatch, tmp_path, configured):
+def test_encoderlab_cache_env_is_the_default_and_an_explicit_path_wins(monkeypatch, tmp_path, configured):
+    from encoderlab.config.schema import PathsConfig
+
     monkeypatch.setenv("ENCODERLAB_CACHE", str(tmp_path))
-    assert data_cache.cache_root(configured) == tmp_path
-    monkeypatch.delenv("ENCODERLAB_CACHE")
+    assert data_cache.cache_root(PathsConfig().cache_dir) == tmp_path
     assert data_cache.cache_root(configured) == Path(os.path.expanduser(configured))

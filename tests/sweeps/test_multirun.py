@@ -81,7 +81,8 @@ def test_wandb_runs_are_offline_and_grouped_by_experiment_and_sweep(grid):
         run = wandb_run_record(d)
         s = summary(d)
 
-        assert run.run_group == f"grid/{grid['sweep'].name}"  # experiment + sweep id, the same for every job
+        # the experiment, plus the sweep folder when it is not the experiment's own; the same for every job
+        assert run.run_group == "grid"
         assert run.job_type == s["strategy"]
         assert f"finetune={s['strategy']}" in run.tags and f"seed={s['seed']}" in run.tags
         config = {item.key: item.value_json for item in run.config.update}
@@ -109,8 +110,10 @@ def test_a_crashed_job_is_recorded_the_sweep_goes_on_and_a_rerun_retries_only_it
     shutil.copy(REPO / "tests" / "fixtures" / "reviews.csv", tmp_path / "a.csv")  # b.csv is missing
     args = ["-m", "task=csv_example", "task.data_files.train=a.csv,b.csv", *TINY, f"hydra.sweep.dir={tmp_path / 's'}"]
 
-    train(args, cli_env, tmp_path)
+    proc = train(args, cli_env, tmp_path, check=False)
 
+    # the sweep finished the other job, then listed the failed one and exited non-zero
+    assert proc.returncode == 1 and "1 job(s) of this sweep failed" in proc.stderr
     (ok,) = [d for d in run_dirs(tmp_path / "s") if "a.csv" in d.name]
     (bad,) = [d for d in run_dirs(tmp_path / "s") if "b.csv" in d.name]
     assert summary(ok)["status"] == "finished"

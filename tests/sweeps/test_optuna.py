@@ -62,8 +62,11 @@ def test_a_search_writes_its_results_and_the_next_invocation_continues_it(tmp_pa
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
     assert len(run_dirs(sweep)) == 3
 
-    # a trial that crashes is marked failed; the study and the command survive it
-    train([*args, "hydra.sweeper.n_trials=1", "task.data_files.train=missing.csv"], cli_env, tmp_path)
+    # a trial that crashes is marked failed; the study survives it, and the command reports it (exit 1)
+    proc = train(
+        [*args, "hydra.sweeper.n_trials=1", "task.data_files.train=missing.csv"], cli_env, tmp_path, check=False
+    )
+    assert proc.returncode == 1 and "1 job(s) of this sweep failed" in proc.stderr
 
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{sweep}/optuna.db")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3 + ["FAIL"]

@@ -8,6 +8,7 @@ example scripts (``max_seq_length``, ``doc_stride``, ``label_all_tokens``, ``mlm
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -342,7 +343,8 @@ class CallbacksConfig:
 @dataclass
 class PathsConfig:
     root_dir: str = "."
-    cache_dir: str = "~/.cache/encoderlab"
+    # conf/paths/default.yaml sets the same default for composed configs
+    cache_dir: str = field(default_factory=lambda: os.environ.get("ENCODERLAB_CACHE", "~/.cache/encoderlab"))
 
 
 @dataclass

@@ -38,7 +38,8 @@ _NOT_DATA = {
 
 
 def cache_root(configured: str) -> Path:
-    return Path(os.path.expanduser(os.environ.get("ENCODERLAB_CACHE", configured)))
+    """``paths.cache_dir`` (whose default already reads ENCODERLAB_CACHE), with ``~`` expanded."""
+    return Path(os.path.expanduser(configured))
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
