@@ -8,19 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 CLI = str(Path(sys.executable).parent / "encoderlab-train")
-TINY = [
-    "model=bert_tiny",
-    "model.hidden_size=32",
-    "model.num_attention_heads=2",
-    "model.intermediate_size=64",
-    "trainer=debug",
-    "trainer.accelerator=cpu",
-    "trainer.enable_progress_bar=false",
-]
 
 
 def cli(args: list[str], run_dir: Path) -> subprocess.CompletedProcess:

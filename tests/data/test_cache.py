@@ -9,28 +9,13 @@ from pathlib import Path
 
 import pytest
 from datasets import Dataset, DatasetDict
+from support import reviews_task
 
-from encoderlab.config.schema import RunConfig, TaskConfig
+from encoderlab.config.schema import RunConfig
 from encoderlab.data import cache as data_cache
 from encoderlab.models import sequence as kind
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-
-
-def reviews_task(path: Path | None = None, **kw) -> TaskConfig:
-    base = dict(
-        name="reviews",
-        data_files={"train": str(path or FIXTURES / "reviews.csv")},
-        validation_split=None,
-        test_split=None,
-        validation_size=0.2,
-        test_size=0.2,
-        text_fields=["review"],
-        label_field="sentiment",
-        label_names=["neg", "pos"],
-        max_seq_length=64,
-    )
-    return TaskConfig(**(base | kw))
 
 
 def entries(root: Path) -> list[str]:

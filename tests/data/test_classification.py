@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from support import ratings_task
 
 from encoderlab.config.schema import TaskConfig
 from encoderlab.data.classification import label_names_of, prepare_labels, tokenize
@@ -116,16 +117,7 @@ def test_regression_targets_are_floats_and_must_be_numbers():
 
 
 def test_jsonl_regression_file_end_to_end():
-    t = TaskConfig(
-        name="ratings",
-        kind="sequence_regression",
-        data_files={"train": str(FIXTURES / "ratings.jsonl")},
-        validation_split=None,
-        test_split=None,
-        label_field="score",
-        metrics=["pearson", "spearman"],
-        primary_metric="pearson",
-    )
+    t = ratings_task()
     out, _ = prepare_labels(load_raw(t), t)
     assert all(0.0 < y < 6.0 for split in out.values() for y in split["labels"])
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import reviews_task
 
-from encoderlab.config.schema import RunConfig, SpeedConfig, TaskConfig
+from encoderlab.config.schema import RunConfig, SpeedConfig
 from encoderlab.data.collate import BucketBatchSampler, PadCollator, sorted_batches
 from encoderlab.data.datamodule import EncoderDataModule
 from encoderlab.models import sequence as kind
@@ -111,18 +112,7 @@ def test_sorted_batches_go_longest_first_and_cover_everything():
 
 
 def _prepared(tokenizer, max_len: int, speed: SpeedConfig):
-    task = TaskConfig(
-        name="reviews",
-        data_files={"train": str(FIXTURES / "reviews.csv")},
-        validation_split=None,
-        test_split=None,
-        validation_size=0.2,
-        test_size=0.2,
-        text_fields=["review"],
-        label_field="sentiment",
-        label_names=["neg", "pos"],
-        max_seq_length=max_len,
-    )
+    task = reviews_task(max_seq_length=max_len)
     run = RunConfig(task=task, speed=speed)
     return kind.prepare(run, tokenizer, None)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import datasets
 import pytest
 from datasets import Dataset, DatasetDict
+from support import reviews_task
 
 from encoderlab.config.schema import TaskConfig
 from encoderlab.data import sources
@@ -16,21 +17,6 @@ from encoderlab.errors import ConfigError, DataError, OfflineError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 REVIEWS = str(FIXTURES / "reviews.csv")  # 60 rows, 30 neg / 30 pos
-
-
-def reviews_task(**kw) -> TaskConfig:
-    base = dict(
-        name="reviews",
-        data_files={"train": REVIEWS},
-        validation_split=None,
-        test_split=None,
-        validation_size=0.2,
-        test_size=0.2,
-        text_fields=["review"],
-        label_field="sentiment",
-        label_names=["neg", "pos"],
-    )
-    return TaskConfig(**(base | kw))
 
 
 def test_one_file_is_carved_into_disjoint_stratified_splits():

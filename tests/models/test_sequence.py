@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from support import ratings_task, reviews_task
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from encoderlab.config.schema import (
@@ -19,7 +20,6 @@ from encoderlab.config.schema import (
     PathsConfig,
     RunConfig,
     SpeedConfig,
-    TaskConfig,
     TrainerConfig,
 )
 from encoderlab.data.datamodule import EncoderDataModule
@@ -39,18 +39,7 @@ POOLER = H * H + H
 
 def make_run(strategy: str = "full", n_layers: int = 2, cache_dir: Path | None = None, **finetune) -> RunConfig:
     run = RunConfig(
-        task=TaskConfig(
-            name="reviews",
-            data_files={"train": str(FIXTURES / "reviews.csv")},
-            validation_split=None,
-            test_split=None,
-            validation_size=0.2,
-            test_size=0.2,
-            text_fields=["review"],
-            label_field="sentiment",
-            label_names=["neg", "pos"],
-            max_seq_length=32,
-        ),
+        task=reviews_task(max_seq_length=32),
         model=ModelConfig(
             name="tiny",
             from_scratch=True,
@@ -340,17 +329,7 @@ def test_cached_features_give_the_same_model_as_encoding_every_step(tmp_path):
 
 def test_regression_predicts_one_number_and_exports_a_regression_head(tokenizer, tmp_path):
     run = make_run()
-    run.task = TaskConfig(
-        name="ratings",
-        kind="sequence_regression",
-        data_files={"train": str(FIXTURES / "ratings.jsonl")},
-        validation_split=None,
-        test_split=None,
-        label_field="score",
-        metrics=["pearson", "spearman"],
-        primary_metric="pearson",
-        max_seq_length=32,
-    )
+    run.task = ratings_task(max_seq_length=32)
     run.check()
     prepared = kind.prepare(run, tokenizer, None)
     assert prepared.meta["label_names"] is None

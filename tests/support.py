@@ -1,0 +1,53 @@
+"""Small builders shared by the test modules (imported as ``support``: pytest puts tests/ on the path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from encoderlab.config.schema import TaskConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+
+# CLI overrides for a tiny random-init BERT and a few batches of everything
+TINY = [
+    "model=bert_tiny",
+    "model.hidden_size=32",
+    "model.num_attention_heads=2",
+    "model.intermediate_size=64",
+    "trainer=debug",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def reviews_task(path: Path | None = None, **kw) -> TaskConfig:
+    """tests/fixtures/reviews.csv (60 short reviews, neg/pos) as a task, split 60/20/20 from one file."""
+    base = dict(
+        name="reviews",
+        data_files={"train": str(path or FIXTURES / "reviews.csv")},
+        validation_split=None,
+        test_split=None,
+        validation_size=0.2,
+        test_size=0.2,
+        text_fields=["review"],
+        label_field="sentiment",
+        label_names=["neg", "pos"],
+        max_seq_length=64,
+    )
+    return TaskConfig(**(base | kw))
+
+
+def ratings_task(**kw) -> TaskConfig:
+    """tests/fixtures/ratings.jsonl as a regression task."""
+    base = dict(
+        name="ratings",
+        kind="sequence_regression",
+        data_files={"train": str(FIXTURES / "ratings.jsonl")},
+        validation_split=None,
+        test_split=None,
+        label_field="score",
+        metrics=["pearson", "spearman"],
+        primary_metric="pearson",
+    )
+    return TaskConfig(**(base | kw))
