@@ -10,8 +10,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from encoderlab.config.schema import SpeedConfig
 from encoderlab.data.collate import BucketBatchSampler, sorted_batches
 
-SPLITS = {"train": "train", "val": "validation", "test": "test"}
-
 
 class RowDataset(Dataset):
     """Plain Python rows: indexing a list is much cheaper than indexing an Arrow table row by row."""

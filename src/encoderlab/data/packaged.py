@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import datasets
 from datasets import ClassLabel, Dataset, Features, Value
 
 from encoderlab.config.schema import TaskConfig
@@ -82,6 +81,3 @@ def bbc_news(task: TaskConfig) -> Dataset:
     return Dataset.from_dict(
         {"text": [d[2] for d in docs], "label": [BBC_TOPICS.index(d[0]) for d in docs]}, features=features
     )
-
-
-__all__ = ["bbc_news_documents", "rotten_tomatoes_frame", "package_dir", "datasets"]

@@ -60,11 +60,6 @@ def _load_plugins() -> None:
                 raise
 
 
-def packaged_names() -> list[str]:
-    _load_plugins()
-    return sorted(_PACKAGES)
-
-
 EXTENSIONS = {
     ".csv": "csv",
     ".tsv": "tsv",

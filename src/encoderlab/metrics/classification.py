@@ -17,7 +17,7 @@ def classification_metrics(names: list[str], num_labels: int) -> MetricCollectio
         "f1_macro": lambda: MulticlassF1Score(num_classes=num_labels, average="macro"),
         "matthews_correlation": lambda: MulticlassMatthewsCorrCoef(num_classes=num_labels),
         # F1 of the positive class (label 1), as GLUE reports for MRPC and QQP
-        "f1": lambda: _PositiveF1(),
+        "f1": lambda: BinaryF1Score(),
     }
     return MetricCollection({n: factories[n]() for n in names})
 
@@ -25,7 +25,3 @@ def classification_metrics(names: list[str], num_labels: int) -> MetricCollectio
 def regression_metrics(names: list[str]) -> MetricCollection:
     factories = {"pearson": PearsonCorrCoef, "spearman": SpearmanCorrCoef, "mse": MeanSquaredError}
     return MetricCollection({n: factories[n]() for n in names})
-
-
-class _PositiveF1(BinaryF1Score):
-    """Binary F1 fed with class ids (or logits reduced to ids by the caller)."""
