@@ -88,7 +88,7 @@ BAD_VALUES = [
     (["task.max_seq_length=4"], "task.max_seq_length", "at least 8"),
     (["task.validation_size=1.5"], "task.validation_size", "[0, 1)"),
     (["task.max_train_samples=0"], "task.max_train_samples", "null for all"),
-    (["task.data_files=null"], "task.data_files", "task.data_files"),
+    (["task.data_files.train=null"], "task.data_files", "task.data_files.train=PATH"),
     (["task.label_names=[only]"], "task.label_names", "two labels"),
     (["task.label_names=[neg,pos,neg]"], "task.label_names", "repeated: neg"),
     (["task.text_fields=[a,b,c]"], "task.text_fields", "pair"),

@@ -59,7 +59,10 @@ class TaskConfig:
     dataset: Optional[str] = None
     subset: Optional[str] = None  # hub config name (e.g. sst2)
     # files: split name -> path (a single 'train' file is split with validation_size/test_size)
-    data_files: Optional[dict[str, str]] = None
+    # (the three names always exist, so `task.data_files.train=PATH` works from the command line without '+')
+    data_files: dict[str, Optional[str]] = field(
+        default_factory=lambda: {"train": None, "validation": None, "test": None}
+    )
     data_dir: Optional[str] = None  # files: a folder of text documents (pretraining)
     format: Optional[str] = None  # inferred from the file extension when null
     encoding: Optional[str] = None  # null: UTF-8, and a non-UTF-8 file is an error
@@ -135,8 +138,11 @@ class TaskConfig:
             v = getattr(self, key)
             if v is not None and v < 1:
                 raise ConfigError(f"task.{key}", f"must be at least 1 (or null for all), got {v}")
-        if self.source == "files" and not (self.data_files or self.data_dir):
-            raise ConfigError("task.data_files", "source 'files' needs task.data_files (or task.data_dir)")
+        if self.source == "files" and not (self.files or self.data_dir):
+            raise ConfigError(
+                "task.data_files",
+                "source 'files' needs a file (task.data_files.train=PATH) or a folder (task.data_dir)",
+            )
         if self.source in ("package", "hub") and not self.dataset:
             raise ConfigError("task.dataset", f"source '{self.source}' needs a dataset name")
         if self.kind in ("sequence_classification", "sequence_regression"):
@@ -166,6 +172,11 @@ class TaskConfig:
                 )
             if not 0.0 < self.validation_documents < 1.0:
                 raise ConfigError("task.validation_documents", "must be in (0, 1)")
+
+    @property
+    def files(self) -> dict[str, str]:
+        """The data files that are set, by split."""
+        return {split: path for split, path in (self.data_files or {}).items() if path}
 
     @property
     def greater_is_better(self) -> bool:

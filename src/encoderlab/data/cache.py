@@ -69,7 +69,7 @@ def fingerprint(task: TaskConfig, tokenizer, **extra) -> str:
     fields = {k: v for k, v in dataclasses.asdict(task).items() if k not in _NOT_DATA}
     files = []
     if task.source == "files":
-        files = [_file_stamp(p) for p in (task.data_files or {}).values()]
+        files = [_file_stamp(p) for p in task.files.values()]
         if task.data_dir:
             files.append(_file_stamp(task.data_dir))
     payload = {

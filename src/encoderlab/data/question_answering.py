@@ -321,9 +321,9 @@ def preprocess_question_answering(raw: DatasetDict, tokenizer: Any, task: TaskCo
 
 
 def _describe_source(task: TaskConfig, split: str) -> str:
-    if task.source == "files" and task.data_files and split in task.data_files:
-        return f"file '{task.data_files[split]}'"
-    return f"{task.source} dataset '{task.dataset or task.data_files}' ({split} split)"
+    if task.source == "files" and split in task.files:
+        return f"file '{task.files[split]}'"
+    return f"{task.source} dataset '{task.dataset or task.files}' ({split} split)"
 
 
 # ---------------------------------------------------------------- predictions

@@ -136,11 +136,9 @@ def _load_hub(task: TaskConfig) -> DatasetDict:
 
 
 def _load_files(task: TaskConfig) -> DatasetDict:
-    if task.data_files is None:
-        raise ConfigError("task.data_files", "source 'files' needs task.data_files: {train: path, ...}")
-    return DatasetDict(
-        {split: read_file(p, task, key=f"task.data_files.{split}") for split, p in task.data_files.items()}
-    )
+    if not task.files:
+        raise ConfigError("task.data_files", "source 'files' needs a file, e.g. task.data_files.train=PATH")
+    return DatasetDict({split: read_file(p, task, key=f"task.data_files.{split}") for split, p in task.files.items()})
 
 
 def load_source(task: TaskConfig) -> DatasetDict:

@@ -288,10 +288,10 @@ def _with_labels(task: TaskConfig, label_names: list[str]) -> TaskConfig:
 
 
 def _describe_source(task: TaskConfig, split: str) -> str:
-    if task.source == "files" and task.data_files and split in task.data_files:
-        return f"file '{task.data_files[split]}'"
-    if task.source == "files" and task.data_files:
-        return f"files {choices(task.data_files.values())} ({split} split)"
+    if task.source == "files" and split in task.files:
+        return f"file '{task.files[split]}'"
+    if task.source == "files" and task.files:
+        return f"files {choices(task.files.values())} ({split} split)"
     return f"{task.source} dataset '{task.dataset}' ({split} split)"
 
 
