@@ -105,7 +105,7 @@ def test_sop_swapped_pairs_are_really_swapped():
 
 
 def test_packing_gives_full_blocks_without_padding(tokenizer):
-    task = _task(objective="none", packing=True)
+    task = _task(objective="none", packing="blocks")
     ds, stats = preprocess_pretraining(_corpus(), tokenizer, task, max_positions=512)
     train = ds["train"]
     assert len(train) > 5
@@ -120,7 +120,7 @@ def test_packing_gives_full_blocks_without_padding(tokenizer):
 
 
 def test_without_packing_each_example_is_one_document_chunk(tokenizer):
-    task = _task(objective="none", packing=False, max_seq_length=64)
+    task = _task(objective="none", packing="documents", max_seq_length=64)
     ds, stats = preprocess_pretraining(_corpus(n_docs=10), tokenizer, task)
     assert stats["train"]["examples"] >= 10
     assert max(len(x) for x in ds["train"]["input_ids"]) <= 64
@@ -173,3 +173,49 @@ def test_max_seq_length_above_position_limit(tokenizer):
     with pytest.raises(ConfigError) as e:
         preprocess_pretraining(_corpus(), tokenizer, _task(max_seq_length=1024), max_positions=512)
     assert e.value.key == "task.max_seq_length" and "512" in str(e.value)
+
+
+def test_full_sentences_packs_whole_sentences_across_documents():
+    from encoderlab.data.pretraining import pack_sentences
+
+    docs = _synthetic_docs(12)
+    sep = 999_999
+    blocks = pack_sentences(docs, max_seq_length=32, sep=sep)
+    sentences = {tuple(s) for d in docs for s in d}
+    stream = []
+    for b in blocks:
+        assert 0 < len(b) <= 30  # room for [CLS] and [SEP]
+        assert b[0] != sep * 2  # a block never opens with a document separator
+        stream.extend(b)
+    # nothing dropped or reordered: the blocks are the corpus with a separator between documents
+    expected = []
+    for d, doc in enumerate(docs):
+        expected += ([sep * 2] if d else []) + [t for s in doc for t in s]
+    assert [t for t in stream if t != sep * 2] == [t for t in expected if t != sep * 2]
+    # whole sentences (each fits a block here): a block starts with a sentence's first token, ends with a last one
+    firsts, lasts = {s[0] for s in sentences}, {s[-1] for s in sentences}
+    assert all(b[0] in firsts and b[-1] in lasts for b in blocks)
+    assert len(blocks) > 1 and any(sep * 2 in b for b in blocks)  # crosses documents
+
+
+def test_full_sentences_examples_through_the_preprocessor(tokenizer):
+    task = _task(objective="none", packing="full_sentences", max_seq_length=48)
+    ds, stats = preprocess_pretraining(_corpus(), tokenizer, task, max_positions=512)
+    lengths = [len(x) for x in ds["train"]["input_ids"]]
+    assert max(lengths) <= 48 and len(set(lengths)) > 1  # whole sentences: blocks are not cut to one length
+    assert stats["train"]["dropped_tokens"] == 0
+    blocks = _task(objective="none", packing="blocks", max_seq_length=48)
+    ds_b, stats_b = preprocess_pretraining(_corpus(), tokenizer, blocks, max_positions=512)
+    # the same text either way (blocks keep every document separator and drop the last partial block)
+    sep = tokenizer.sep_token_id
+
+    def text(ds):
+        return [t for ids in ds["train"]["input_ids"] for t in ids[1:-1] if t != sep]
+
+    assert text(ds_b) == text(ds)[: len(text(ds_b))]
+
+
+def test_packing_names_the_allowed_values():
+    with pytest.raises(ConfigError) as e:
+        _task(objective="none", packing="true")
+    assert e.value.key == "task.packing" and "full_sentences" in str(e.value)

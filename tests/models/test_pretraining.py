@@ -159,3 +159,122 @@ def test_continued_pretraining_says_the_mlm_head_is_new(corpus_dir, tokenizer, m
         module = kind.build(run, prepared, tokenizer)
     assert "cls" in caplog.text and "initialis" in caplog.text
     assert module.network.config.num_hidden_layers == 6
+
+
+def test_pre_layernorm_architecture_trains_with_the_sparse_head(corpus_dir, tokenizer, tmp_path):
+    run = _run(corpus_dir, architecture="roberta_prelayernorm")
+    prepared = _prepared(run, tokenizer)
+    module = kind.build(run, prepared, tokenizer)
+    assert type(module.network).__name__ == "RobertaPreLayerNormForMaskedLM"
+    assert kind._sparse_heads(module.network)[0] is module.network.lm_head  # logits for masked positions only
+    # max_position_embeddings counts usable tokens: RoBERTa's 2 offset rows are added on top
+    assert module.network.config.max_position_embeddings == run.model.max_position_embeddings + 2
+    val = prepared.collator(prepared.datasets["validation"].to_list())
+    before = _val_loss(module, val)
+    opt = torch.optim.AdamW(module.network.parameters(), lr=3e-3)
+    rows = prepared.datasets["train"].to_list()
+    for step in range(30):
+        loss, _ = module.step(prepared.collator(rows[(step * 16) % len(rows) :][:16] or rows[:16]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert _val_loss(module, val) < before - 1.0
+    kind.export(module, tokenizer, tmp_path / "hf", prepared)
+    from transformers import AutoModelForSequenceClassification
+
+    clf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf", num_labels=2)
+    pair = tokenizer(["a fine film"], ["a dull one"], return_tensors="pt")  # token type 1 exists
+    assert torch.isfinite(clf(**pair).logits).all()
+
+
+def _electra_run(corpus_dir) -> RunConfig:
+    run = _run(corpus_dir)
+    run.task.objective = "electra"
+    run.task.packing = "full_sentences"
+    run.task.mask_replace_prob, run.task.random_replace_prob, run.task.keep_prob = 0.85, 0.0, 0.15
+    run.task.metrics = ["rtd_loss", "rtd_accuracy", "mlm_loss", "mlm_accuracy"]
+    run.task.primary_metric = "rtd_loss"
+    run.model.hidden_size, run.model.num_attention_heads = 64, 4
+    run.check()
+    return run
+
+
+def test_electra_detects_replaced_tokens_and_exports_a_fine_tunable_discriminator(corpus_dir, tokenizer, tmp_path):
+    torch.manual_seed(0)
+    run = _electra_run(corpus_dir)
+    prepared = _prepared(run, tokenizer)
+    module = kind.build(run, prepared, tokenizer)
+    net = module.network
+    assert net.generator.config.hidden_size == 16 and net.discriminator.config.hidden_size == 64
+    # one embedding table for both, and the generator's output layer is tied to it
+    assert net.generator.electra.embeddings is net.discriminator.electra.embeddings
+    assert net.generator.generator_lm_head.weight is net.discriminator.electra.embeddings.word_embeddings.weight
+
+    val = prepared.collator(prepared.datasets["validation"].to_list())
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3)
+    rows = prepared.datasets["train"].to_list()
+    for step in range(60):
+        loss, out = module.step(prepared.collator(rows[(step * 16) % len(rows) :][:16] or rows[:16]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    module.eval()
+    with torch.no_grad():
+        _, out = module.step(val)
+    module.update_metrics("val", val, out)
+    metrics = module.compute_metrics("val")
+    assert {"rtd_loss", "rtd_accuracy", "mlm_loss", "mlm_accuracy"} <= set(metrics)
+    # most tokens are not replaced; a discriminator that learned nothing sits near 0.5
+    assert metrics["rtd_accuracy"] > 0.8, metrics
+
+    kind.export(module, tokenizer, tmp_path / "hf", prepared)
+    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+    clf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf", num_labels=2)
+    assert type(clf).__name__ == "ElectraForSequenceClassification"
+    torch.testing.assert_close(
+        clf.electra.encoder.layer[0].attention.self.query.weight,
+        net.discriminator.electra.encoder.layer[0].attention.self.query.weight,
+    )
+    assert type(AutoModelForMaskedLM.from_pretrained(tmp_path / "hf" / "generator")).__name__ == "ElectraForMaskedLM"
+
+
+def test_electra_replaced_labels_mark_exactly_the_changed_tokens(corpus_dir, tokenizer):
+    run = _electra_run(corpus_dir)
+    prepared = _prepared(run, tokenizer)
+    module = kind.build(run, prepared, tokenizer)
+    seen = {}
+
+    def spy(*args, **kw):
+        seen["input_ids"] = kw["input_ids"]
+        return real(*args, **kw)
+
+    real = module.network.discriminator.forward
+    module.network.discriminator.forward = spy
+    batch = prepared.collator(prepared.datasets["train"].to_list()[:16])
+    captured = {}
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def capture(logits, labels, *a, **k):
+        captured["labels"] = labels
+        return bce(logits, labels, *a, **k)
+
+    torch.nn.functional.binary_cross_entropy_with_logits = capture
+    try:
+        module.step(batch)
+    finally:
+        torch.nn.functional.binary_cross_entropy_with_logits = bce
+    corrupted, original = seen["input_ids"], batch["input_ids"].clone()
+    selected = batch["labels"] != -100
+    original[selected] = batch["labels"][selected]
+    active = batch["attention_mask"].bool()
+    assert torch.equal(captured["labels"], (corrupted != original)[active].float())
+    assert torch.equal(corrupted[~selected], batch["input_ids"][~selected])  # only masked positions are resampled
+
+
+def test_electra_needs_a_from_scratch_model(corpus_dir, tokenizer, minilm_path):
+    run = _electra_run(corpus_dir)
+    run.model.from_scratch, run.model.path = False, minilm_path
+    with pytest.raises(ConfigError) as e:
+        kind.build(run, _prepared(run, tokenizer), tokenizer)
+    assert e.value.key == "model.from_scratch"

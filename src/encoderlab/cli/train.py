@@ -63,11 +63,13 @@ def hydra_main(cfg: DictConfig):
         return _fail(str(e), multirun)
     # imported after validation: a config error is reported in a second, not after torch and Lightning load
     from encoderlab.runner import execute, finished_before, is_rank_zero
+    from encoderlab.stages import ensure_stages
 
     if multirun and run.skip_finished and finished_before(run_dir, run):
         log.info("skipping %s: finished before with the same config (skip_finished=false reruns it)", run_dir)
         return _stored_value(run_dir, run)  # a sweeper (Optuna) still gets the job's value
     try:
+        ensure_stages(run)
         summary = execute(run, run_dir, list(hc.overrides.task), _hydra_meta(hc))
     except EncoderlabError as e:
         return _fail(f"{e}\n(run dir: {run_dir})", multirun)

@@ -23,7 +23,11 @@ TASK_KINDS = (
 )
 SOURCES = ("package", "hub", "files")
 FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll", "txt", "squad")
-OBJECTIVES = ("none", "nsp", "sop")
+OBJECTIVES = ("none", "nsp", "sop", "electra")
+# objective none/electra: how text becomes examples (run_mlm's group_texts, RoBERTa FULL-SENTENCES, DOC-SENTENCES)
+PACKINGS = ("blocks", "full_sentences", "documents")
+# from-scratch architectures: BERT (post-LayerNorm) or RoBERTa-PreLayerNorm (pre-LN blocks train at higher LRs)
+ARCHITECTURES = ("bert", "roberta_prelayernorm")
 STRATEGIES = ("full", "frozen", "feature_based", "top_k", "gradual_unfreeze")
 POOLINGS = ("cls", "mean", "pooler")
 FEATURE_LAYERS = (
@@ -43,9 +47,9 @@ METRICS = {
     "sequence_regression": ("pearson", "spearman", "mse"),
     "token_classification": ("entity_f1", "entity_precision", "entity_recall", "token_accuracy"),
     "question_answering": ("exact_match", "f1"),
-    "pretraining": ("mlm_accuracy", "mlm_loss", "perplexity", "sentence_accuracy"),
+    "pretraining": ("mlm_accuracy", "mlm_loss", "perplexity", "sentence_accuracy", "rtd_accuracy", "rtd_loss"),
 }
-LOWER_IS_BETTER = ("mse", "mlm_loss", "perplexity")
+LOWER_IS_BETTER = ("mse", "mlm_loss", "perplexity", "rtd_loss")
 
 
 @dataclass
@@ -112,7 +116,12 @@ class TaskConfig:
     keep_prob: float = 0.1
     whole_word_mask: bool = False
     dynamic_masking: bool = True
-    packing: bool = True  # objective none: fill every block with contiguous text
+    # objective none/electra: blocks (contiguous text cut every max_seq_length tokens), full_sentences (whole
+    # sentences up to max_seq_length, crossing documents with [SEP]) or documents (one document's sentences)
+    packing: str = "blocks"
+    # electra: generator size as a fraction of the discriminator's hidden size, and the weight of the RTD loss
+    generator_size: float = 0.25
+    rtd_weight: float = 50.0
     short_seq_prob: float = 0.1  # nsp/sop: chance of a shorter target length, as BERT
     validation_documents: float = 0.05  # fraction of documents held out for validation
 
@@ -125,6 +134,7 @@ class TaskConfig:
         if self.format is not None:
             check_choice("task.format", self.format, FILE_FORMATS)
         check_choice("task.objective", self.objective, OBJECTIVES)
+        check_choice("task.packing", self.packing, PACKINGS)
         for m in self.metrics:
             check_choice("task.metrics", m, METRICS[self.kind])
         check_choice("task.primary_metric", self.primary_metric, self.metrics)
@@ -172,6 +182,8 @@ class TaskConfig:
                 )
             if not 0.0 < self.validation_documents < 1.0:
                 raise ConfigError("task.validation_documents", "must be in (0, 1)")
+            if self.objective == "electra" and not 0.0 < self.generator_size <= 1.0:
+                raise ConfigError("task.generator_size", f"must be in (0, 1] (of the hidden size), got {self.generator_size}")
 
     @property
     def files(self) -> dict[str, str]:
@@ -192,6 +204,7 @@ class ModelConfig:
     path: Optional[str] = None
     from_scratch: bool = False
     # from-scratch architecture (BertConfig names)
+    architecture: str = "bert"
     num_hidden_layers: int = 12
     hidden_size: int = 768
     num_attention_heads: int = 12
@@ -209,6 +222,7 @@ class ModelConfig:
 
     def check(self) -> None:
         check_choice("model.pooling", self.pooling, POOLINGS)
+        check_choice("model.architecture", self.architecture, ARCHITECTURES)
         if not self.from_scratch and not self.path:
             raise ConfigError("model.path", "give a hub id or folder, or set model.from_scratch=true")
         if self.hidden_size % self.num_attention_heads:
@@ -369,6 +383,19 @@ class PublishedResult:
 
 
 @dataclass
+class StageConfig:
+    """A run this run depends on (e.g. the pre-training whose export it fine-tunes), made first when missing.
+
+    ``overrides`` compose the stage's own config (as on the command line); ``dir`` is its run dir. A stage that
+    finished there with the same config is reused; otherwise it runs before the job (once, under a lock, when the
+    jobs of a sweep share it). Refer to its outputs with interpolation: ``model.path: ${stages.pretrain.dir}/hf``.
+    """
+
+    dir: str = "???"
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
 class RunConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -381,6 +408,7 @@ class RunConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     published: PublishedResult = field(default_factory=PublishedResult)
+    stages: dict[str, StageConfig] = field(default_factory=dict)
     seed: int = 42
     batch_size: int = 32
     eval_batch_size: int = 128

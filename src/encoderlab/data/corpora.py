@@ -9,7 +9,11 @@ and validation holds out whole documents so no sentence of a validation document
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, Features, Value
@@ -20,6 +24,7 @@ from encoderlab.data.packaged import bbc_news_documents, rotten_tomatoes_frame
 from encoderlab.data.sources import register_format, register_package
 from encoderlab.errors import ConfigError, DataError
 
+log = logging.getLogger(__name__)
 TEXT = Features({"text": Value("string")})
 
 
@@ -75,6 +80,61 @@ def rotten_tomatoes_train_text(task: TaskConfig) -> Dataset:
     df = df[~df["text"].astype(str).str.strip().isin(held_out)]
     texts = df.groupby("movie_name", sort=True)["text"].apply(lambda s: "\n".join(str(x).strip() for x in s))
     return _documents(texts.tolist(), "package 'rotten_tomatoes_train_text'")
+
+
+KJV_COMMAND = ("bible", "-l0", "gen1:1-rev22:21")  # Debian package bible-kjv: the whole text, verse per line
+
+
+def kjv_chapters() -> list[str]:
+    """The King James Bible (Debian ``bible-kjv``), one document per chapter (1,189); [] where not installed."""
+    if not shutil.which(KJV_COMMAND[0]):
+        return []
+    out = subprocess.run(KJV_COMMAND, capture_output=True, text=True, check=False).stdout
+    chapters, current = [], []
+    for line in out.splitlines():
+        text = line.strip()
+        if not text:
+            continue
+        if _HEADING.fullmatch(text):  # a chapter heading ("Genesis 2", "1 Samuel 3") starts the next document
+            if current:
+                chapters.append(" ".join(current))
+            current = []
+        else:
+            verse = _VERSE.match(text)
+            current.append(verse.group(1) if verse else text)
+    if current:
+        chapters.append(" ".join(current))
+    return chapters
+
+
+_VERSE = re.compile(r"^\d+\s+(.*)$")
+_HEADING = re.compile(r"(?:\d )?[A-Z][A-Za-z ]+ \d+")
+
+
+@register_package("kjv_text")
+def kjv_text(task: TaskConfig) -> Dataset:
+    """The King James Bible, one chapter per document (Debian: ``apt-get install bible-kjv``)."""
+    chapters = kjv_chapters()
+    if not chapters:
+        raise DataError("package 'kjv_text' needs the Debian package bible-kjv: apt-get install bible-kjv")
+    return _documents(chapters, "package 'kjv_text'")
+
+
+@register_package("offline_text")
+def offline_text(task: TaskConfig) -> Dataset:
+    """Every offline corpus together, for pre-training a small encoder (~2.7M WordPiece tokens with all parts):
+    Rotten Tomatoes snippets without the held-out reviews of ``task=rotten_tomatoes`` (``rotten_tomatoes_train_text``),
+    the BBC News articles, the WNUT-16 tweets (50 per document) and the King James Bible where ``bible-kjv`` is
+    installed (a warning says when it is not: the corpus is then ~1.5M tokens)."""
+    from encoderlab.data.token_classification import wnut16
+
+    texts = list(rotten_tomatoes_train_text(task)["text"]) + list(bbc_news_text(task)["text"])
+    tweets = [" ".join(t) for t in wnut16(TaskConfig(kind="token_classification"))["tokens"]]
+    texts += ["\n".join(tweets[i : i + 50]) for i in range(0, len(tweets), 50)]
+    chapters = kjv_chapters()
+    if not chapters:
+        log.warning("offline_text: the King James Bible is not installed (apt-get install bible-kjv); using the rest")
+    return _documents(texts + chapters, "package 'offline_text'")
 
 
 @register_format("txt")
@@ -162,6 +222,9 @@ def split_corpus(ds: Dataset | DatasetDict, task: TaskConfig) -> DatasetDict:
 __all__ = [
     "bbc_news_text",
     "corpus_documents",
+    "kjv_chapters",
+    "kjv_text",
+    "offline_text",
     "load_corpus_dir",
     "read_txt",
     "rotten_tomatoes_text",

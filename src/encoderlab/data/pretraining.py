@@ -1,8 +1,11 @@
 """Pre-training examples from a document corpus: sentences → tokens (once) → instances by objective.
 
-* ``objective: none`` + ``packing``: RoBERTa's FULL-SENTENCES / run_mlm's ``group_texts``: the corpus is one
-  stream (a ``[SEP]`` between documents) cut into blocks of exactly ``max_seq_length``, ``[CLS] ... [SEP]``:
-  no padding, so no compute is spent on it. Without packing: whole sentences of one document per example.
+* ``objective: none`` / ``electra``, by ``packing``:
+  ``blocks`` (run_mlm's ``group_texts``): the corpus is one stream (a ``[SEP]`` between documents) cut into blocks
+  of exactly ``max_seq_length``, ``[CLS] ... [SEP]``, even mid-sentence: no padding, so no compute is spent on it.
+  ``full_sentences`` (RoBERTa section 4.2 FULL-SENTENCES): whole sentences packed up to ``max_seq_length``,
+  crossing document boundaries with a ``[SEP]``; a block ends before the sentence that would not fit.
+  ``documents`` (RoBERTa DOC-SENTENCES): whole sentences of one document per example.
 * ``nsp`` (BERT ``create_instances_from_document``): segments are filled with whole sentences up to a target
   length (shorter with ``short_seq_prob``); B is the true continuation half of the time, else a segment of another
   document; ``next_sentence_label`` 0 = is next, 1 = random (``BertForPreTraining``'s convention).
@@ -25,9 +28,9 @@ import torch
 from datasets import Dataset, DatasetDict, Features, Value
 from datasets import Sequence as SeqFeature
 
-from encoderlab.config.schema import TaskConfig
+from encoderlab.config.schema import OBJECTIVES, TaskConfig
 from encoderlab.data.masking import MLMCollator, check_mlm_ratios, mask_tokens
-from encoderlab.errors import ConfigError, DataError
+from encoderlab.errors import ConfigError, DataError, check_choice
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,27 @@ def pack_blocks(docs: Sequence[Doc], max_seq_length: int, sep: int) -> tuple[lis
     if full == 0:
         return ([stream] if stream else []), 0
     return [stream[i * size : (i + 1) * size] for i in range(full)], len(stream) - full * size
+
+
+def pack_sentences(docs: Sequence[Doc], max_seq_length: int, sep: int) -> list[list[int]]:
+    """Whole sentences up to ``max_seq_length - 2`` tokens, crossing documents (``sep`` between them): RoBERTa's
+    FULL-SENTENCES. A sentence longer than a block is cut; a block never starts with a document separator."""
+    size = max_seq_length - 2
+    blocks: list[list[int]] = []
+    current: list[int] = []
+    for d, doc in enumerate(docs):
+        for s, sent in enumerate(doc):
+            piece = ([sep * 2] if d and s == 0 and current else []) + list(sent)
+            if current and len(current) + len(piece) > size:
+                blocks.append(current)
+                current, piece = [], list(sent)
+            current.extend(piece)
+            while len(current) > size:
+                blocks.append(current[:size])
+                current = current[size:]
+    if current:
+        blocks.append(current)
+    return blocks
 
 
 def chunk_documents(docs: Sequence[Doc], max_seq_length: int) -> list[list[int]]:
@@ -212,7 +236,7 @@ def pair_instances(
 
 def _features(objective: str, word_start: bool, static: bool) -> Features:
     f = {"input_ids": SeqFeature(Value("int32"))}
-    if objective != "none":
+    if objective in ("nsp", "sop"):
         f["token_type_ids"] = SeqFeature(Value("int8"))
         f["next_sentence_label" if objective == "nsp" else "sentence_order_label"] = Value("int8")
     if word_start:
@@ -278,9 +302,11 @@ def _build_split(
     if keep_words:
         rows["word_start"] = []
     stats = {"documents": len(docs), "skipped_single_sentence_documents": 0, "dropped_tokens": 0}
-    if task.objective == "none":
-        if task.packing:
+    if task.objective in ("none", "electra"):
+        if task.packing == "blocks":
             contents, stats["dropped_tokens"] = pack_blocks(docs, task.max_seq_length, sep)
+        elif task.packing == "full_sentences":
+            contents = pack_sentences(docs, task.max_seq_length, sep)
         else:
             contents = chunk_documents(docs, task.max_seq_length)
         for c in contents:
@@ -327,8 +353,7 @@ def preprocess_pretraining(
     """
     check_max_positions(task, max_positions)
     check_mlm_ratios(task.mlm_probability, task.mask_replace_prob, task.random_replace_prob)
-    if task.objective not in ("none", "nsp", "sop"):
-        raise ConfigError("task.objective", f"unknown value {task.objective!r}; allowed: 'none', 'nsp', 'sop'")
+    check_choice("task.objective", task.objective, OBJECTIVES)
     seed = task.split_seed if seed is None else seed
     tokenized = {name: tokenize_documents(d, tokenizer).data.column("sentences").to_pylist() for name, d in raw.items()}
     out, stats = {}, {}
@@ -341,7 +366,7 @@ def preprocess_pretraining(
         static = name != "train" or not task.dynamic_masking
         out[name], stats[name] = _build_split(docs, pool, tokenizer, task, seed + 1000 * k, static)
         skipped = stats[name]["skipped_single_sentence_documents"]
-        if task.objective != "none" and skipped:
+        if task.objective in ("nsp", "sop") and skipped:
             log.warning(
                 "%s: skipped %d of %d documents with a single sentence (%s needs two segments)",
                 name,
@@ -353,7 +378,7 @@ def preprocess_pretraining(
             raise DataError(
                 f"the {name} split of task '{task.name}' gives no {task.objective} pre-training example: "
                 f"{len(docs)} document(s), {len(eligible)} with two or more sentences"
-                + (" (NSP/SOP need documents of at least two sentences)" if task.objective != "none" else "")
+                + (" (NSP/SOP need documents of at least two sentences)" if task.objective in ("nsp", "sop") else "")
                 + ("; hold out more documents with task.validation_documents" if name != "train" else "")
             )
     return DatasetDict(out), stats
@@ -363,6 +388,7 @@ __all__ = [
     "check_max_positions",
     "chunk_documents",
     "pack_blocks",
+    "pack_sentences",
     "pair_instances",
     "preprocess_pretraining",
     "split_sentences",

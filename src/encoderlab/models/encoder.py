@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from transformers import AutoConfig, AutoTokenizer, BertConfig, PretrainedConfig
+from transformers import AutoConfig, AutoTokenizer, BertConfig, PretrainedConfig, RobertaPreLayerNormConfig
 
 from encoderlab.config.schema import ModelConfig
 from encoderlab.errors import ConfigError, OfflineError
@@ -80,16 +80,24 @@ def build_config(cfg: ModelConfig, vocab_size: int | None = None, **task_kwargs)
         if v is not None
     }
     if cfg.from_scratch and not cfg.path:
-        return BertConfig(
+        size = dict(
             vocab_size=vocab_size or cfg.vocab_size,
             hidden_size=cfg.hidden_size,
             num_hidden_layers=cfg.num_hidden_layers,
             num_attention_heads=cfg.num_attention_heads,
             intermediate_size=cfg.intermediate_size or 4 * cfg.hidden_size,
-            max_position_embeddings=cfg.max_position_embeddings,
-            **dropout,
-            **task_kwargs,
         )
+        if cfg.architecture == "roberta_prelayernorm":
+            # RoBERTa offsets positions past the padding index: 2 extra rows keep model.max_position_embeddings
+            # usable tokens; two token types so sentence pairs work with the BERT-style WordPiece tokenizer
+            return RobertaPreLayerNormConfig(
+                **size,
+                max_position_embeddings=cfg.max_position_embeddings + 2,
+                type_vocab_size=2,
+                **dropout,
+                **task_kwargs,
+            )
+        return BertConfig(**size, max_position_embeddings=cfg.max_position_embeddings, **dropout, **task_kwargs)
     path = resolve_path(cfg.path)
     try:
         config = AutoConfig.from_pretrained(path, **dropout, **task_kwargs)
@@ -126,7 +134,7 @@ def build_model(cfg: ModelConfig, auto_cls, config: PretrainedConfig):
 def position_limit(config: PretrainedConfig) -> int:
     limit = getattr(config, "max_position_embeddings", 512)
     # RoBERTa-style models reserve two positions for padding offsets
-    return limit - 2 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else limit
+    return limit - 2 if getattr(config, "model_type", "") in ("roberta", "roberta-prelayernorm", "xlm-roberta", "camembert") else limit
 
 
 def check_length(max_seq_length: int, config: PretrainedConfig) -> None:

@@ -1,10 +1,16 @@
-"""Kind: pre-training (masked LM, + NSP or SOP), from scratch or continued from a checkpoint.
+"""Kind: pre-training (masked LM, + NSP or SOP, or ELECTRA), from scratch or continued from a checkpoint.
 
 ``BertForMaskedLM`` for MLM alone, ``BertForPreTraining`` for MLM + NSP/SOP (SOP reuses the 2-way
 ``seq_relationship`` head). The MLM head runs on the masked positions only (the "sparse prediction" of
 Cramming / MosaicBERT): with ~15% of tokens masked, projecting every position onto a 30k vocabulary would spend
 most of a small model's compute on outputs that carry no loss. The export is a plain Hugging Face folder:
 ``pipeline("fill-mask")`` loads it, and ``model=from_checkpoint model.path=<run>/hf`` fine-tunes it.
+
+``objective: electra`` (Clark et al. 2020, replaced-token detection): a small generator (``ElectraForMaskedLM``,
+``task.generator_size`` of the hidden size) fills the masked positions with its own samples and the discriminator
+(``ElectraForPreTraining``) learns, for every token, whether it was replaced; the two share the embeddings and the
+loss is ``mlm_loss + task.rtd_weight * rtd_loss``. The discriminator learns from all tokens, not the masked 15%. The
+export is the discriminator (``hf/``, fine-tunes like any checkpoint) and the generator (``hf/generator``, fill-mask).
 """
 
 from __future__ import annotations
@@ -17,7 +23,13 @@ import torch
 from datasets import DatasetDict
 from torch import nn
 from torchmetrics import MeanMetric
-from transformers import AutoModelForMaskedLM, AutoModelForPreTraining
+from transformers import (
+    AutoModelForMaskedLM,
+    AutoModelForPreTraining,
+    ElectraConfig,
+    ElectraForMaskedLM,
+    ElectraForPreTraining,
+)
 
 from encoderlab.config.schema import RunConfig, TaskConfig
 from encoderlab.data import cache as data_cache
@@ -118,6 +130,9 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> PretrainingModule:
             f"the tokenizer has {len(tokenizer)} tokens but the checkpoint's embeddings only {config.vocab_size}",
         )
     check_length(task.max_seq_length, config)
+    if task.objective == "electra":
+        network = build_electra(run, config)
+        return PretrainingModule(network, run, n_layers=config.num_hidden_layers)
     auto = AutoModelForMaskedLM if task.objective == "none" else AutoModelForPreTraining
     network = build_model(model_cfg, auto, config)
     if not model_cfg.from_scratch:
@@ -131,10 +146,68 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> PretrainingModule:
     return PretrainingModule(network, run, n_layers=config.num_hidden_layers)
 
 
+class ElectraPretrainer(nn.Module):
+    """Generator + discriminator with shared embeddings; ``base_model`` is the discriminator's encoder."""
+
+    def __init__(self, generator: ElectraForMaskedLM, discriminator: ElectraForPreTraining):
+        super().__init__()
+        self.generator = generator
+        self.discriminator = discriminator
+        # token, position and type embeddings shared (ELECTRA section 3.2); the generator's output layer stays tied
+        generator.electra.embeddings = discriminator.electra.embeddings
+        generator.generator_lm_head.weight = discriminator.electra.embeddings.word_embeddings.weight
+
+    @property
+    def base_model(self) -> nn.Module:
+        return self.discriminator.electra
+
+    @property
+    def config(self) -> ElectraConfig:
+        return self.discriminator.config
+
+
+def build_electra(run: RunConfig, config) -> ElectraPretrainer:
+    """ELECTRA networks of the configured size (``config``: the architecture ``build_config`` made), from scratch."""
+    model_cfg, task = run.model, run.task
+    if not model_cfg.from_scratch:
+        raise ConfigError(
+            "model.from_scratch",
+            "task.objective=electra pre-trains a generator and a discriminator from scratch: set model.from_scratch=true",
+        )
+    if model_cfg.architecture != "bert":
+        raise ConfigError("model.architecture", "ELECTRA builds BERT-style (post-LayerNorm) networks: use 'bert'")
+    hidden, heads = config.hidden_size, config.num_attention_heads
+    common = dict(
+        vocab_size=config.vocab_size,
+        embedding_size=hidden,
+        num_hidden_layers=config.num_hidden_layers,
+        max_position_embeddings=config.max_position_embeddings,
+        type_vocab_size=config.type_vocab_size,
+        pad_token_id=config.pad_token_id,
+        hidden_dropout_prob=config.hidden_dropout_prob,
+        attention_probs_dropout_prob=config.attention_probs_dropout_prob,
+    )
+    gen_heads = max(1, round(heads * task.generator_size))
+    gen_hidden = max(gen_heads, round(hidden * task.generator_size / gen_heads) * gen_heads)
+    disc = ElectraConfig(
+        hidden_size=hidden, num_attention_heads=heads, intermediate_size=config.intermediate_size, **common
+    )
+    gen = ElectraConfig(hidden_size=gen_hidden, num_attention_heads=gen_heads, intermediate_size=4 * gen_hidden, **common)
+    log.info(
+        "ELECTRA: discriminator hidden %d, generator hidden %d (%d heads), %d layers, shared embeddings",
+        hidden,
+        gen_hidden,
+        gen_heads,
+        config.num_hidden_layers,
+    )
+    return ElectraPretrainer(ElectraForMaskedLM(gen), ElectraForPreTraining(disc))
+
+
 def _sparse_heads(network: nn.Module):
-    """(MLM head over hidden states, sentence head over the pooled output) of a BERT model, else (None, None)."""
+    """(MLM head over hidden states, sentence head over the pooled output) of a BERT or RoBERTa model, else
+    (None, None)."""
     cls = getattr(network, "cls", None)
-    mlm = getattr(cls, "predictions", None)
+    mlm = getattr(cls, "predictions", None) or getattr(network, "lm_head", None)
     return mlm, getattr(cls, "seq_relationship", None)
 
 
@@ -146,10 +219,14 @@ class PretrainingModule(EncoderModule):
         self.objective = run.task.objective
         self.sentence_key = SENTENCE_LABEL.get(self.objective)
         names = ["mlm_loss", "mlm_accuracy"] + (["sentence_accuracy"] if self.sentence_key else [])
+        if self.objective == "electra":
+            names += ["rtd_loss", "rtd_accuracy"]
         # keyed "<stage>_": a ModuleDict key may not shadow nn.Module attributes such as ``train``
         self.metrics = nn.ModuleDict({f"{s}_": nn.ModuleDict({n: MeanMetric() for n in names}) for s in STAGES})
 
     def step(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        if self.objective == "electra":
+            return self.electra_step(batch)
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
         labels = batch["labels"]
         selected = labels != -100
@@ -182,8 +259,40 @@ class PretrainingModule(EncoderModule):
             outputs["sentence_correct"] = (sentence_logits.argmax(-1) == sent_labels).float().detach()
         return loss, outputs
 
+    def electra_step(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Generator MLM on the masked positions, its samples in their place, replaced-token detection on all."""
+        net: ElectraPretrainer = self.network
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        labels = batch["labels"]
+        selected = labels != -100
+        targets = labels[selected]
+        hidden = net.generator.electra(**inputs)[0][selected]
+        gen_logits = net.generator.generator_lm_head(net.generator.generator_predictions(hidden)).float()
+        n = int(targets.numel())
+        mlm_loss = nn.functional.cross_entropy(gen_logits, targets) if n else gen_logits.sum() * 0.0
+        with torch.no_grad():  # the discriminator's input is a sample: no gradient flows back to the generator
+            sampled = torch.multinomial(torch.softmax(gen_logits, -1), 1).squeeze(-1) if n else targets
+        corrupted = batch["input_ids"].masked_scatter(selected, sampled)
+        replaced = torch.zeros_like(labels, dtype=torch.float32).masked_scatter(selected, (sampled != targets).float())
+        disc_logits = net.discriminator(**(inputs | {"input_ids": corrupted})).logits.float()
+        active = batch["attention_mask"].bool() if "attention_mask" in batch else torch.ones_like(selected)
+        rtd_logits, rtd_labels = disc_logits[active], replaced[active]
+        rtd_loss = nn.functional.binary_cross_entropy_with_logits(rtd_logits, rtd_labels)
+        outputs = {
+            "mlm_loss": mlm_loss.detach(),
+            "n_masked": n,
+            "mlm_correct": (gen_logits.argmax(-1) == targets).float().detach(),
+            "rtd_loss": rtd_loss.detach(),
+            "n_tokens": int(rtd_labels.numel()),
+            "rtd_correct": ((rtd_logits > 0).float() == rtd_labels).float().detach(),
+        }
+        return mlm_loss + self.run.task.rtd_weight * rtd_loss, outputs
+
     def update_metrics(self, stage: str, batch: dict, outputs: dict) -> None:
         m = self.metrics[f"{stage}_"]
+        if "rtd_loss" in outputs:
+            m["rtd_loss"].update(outputs["rtd_loss"], weight=outputs["n_tokens"])
+            m["rtd_accuracy"].update(outputs["rtd_correct"])
         if outputs["n_masked"]:
             m["mlm_loss"].update(outputs["mlm_loss"], weight=outputs["n_masked"])
             m["mlm_accuracy"].update(outputs["mlm_correct"])
@@ -227,10 +336,15 @@ class PretrainingModule(EncoderModule):
 
 
 def export(module: PretrainingModule, tokenizer, out: Path, prepared: Prepared) -> None:
-    """model + tokenizer; ``AutoModelForMaskedLM`` / ``pipeline("fill-mask")`` load it, fine-tuning too."""
+    """model + tokenizer; ``AutoModelForMaskedLM`` / ``pipeline("fill-mask")`` load it, fine-tuning too.
+    ELECTRA: the discriminator in ``out`` (what fine-tuning starts from), the generator in ``out/generator``."""
+    if isinstance(module.network, ElectraPretrainer):
+        save_pretrained(module.network.discriminator, tokenizer, out)
+        save_pretrained(module.network.generator, tokenizer, out / "generator")
+        return
     save_pretrained(module.network, tokenizer, out)
 
 
 KIND = Kind(prepare=prepare, build=build, export=export, tokenizer=tokenizer)
 
-__all__ = ["KIND", "PretrainingModule", "build", "export", "load_corpus", "prepare", "tokenizer"]
+__all__ = ["KIND", "ElectraPretrainer", "PretrainingModule", "build_electra", "build", "export", "load_corpus", "prepare", "tokenizer"]
