@@ -23,6 +23,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import transformers
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 
 from encoderlab import __version__
 from encoderlab.config.schema import RunConfig
@@ -103,8 +104,9 @@ def base_summary(run: RunConfig, overrides: list[str]) -> dict:
 
 
 def is_rank_zero() -> bool:
-    """True in the main process; DDP workers started by Lightning carry their rank in the environment."""
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+    """True in the process that writes and prints: Lightning's global rank once a Trainer has set it up; before
+    that, the rank in the environment (RANK, LOCAL_RANK, SLURM_PROCID, ...), as Lightning reads it."""
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
@@ -193,7 +195,7 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
             logger=loggers,
             callbacks=callbacks,
             precision=run.precision,
-            use_distributed_sampler=not run.speed.bucket_by_length,
+            use_distributed_sampler=False,  # the datamodule shards each loader (evaluation without repeated rows)
             **_trainer_kwargs(run),
         )
         trainer.fit(module, datamodule=dm)

@@ -147,7 +147,7 @@ class PretrainingModule(EncoderModule):
         self.sentence_key = SENTENCE_LABEL.get(self.objective)
         names = ["mlm_loss", "mlm_accuracy"] + (["sentence_accuracy"] if self.sentence_key else [])
         # keyed "<stage>_": a ModuleDict key may not shadow nn.Module attributes such as ``train``
-        self.metrics = nn.ModuleDict({f"{s}_": nn.ModuleDict({n: MeanMetric() for n in names}) for s in STAGES})
+        self.metrics = nn.ModuleDict({f"{s}_": nn.ModuleDict({n: MeanMetric().set_dtype(torch.float64) for n in names}) for s in STAGES})
 
     def step(self, batch: dict) -> tuple[torch.Tensor, dict]:
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
