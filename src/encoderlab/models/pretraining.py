@@ -131,6 +131,10 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> PretrainingModule:
     return PretrainingModule(network, run, n_layers=config.num_hidden_layers)
 
 
+def _mean() -> MeanMetric:
+    return MeanMetric().set_dtype(torch.float64)
+
+
 def _sparse_heads(network: nn.Module):
     """(MLM head over hidden states, sentence head over the pooled output) of a BERT model, else (None, None)."""
     cls = getattr(network, "cls", None)
@@ -147,7 +151,8 @@ class PretrainingModule(EncoderModule):
         self.sentence_key = SENTENCE_LABEL.get(self.objective)
         names = ["mlm_loss", "mlm_accuracy"] + (["sentence_accuracy"] if self.sentence_key else [])
         # keyed "<stage>_": a ModuleDict key may not shadow nn.Module attributes such as ``train``
-        self.metrics = nn.ModuleDict({f"{s}_": nn.ModuleDict({n: MeanMetric().set_dtype(torch.float64) for n in names}) for s in STAGES})
+        # float64 sums: the order in which the ranks' batches are added does not show in the result
+        self.metrics = nn.ModuleDict({f"{s}_": nn.ModuleDict({n: _mean() for n in names}) for s in STAGES})
 
     def step(self, batch: dict) -> tuple[torch.Tensor, dict]:
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
