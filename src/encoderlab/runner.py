@@ -33,6 +33,7 @@ from encoderlab.kinds import Prepared, get_kind
 from encoderlab.models.encoder import load_tokenizer
 from encoderlab.models.features import FeatureCollator, cached_features, encode_rows, feature_key, select_layers
 from encoderlab.models.heads import FeatureModel
+from encoderlab.redact import redact
 from encoderlab.training.callbacks import build_callbacks, build_loggers
 from encoderlab.training.freezing import count_parameters
 
@@ -113,7 +114,7 @@ def write_summary(run_dir: Path, summary: dict) -> None:
     if not is_rank_zero():
         return
     tmp = run_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    tmp.write_text(json.dumps(redact(summary), indent=2, default=str))  # no credential from the config
     os.replace(tmp, run_dir / "summary.json")
 
 
@@ -204,7 +205,7 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         if best:
             val_best = ckpt.best_model_score
             log.info("best %s = %.4f (%s)", ckpt.monitor, float(val_best), Path(best).name)
-        test_out = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
+        test_out = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)
         test = {k[5:]: float(v) for k, v in (test_out[0] if test_out else {}).items() if k.startswith("test/")}
         extra = kind.predict(module, trainer, dm, prepared, run_dir) if kind.predict else {}
         test |= extra or {}
