@@ -38,14 +38,29 @@ def run(args: list[str], run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
+def _corpus(path: Path) -> Path:
+    words = "the film a story of love and war told with warmth wit and a fine cast in a small town".split()
+    docs = []
+    for d in range(60):
+        sentences = [" ".join(words[(d + s) % 7 :][: 6 + (d * s) % 9]).capitalize() + "." for s in range(4)]
+        docs.append(" ".join(sentences))
+    path.write_text("\n\n".join(docs) + "\n")
+    return path
+
+
 @pytest.mark.slow
-def test_two_processes_report_the_metrics_of_one(tmp_path, cache_dir):
-    # 11 validation and 9 test rows: two ranks cannot split them evenly, padding would repeat a row
-    args = ["task=csv_example", "task.test_size=0.15", "eval_batch_size=4"]
+@pytest.mark.parametrize("task", ["classification", "pretraining"])
+def test_two_processes_report_the_metrics_of_one(tmp_path, cache_dir, task):
+    if task == "classification":
+        # 11 validation and 9 test rows: two ranks cannot split them evenly, padding would repeat a row
+        args = ["task=csv_example", "task.test_size=0.15", "eval_batch_size=4"]
+    else:
+        args = ["task=pretrain_mlm", "task.source=files", f"task.data_files.train={_corpus(tmp_path / 'c.txt')}"]
+        args += ["task.validation_documents=0.1", "task.max_seq_length=32", "eval_batch_size=3"]
     one = run(args, tmp_path / "one")
     two = run([*args, *DDP], tmp_path / "two")
 
     assert one["status"] == two["status"] == "finished"
     for split in ("val", "test"):
         assert set(two[split]) == set(one[split])
-        assert two[split] == one[split], split  # exactly: accuracy, F1 and the loss
+        assert two[split] == one[split], split  # exactly: accuracy, F1, losses, perplexity
