@@ -23,6 +23,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import transformers
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 
 from encoderlab import __version__
 from encoderlab.config.schema import RunConfig
@@ -32,6 +33,7 @@ from encoderlab.kinds import Prepared, get_kind
 from encoderlab.models.encoder import load_tokenizer
 from encoderlab.models.features import FeatureCollator, cached_features, encode_rows, feature_key, select_layers
 from encoderlab.models.heads import FeatureModel
+from encoderlab.redact import redact
 from encoderlab.training.callbacks import build_callbacks, build_loggers
 from encoderlab.training.freezing import count_parameters
 
@@ -103,15 +105,16 @@ def base_summary(run: RunConfig, overrides: list[str]) -> dict:
 
 
 def is_rank_zero() -> bool:
-    """True in the main process; DDP workers started by Lightning carry their rank in the environment."""
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+    """True in the process that writes and prints: Lightning's global rank once a Trainer has set it up; before
+    that, the rank in the environment (RANK, LOCAL_RANK, SLURM_PROCID, ...), as Lightning reads it."""
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
     if not is_rank_zero():
         return
     tmp = run_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    tmp.write_text(json.dumps(redact(summary), indent=2, default=str))  # no credential from the config
     os.replace(tmp, run_dir / "summary.json")
 
 
@@ -193,7 +196,7 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
             logger=loggers,
             callbacks=callbacks,
             precision=run.precision,
-            use_distributed_sampler=not run.speed.bucket_by_length,
+            use_distributed_sampler=False,  # the datamodule shards each loader (evaluation without repeated rows)
             **_trainer_kwargs(run),
         )
         trainer.fit(module, datamodule=dm)
@@ -202,7 +205,7 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         if best:
             val_best = ckpt.best_model_score
             log.info("best %s = %.4f (%s)", ckpt.monitor, float(val_best), Path(best).name)
-        test_out = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
+        test_out = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)
         test = {k[5:]: float(v) for k, v in (test_out[0] if test_out else {}).items() if k.startswith("test/")}
         extra = kind.predict(module, trainer, dm, prepared, run_dir) if kind.predict else {}
         test |= extra or {}

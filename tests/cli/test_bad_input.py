@@ -134,3 +134,55 @@ def test_hub_dataset_while_offline(tmp_path, cache_dir):
 def test_top_k_larger_than_the_model(tmp_path, cache_dir):
     msg = fails(TINY + ["task=csv_example", "finetune=top_k", "finetune.k=99"], tmp_path / "run")
     assert "finetune.k" in msg and "99" in msg and "2 layers" in msg
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("trainer.max_epochs=-3", "trainer.max_epochs"),
+        ("trainer.max_steps=-2", "trainer.max_steps"),
+        ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches"),
+        ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps"),
+        ("trainer.num_nodes=0", "trainer.num_nodes"),
+        ("trainer.gradient_clip_val=-1.0", "trainer.gradient_clip_val"),
+    ],
+)
+def test_a_trainer_number_out_of_range_names_the_key(tmp_path, cache_dir, override, key):
+    msg = fails(TINY + ["task=csv_example", override], tmp_path / "run")
+    assert f"'{key}'" in msg and override.split("=")[1] in msg
+
+
+def test_a_file_too_small_to_carve_splits_from_says_how_many_rows_it_needs(tmp_path, cache_dir):
+    tiny = write_csv(tmp_path / "two.csv", [("a fine film", "pos"), ("a dull film", "neg")])
+    msg = fails(TINY + csv_task(tiny), tmp_path / "run")
+    assert str(tiny) in msg and "2 row(s)" in msg and "at least 3 rows" in msg
+    assert "task.data_files.validation" in msg and "task.data_files.test" in msg
+
+
+def _conll(path: Path, sentences: list[list[str]]) -> Path:
+    path.write_text("\n\n".join("\n".join(s) for s in sentences) + "\n")
+    return path
+
+
+def ner_task(path: Path) -> list[str]:
+    return ["task=wnut16", "task.source=files", f"task.data_files.train={path}"]
+
+
+def test_a_conll_file_with_two_sentences_says_how_many_it_needs(tmp_path, cache_dir):
+    two = _conll(tmp_path / "two.conll", [["Alice\tB-person", "runs\tO"], ["Bob\tB-person", "walks\tO"]])
+    msg = fails(TINY + ner_task(two), tmp_path / "run")
+    assert "2 row(s)" in msg and "at least 3 rows" in msg and "task.data_files.validation" in msg
+
+
+def test_a_conll_file_named_txt_is_read_as_conll_and_a_missing_tag_names_its_line(tmp_path, cache_dir):
+    sentences = [[f"Alice{i}\tB-person", "runs\tO", "home\tO"] for i in range(10)]
+    sentences[6][1] = "runs"  # line 26 of the file (4 lines per sentence): a token without its tag
+    msg = fails(TINY + ner_task(_conll(tmp_path / "ner.txt", sentences)), tmp_path / "run")
+    assert f"{tmp_path / 'ner.txt'}:26" in msg and "'runs' has no tag" in msg
+
+
+def test_a_txt_file_that_is_not_conll_says_to_set_the_format(tmp_path, cache_dir):
+    prose = tmp_path / "notes.txt"
+    prose.write_text("Alice went home after a long day at work.\nBob stayed.\n\nIt rained all night long, again.\n")
+    msg = fails(TINY + ner_task(prose), tmp_path / "run")
+    assert "task.format=conll" in msg and str(prose) in msg

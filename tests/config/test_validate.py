@@ -124,3 +124,29 @@ def test_unknown_key_in_a_yaml_file_fails_while_composing(hydra_conf, tmp_path):
     with pytest.raises(ConfigCompositionException) as e:
         compose("config", overrides=["task=typo", f"hydra.searchpath=[file://{tmp_path}]"])
     assert "max_seq_len" in str(e.value) + str(e.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "trainer.max_epochs=0",
+        "trainer.max_steps=0",
+        "trainer.check_val_every_n_epoch=0",
+        "trainer.val_check_interval=0",
+        "trainer.limit_val_batches=-1",
+        "trainer.num_sanity_val_steps=-2",
+        "trainer.devices=0",
+    ],
+)
+def test_a_trainer_value_lightning_would_reject_mid_run_fails_first(hydra_conf, override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as e:
+        compose_run([override])
+    assert e.value.key == key
+
+
+def test_no_epoch_limit_needs_a_step_limit(hydra_conf):
+    with pytest.raises(ConfigError, match="max_steps"):
+        compose_run(["trainer.max_epochs=-1"])
+    assert compose_run(["trainer.max_epochs=-1", "trainer.max_steps=100"]).trainer.max_steps == 100
+    assert compose_run(["trainer.devices=-1", "trainer.gradient_clip_val=null"]).trainer.devices == -1

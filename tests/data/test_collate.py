@@ -11,8 +11,9 @@ import torch
 from support import reviews_task
 
 from encoderlab.config.schema import RunConfig, SpeedConfig
-from encoderlab.data.collate import BucketBatchSampler, PadCollator, sorted_batches
+from encoderlab.data.collate import BucketBatchSampler, PadCollator, eval_shard, sorted_batches
 from encoderlab.data.datamodule import EncoderDataModule
+from encoderlab.errors import DataError
 from encoderlab.models import sequence as kind
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -115,6 +116,32 @@ def _prepared(tokenizer, max_len: int, speed: SpeedConfig):
     task = reviews_task(max_seq_length=max_len)
     run = RunConfig(task=task, speed=speed)
     return kind.prepare(run, tokenizer, None)
+
+
+@pytest.mark.parametrize(("n", "batch_size", "world"), [(11, 4, 2), (9, 4, 2), (5, 128, 2), (5, 2, 4), (7, 3, 3)])
+def test_ranks_evaluate_every_row_exactly_once_each_with_a_batch(n, batch_size, world):
+    lengths = [random.Random(n + i).randint(1, 40) for i in range(n)]
+
+    shards = [eval_shard(lengths, batch_size, world, rank) for rank in range(world)]
+
+    seen = sorted(i for shard in shards for batch in shard for i in batch)
+    assert seen == list(range(n))  # no repeated row, none left out (DistributedSampler would pad)
+    assert all(len(shard) >= 1 for shard in shards)  # no rank waits in a collective alone
+    assert all(0 < len(b) <= batch_size for shard in shards for b in shard)
+
+
+def test_the_ranks_share_the_batches_of_one_process_when_there_are_enough():
+    lengths = [random.Random(i).randint(1, 40) for i in range(30)]
+    one = sorted_batches(lengths, 4)
+
+    two = eval_shard(lengths, 4, 2, 0) + eval_shard(lengths, 4, 2, 1)
+
+    assert sorted(two) == sorted(one)  # the same batches: the same padding, the same logits
+
+
+def test_a_split_smaller_than_the_number_of_processes_names_what_to_change():
+    with pytest.raises(DataError, match=r"validation split has 1 row.*trainer.devices"):
+        eval_shard([5], 8, 2, 0, "validation")
 
 
 @pytest.mark.parametrize("bucket", [True, False])

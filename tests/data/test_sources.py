@@ -93,6 +93,27 @@ def test_format_comes_from_the_extension_or_task_format(tmp_path):
     assert e.value.key == "task.format" and "'csv'" in str(e.value)
 
 
+def test_a_conll_file_named_txt_is_read_as_conll_for_a_token_task(tmp_path):
+    txt = tmp_path / "ner.txt"
+    txt.write_text((FIXTURES / "ner_small.conll").read_text())
+    task = TaskConfig(kind="token_classification", data_files={"train": str(txt)})
+
+    ds = read_file(txt, task)
+
+    assert ds.column_names == ["tokens", "tags"] and ds[0]["tokens"][0] == "EU" and ds[0]["tags"][0] == "B-ORG"
+    assert infer_format(txt, TaskConfig(kind="pretraining")) == "txt"  # a corpus stays text
+
+
+def test_a_small_file_keeps_a_stratified_class_split_only_when_each_side_can_hold_every_class(tmp_path):
+    rows = [("a fine film", "pos"), ("a dull film", "neg")] * 2 + [("a fine one", "pos")]  # 5 rows, 3 pos / 2 neg
+    path = tmp_path / "five.csv"
+    path.write_text("review,sentiment\n" + "".join(f"{t},{y}\n" for t, y in rows))
+
+    ds = load_raw(reviews_task(path))  # 1 test row cannot hold both classes: split at random instead of failing
+
+    assert {k: len(v) for k, v in ds.items()} == {"train": 3, "validation": 1, "test": 1}
+
+
 def test_a_registered_format_reads_files(tmp_path):
     """New file formats plug in by name, without touching sources.py."""
     f = tmp_path / "data.pipe"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import BertModel
@@ -126,3 +128,40 @@ def test_cached_features_compute_once_per_key_and_split(tmp_path):
     cached_features(tmp_path, "k2", "train", compute)
     cached_features(None, "k1", "train", compute)
     assert len(calls) == 3
+
+
+class _Boom:
+    """Unpickling it creates a file: proof that a cache file could run code."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_the_feature_cache_is_safetensors_and_round_trips_token_rows(tmp_path):
+    rows = [
+        {"features": torch.randn(n, 2, 4), "attention_mask": [1] * n, "labels": [0, 2, -100][:n], "example_index": i}
+        for i, n in enumerate((3, 1, 2))
+    ] + [{"features": torch.randn(2, 2, 4), "attention_mask": [1, 1], "labels": [1, 1], "example_index": 3}]
+
+    cached_features(tmp_path, "k", "test", lambda: rows)
+    again = cached_features(tmp_path, "k", "test", lambda: pytest.fail("computed twice"))
+
+    (path,) = (tmp_path / "features" / "k").iterdir()
+    assert path.name == "test.safetensors" and path.read_bytes()[8:9] == b"{"  # a JSON header, then raw tensors
+    for a, b in zip(rows, again, strict=True):
+        assert torch.equal(a["features"], b["features"])
+        assert {k: v for k, v in a.items() if k != "features"} == {k: v for k, v in b.items() if k != "features"}
+
+
+def test_an_old_pickled_feature_cache_is_never_loaded(tmp_path):
+    marker = tmp_path / "pickle_ran"
+    old = tmp_path / "features" / "k" / "train.pt"
+    old.parent.mkdir(parents=True)
+    torch.save([{"features": torch.ones(2), "labels": _Boom(marker)}], old)
+
+    rows = cached_features(tmp_path, "k", "train", lambda: [{"features": torch.zeros(2), "labels": 0}])
+
+    assert rows[0]["labels"] == 0 and not marker.exists()

@@ -317,7 +317,7 @@ def test_cached_features_give_the_same_model_as_encoding_every_step(tmp_path):
     cached, cached_dir = _quick_run(tmp_path, "cached", True)
     plain, plain_dir = _quick_run(tmp_path, "plain", False)
     assert cached["data"].get("cached_features") and not plain["data"].get("cached_features")
-    assert list((tmp_path / "cache" / "features").glob("*/train.pt"))
+    assert list((tmp_path / "cache" / "features").glob("*/train.safetensors"))
     for key in ("loss", "accuracy"):
         assert cached["test"][key] == pytest.approx(plain["test"][key], abs=1e-4)
     a = torch.load(cached_dir / "hf" / "feature_head.pt")

@@ -50,6 +50,16 @@ def _stored_value(run_dir: Path, run: RunConfig) -> float | None:
     return val.get(run.task.primary_metric)
 
 
+def _redact_saved_configs(hc, run_dir: Path, multirun: bool) -> None:
+    """Hydra saved the config and overrides before the job started: mask any credential typed into them."""
+    from encoderlab.redact import redact_files
+
+    if hc.output_subdir:
+        redact_files(run_dir / hc.output_subdir)
+    if multirun:
+        redact_files(Path(hc.sweep.dir), "multirun.yaml")
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def hydra_main(cfg: DictConfig):
     from encoderlab.config.validate import validate
@@ -57,6 +67,7 @@ def hydra_main(cfg: DictConfig):
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = Path(hc.runtime.output_dir)
+    _redact_saved_configs(hc, run_dir, multirun)
     try:
         run = validate(cfg)
     except EncoderlabError as e:

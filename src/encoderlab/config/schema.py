@@ -337,6 +337,44 @@ class TrainerConfig:
     num_sanity_val_steps: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def check(self) -> None:
+        """Lightning rejects most of these only once the run has started, with a traceback."""
+        if self.max_epochs < 1 and self.max_epochs != -1:
+            raise ConfigError(
+                "trainer.max_epochs", f"must be at least 1 (or -1: stop at trainer.max_steps), got {self.max_epochs}"
+            )
+        if self.max_steps < 1 and self.max_steps != -1:
+            raise ConfigError("trainer.max_steps", f"must be at least 1 (or -1: no step limit), got {self.max_steps}")
+        if self.max_epochs == -1 and self.max_steps == -1:
+            raise ConfigError("trainer.max_epochs", "-1 runs forever unless trainer.max_steps is set (at least 1)")
+        for key in ("accumulate_grad_batches", "log_every_n_steps", "num_nodes"):
+            _at_least(f"trainer.{key}", getattr(self, key), 1)
+        _at_least("trainer.check_val_every_n_epoch", self.check_val_every_n_epoch, 1)
+        _at_least("trainer.num_sanity_val_steps", self.num_sanity_val_steps, -1)
+        if self.gradient_clip_val is not None and self.gradient_clip_val < 0:
+            raise ConfigError(
+                "trainer.gradient_clip_val", f"must be >= 0 (or null: no clipping), got {self.gradient_clip_val}"
+            )
+        if self.val_check_interval is not None and self.val_check_interval <= 0:
+            raise ConfigError(
+                "trainer.val_check_interval",
+                f"must be > 0 (a fraction of an epoch, or a number of steps), got {self.val_check_interval}",
+            )
+        for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+            v = getattr(self, key)
+            if v is not None and v < 0:
+                raise ConfigError(f"trainer.{key}", f"must be >= 0 (a fraction, or a number of batches), got {v}")
+        if isinstance(self.devices, int) and not isinstance(self.devices, bool) and self.devices < 1:
+            if self.devices != -1:
+                raise ConfigError(
+                    "trainer.devices", f"must be at least 1, -1 (all), 'auto' or a list of ids, got {self.devices}"
+                )
+
+
+def _at_least(key: str, value: int | None, low: int) -> None:
+    if value is not None and value < low:
+        raise ConfigError(key, f"must be at least {low}, got {value}")
+
 
 @dataclass
 class WandbConfig:
@@ -419,7 +457,7 @@ class RunConfig:
     skip_finished: bool = True  # multirun: a job whose summary.json says finished with this config is skipped
 
     def check(self) -> None:
-        for section in (self.task, self.model, self.finetune, self.optimizer, self.scheduler, self.speed):
+        for section in (self.task, self.model, self.finetune, self.optimizer, self.scheduler, self.speed, self.trainer):
             section.check()
         check_choice("precision", self.precision, ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"))
         if self.batch_size < 1:

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
+from encoderlab.errors import DataError
+
 
 class PadCollator:
     """Pads the tokenizer's fields to the longest in the batch; other fields are stacked as tensors."""
@@ -116,3 +118,27 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Evaluation batches in length order (longest first): least padding, and OOM shows up at once."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def eval_shard(
+    lengths: Sequence[int], batch_size: int, world: int, rank: int, split: str = "evaluation"
+) -> list[list[int]]:
+    """This rank's evaluation batches under DDP: the batches of :func:`sorted_batches` dealt out in turn.
+
+    No row is repeated and none left out (``DistributedSampler`` pads the last shard with repeated rows, which the
+    metrics would count), so metrics gathered over the ranks equal those of one process. Every rank gets at least
+    one batch, because the first forward pass after training is a collective under DDP: a split with fewer batches
+    than ranks is cut into ``world`` smaller ones.
+    """
+    n = len(lengths)
+    if n < world:
+        raise DataError(
+            f"the {split} split has {n} row(s), fewer than the {world} processes of this run; give it more rows "
+            "(task.validation_size / task.test_size / task.max_eval_samples) or run on fewer devices (trainer.devices)"
+        )
+    batches = sorted_batches(lengths, batch_size)
+    if len(batches) < world:
+        order = [i for b in batches for i in b]
+        bounds = [j * n // world for j in range(world + 1)]
+        batches = [order[bounds[j] : bounds[j + 1]] for j in range(world)]
+    return batches[rank::world]

@@ -1,4 +1,10 @@
-"""The DataModule: prepared splits in, DataLoaders out (bucketed train batches, length-sorted eval batches)."""
+"""The DataModule: prepared splits in, DataLoaders out (bucketed train batches, length-sorted eval batches).
+
+It shards every loader itself under DDP (the Trainer runs with ``use_distributed_sampler=False``): train batches
+are dealt out per rank, and evaluation batches are split between ranks *without* the duplicate rows that
+``DistributedSampler`` pads the last shard with, so validation and test metrics under DDP count each row once
+and equal those of one process.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from encoderlab.config.schema import SpeedConfig
-from encoderlab.data.collate import BucketBatchSampler, sorted_batches
+from encoderlab.data.collate import BucketBatchSampler, eval_shard, sorted_batches
 
 
 class RowDataset(Dataset):
@@ -63,27 +69,30 @@ class EncoderDataModule(pl.LightningDataModule):
         if self.speed.bucket_by_length and lengths is not None:
             sampler = BucketBatchSampler(lengths, self.batch_size, seed=self.seed, num_replicas=world, rank=rank)
             return DataLoader(data, batch_sampler=sampler, collate_fn=self.collator, num_workers=self.speed.num_workers)
+        if world > 1:  # Lightning calls set_epoch on it: a new order every epoch
+            shard = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+            return DataLoader(
+                data,
+                batch_size=self.batch_size,
+                sampler=shard,
+                collate_fn=self.collator,
+                num_workers=self.speed.num_workers,
+            )
         return DataLoader(
             data, batch_size=self.batch_size, shuffle=True, collate_fn=self.collator, num_workers=self.speed.num_workers
         )
 
     def _eval_loader(self, split: str) -> DataLoader:
         data = self.rows[split]
-        lengths = self.lengths.get(split)
-        world, _ = self._world()
-        if lengths is not None and world == 1:
-            return DataLoader(
-                data,
-                batch_sampler=sorted_batches(lengths, self.eval_batch_size),
-                collate_fn=self.collator,
-                num_workers=self.speed.num_workers,
-            )
-        # under DDP each rank evaluates its shard; torchmetrics gathers the states
-        sampler = DistributedSampler(data, shuffle=False) if world > 1 else None
+        lengths = self.lengths.get(split) or [1] * len(data)  # no lengths: batches in row order
+        world, rank = self._world()
+        if world > 1:  # every rank evaluates its own batches; torchmetrics gathers the states, each row once
+            batches = eval_shard(lengths, self.eval_batch_size, world, rank, split)
+        else:
+            batches = sorted_batches(lengths, self.eval_batch_size)
         return DataLoader(
             data,
-            batch_size=self.eval_batch_size,
-            sampler=sampler,
+            batch_sampler=batches,
             collate_fn=self.collator,
             num_workers=self.speed.num_workers,
         )

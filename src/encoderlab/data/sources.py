@@ -9,6 +9,7 @@ touching this module.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -82,7 +83,35 @@ def infer_format(path: Path, task: TaskConfig) -> str:
             f"cannot tell the format of '{path}' from its extension; set task.format to one of "
             f"{choices(sorted(set(EXTENSIONS.values())))}",
         )
+    if fmt == "txt" and task.kind == "token_classification":  # NER data is often shipped as .txt
+        if not looks_like_conll(path, task):
+            raise ConfigError(
+                "task.format",
+                f"'{path}' does not look like a CoNLL column file (a token and its tag per line, separated by a tab "
+                "or spaces, a blank line between sentences); set task.format=conll to read it as one, or give "
+                "token and tag lists as JSON lines (task.format=jsonl)",
+            )
+        return "conll"
     return fmt
+
+
+def looks_like_conll(path: Path, task: TaskConfig, sample: int = 200) -> bool:
+    """Column lines: most non-blank lines of the file's start have the same small number (2-10) of columns.
+
+    Running text has as many words per line as its sentences; a stray line without its tag still passes (the
+    reader then names that line).
+    """
+    counts: Counter[int] = Counter()
+    with path.open(encoding=task.encoding or "utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.strip():
+                counts[len(line.split("\t") if "\t" in line else line.split())] += 1
+                if sum(counts.values()) >= sample:
+                    break
+    if not counts:
+        return False
+    columns, n = counts.most_common(1)[0]
+    return 2 <= columns <= 10 and n >= 0.9 * sum(counts.values())
 
 
 def read_file(path: str | Path, task: TaskConfig, key: str = "task.data_files") -> Dataset:
@@ -178,7 +207,10 @@ def _carve(ds: Dataset, size: float, task: TaskConfig, what: str) -> tuple[Datas
             f"task.{what}_size",
             f"the source has no '{what}' split to use; set task.{what}_size > 0 to carve one out of train",
         )
+    n_out = math.ceil(size * len(ds))  # what datasets' train_test_split takes out
     codes = _stratify_codes(ds, task)
+    if codes is not None and min(n_out, len(ds) - n_out) < len(set(codes)):
+        codes = None  # too few rows for a class of each on both sides: a seeded random split
     if codes is None:
         parts = ds.train_test_split(test_size=size, seed=task.split_seed)
         return parts["train"], parts["test"]
@@ -192,6 +224,25 @@ def _carve(ds: Dataset, size: float, task: TaskConfig, what: str) -> tuple[Datas
     return ds.select(parts["train"]["row"]), ds.select(parts["test"]["row"])
 
 
+def _rows_left(n: int, sizes: list[float]) -> int:
+    """Training rows left after carving splits of these fractions, one after the other, as datasets does."""
+    for size in sizes:
+        n = math.floor((1 - size) * n)
+    return n
+
+
+def _too_few_rows(n: int, task: TaskConfig, carved: list[str]) -> DataError:
+    sizes = [getattr(task, f"{what}_size") for what in carved]
+    needed = next(m for m in range(1, 10**7) if _rows_left(m, sizes) >= 1)
+    source = f"'{task.files['train']}'" if task.files.get("train") else f"the train split of task '{task.name}'"
+    keys = ", ".join(f"task.{what}_size={getattr(task, what + '_size')}" for what in carved)
+    files = " and ".join(f"task.data_files.{what}=PATH" for what in carved)
+    return DataError(
+        f"{source} has {n} row(s), too few to carve {' and '.join(carved)} split(s) out of ({keys}) and keep "
+        f"rows to train on: give it at least {needed} rows, or give the split(s) as files ({files})"
+    )
+
+
 def make_splits(ds: DatasetDict, task: TaskConfig) -> DatasetDict:
     """Pick train/validation/test by the configured names; carve missing ones out of train."""
     if task.train_split not in ds:
@@ -199,8 +250,13 @@ def make_splits(ds: DatasetDict, task: TaskConfig) -> DatasetDict:
     train = ds[task.train_split]
     out: dict[str, Dataset] = {}
     # test first, so validation is carved from what is left for training
-    for what, name in (("test", task.test_split), ("validation", task.validation_split)):
-        if name is not None and name in ds and name != task.train_split:
+    wanted = (("test", task.test_split), ("validation", task.validation_split))
+    given = {what for what, name in wanted if name is not None and name in ds and name != task.train_split}
+    carved = [what for what, _ in wanted if what not in given and getattr(task, f"{what}_size") > 0]
+    if carved and _rows_left(len(train), [getattr(task, f"{what}_size") for what in carved]) < 1:
+        raise _too_few_rows(len(train), task, carved)
+    for what, name in wanted:
+        if what in given:
             out[what] = ds[name]
         elif name is not None and task.source == "hub" and name not in ds:
             raise ConfigError(f"task.{what}_split", f"no split {name!r} in the data; found {choices(ds)}")

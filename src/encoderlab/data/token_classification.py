@@ -79,6 +79,11 @@ def parse_conll(
         if parts[0] == DOCSTART:
             flush()
             continue
+        if len(parts) == 1 and need == 2:
+            raise DataError(
+                f"{path}:{lineno}: the token {parts[0]!r} has no tag; each line holds a token and its tag "
+                "(separated by a tab or spaces; task.token_column / task.tag_column), a blank line between sentences"
+            )
         if len(parts) < need or token_column % len(parts) == tag_column % len(parts):
             raise DataError(
                 f"{path}:{lineno}: malformed line {line.strip()!r}: {len(parts)} column(s), but "

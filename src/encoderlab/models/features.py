@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from encoderlab.data.collate import sorted_batches
 from encoderlab.models.heads import FeatureModel
@@ -80,22 +82,54 @@ def feature_key(data_key: str, model_ident: str, layers: list[int] | None, pooli
 
 
 def cached_features(root: Path | None, key: str, split: str, compute: Callable[[], list[dict]]) -> list[dict]:
-    """``compute()`` once per (key, split); stored with torch.save, written atomically."""
+    """``compute()`` once per (key, split); stored as safetensors (no pickle: a cache file never runs code),
+    written atomically."""
     if root is None:
         return compute()
-    path = root / "features" / key / f"{split}.pt"
+    path = root / "features" / key / f"{split}.safetensors"
     if path.exists():
         try:
             log.info("using cached features %s", path)
-            return torch.load(path, weights_only=False)
+            return load_rows(path)
         except Exception as e:
             log.warning("cached features %s unreadable (%s); recomputing", path, e)
     rows = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(rows, tmp)
+    save_rows(rows, tmp)
     os.replace(tmp, path)
     return rows
+
+
+def save_rows(rows: list[dict], path: Path) -> None:
+    """Rows of encoded features: the ``features`` tensors in one tensor (stacked, or concatenated along the tokens
+    with their ``lengths``), every other field as JSON in the file's metadata."""
+    feats = [r["features"] for r in rows]
+    rest = [{k: v for k, v in r.items() if k != "features"} for r in rows]
+    if not feats:
+        tensors = {"features": torch.zeros(0)}
+    elif all(f.shape == feats[0].shape for f in feats):
+        tensors = {"features": torch.stack(feats).contiguous()}
+    else:
+        tensors = {"features": torch.cat(feats).contiguous(), "lengths": torch.tensor([f.shape[0] for f in feats])}
+    save_file(tensors, str(path), metadata={"rows": json.dumps(rest), "format": _FORMAT})
+
+
+def load_rows(path: Path) -> list[dict]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"not a feature cache of this version ({meta.get('format')!r})")
+        feats = f.get_tensor("features")
+        lengths = f.get_tensor("lengths").tolist() if "lengths" in f.keys() else None
+    rest = json.loads(meta["rows"])
+    if not rest:
+        return []
+    parts = list(torch.split(feats, lengths)) if lengths is not None else list(feats.unbind(0))
+    return [r | {"features": x} for r, x in zip(rest, parts, strict=True)]
+
+
+_FORMAT = "encoderlab-features-1"
 
 
 class FeatureCollator:

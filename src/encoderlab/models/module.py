@@ -13,6 +13,7 @@ import time
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from encoderlab.config.schema import RunConfig
 from encoderlab.metrics.classification import classification_metrics, regression_metrics
@@ -33,6 +34,9 @@ class EncoderModule(pl.LightningModule):
         self.run = run
         self.n_layers = n_layers if n_layers is not None else num_layers(network)
         self.unfreezer: GradualUnfreezer | None = None
+        # the evaluation loss as a metric, not self.log(sync_dist=True): Lightning averages the per-rank row counts
+        # as integers, which is wrong when ranks evaluate different numbers of rows (they do: no repeated rows)
+        self.eval_loss = nn.ModuleDict({s: MeanMetric().set_dtype(torch.float64) for s in STAGES})
         self.samples_seen = 0
         self.tokens_seen = 0
         self.train_time = 0.0
@@ -72,7 +76,7 @@ class EncoderModule(pl.LightningModule):
 
     def _eval_step(self, stage: str, batch) -> None:
         loss, outputs = self.step(batch)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=_batch_size(batch), sync_dist=True)
+        self.eval_loss[stage].update(loss.detach(), weight=_batch_size(batch))
         self.update_metrics(stage, batch, outputs)
 
     def validation_step(self, batch, batch_idx):
@@ -83,6 +87,9 @@ class EncoderModule(pl.LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         values = self.compute_metrics(stage)
+        if self.eval_loss[stage].update_count:  # every rank evaluated a batch or none did: all take part in the sync
+            values = {"loss": float(self.eval_loss[stage].compute())} | values
+        self.eval_loss[stage].reset()
         # torchmetrics already synchronised these across processes; sync_dist only quiets Lightning's check
         self.log_dict({f"{stage}/{k}": float(v) for k, v in values.items()}, prog_bar=(stage == "val"), sync_dist=True)
 

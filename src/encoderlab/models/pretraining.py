@@ -203,6 +203,10 @@ def build_electra(run: RunConfig, config) -> ElectraPretrainer:
     return ElectraPretrainer(ElectraForMaskedLM(gen), ElectraForPreTraining(disc))
 
 
+def _mean() -> MeanMetric:
+    return MeanMetric().set_dtype(torch.float64)
+
+
 def _sparse_heads(network: nn.Module):
     """(MLM head over hidden states, sentence head over the pooled output) of a BERT or RoBERTa model, else
     (None, None)."""
@@ -222,7 +226,8 @@ class PretrainingModule(EncoderModule):
         if self.objective == "electra":
             names += ["rtd_loss", "rtd_accuracy"]
         # keyed "<stage>_": a ModuleDict key may not shadow nn.Module attributes such as ``train``
-        self.metrics = nn.ModuleDict({f"{s}_": nn.ModuleDict({n: MeanMetric() for n in names}) for s in STAGES})
+        # float64 sums: the order in which the ranks' batches are added does not show in the result
+        self.metrics = nn.ModuleDict({f"{s}_": nn.ModuleDict({n: _mean() for n in names}) for s in STAGES})
 
     def step(self, batch: dict) -> tuple[torch.Tensor, dict]:
         if self.objective == "electra":

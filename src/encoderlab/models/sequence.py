@@ -135,7 +135,7 @@ def load_feature_model(path: str | Path) -> tuple[FeatureModel, object, dict]:
         desc["head"],
         desc["head_hidden_size"],
     )
-    head.load_state_dict(torch.load(path / "feature_head.pt", map_location="cpu"))
+    head.load_state_dict(torch.load(path / "feature_head.pt", map_location="cpu", weights_only=True))
     encoder = AutoModel.from_pretrained(path / "encoder")
     model = FeatureModel(encoder, head, desc["layers"], desc["pooling"]).eval()
     return model, AutoTokenizer.from_pretrained(path / "encoder"), desc

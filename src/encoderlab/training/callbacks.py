@@ -14,6 +14,7 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from pytorch_lightning.loggers import CSVLogger
 
 from encoderlab.config.schema import RunConfig
+from encoderlab.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,9 @@ def build_loggers(run: RunConfig, run_dir: Path, hydra_meta: dict) -> list:
         sweep = hydra_meta.get("sweep_id")
         # a sweep's folder is named after its experiment unless the user chose another (hydra.sweep.dir=...)
         tail = f"/{sweep}" if sweep and sweep != run.experiment_name else ""
-        group = wb.group or f"{run.experiment_name}{tail}"
-        tags = list(wb.tags) + list(run.tags) + list(hydra_meta.get("swept", []))
+        # W&B keeps what it is given: no credential (a resolved ${oc.env:...}, a typed value) goes to it
+        group = redact(wb.group or f"{run.experiment_name}{tail}")
+        tags = redact(list(wb.tags) + list(run.tags) + list(hydra_meta.get("swept", [])))
         mode = wandb_mode(wb.mode)
         log.info("W&B: project %s, group %s, mode %s", wb.project, group, mode)
         loggers.append(
@@ -115,10 +117,10 @@ def build_loggers(run: RunConfig, run_dir: Path, hydra_meta: dict) -> list:
                 group=group,
                 job_type=wb.job_type or run.finetune.strategy,
                 tags=tags[:64],
-                name=hydra_meta.get("job_name"),
+                name=redact(hydra_meta.get("job_name")),
                 save_dir=str(run_dir),
                 mode=mode,
-                config=asdict(run),
+                config=redact(asdict(run)),
             )
         )
     return loggers

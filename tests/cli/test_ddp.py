@@ -1,0 +1,66 @@
+"""Two DDP processes (gloo on CPU) report exactly the metrics of one process: no evaluation row counts twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import TINY
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).parent / "encoderlab-train")
+DDP = ["trainer.devices=2", "trainer.strategy=ddp"]
+# a learning rate so small that no weight moves: both runs evaluate the same network (the DDP run takes half the
+# optimizer steps), so any difference in their metrics comes from how evaluation rows are split between ranks
+FIXED = ["optimizer.lr=1e-30", "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+# every evaluation row (trainer=debug would cut evaluation to 2 batches per rank)
+FIXED += ["trainer.limit_val_batches=null", "trainer.limit_test_batches=null"]
+
+
+def run(args: list[str], run_dir: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    assert "ENCODERLAB_CACHE" in env, "use the cache_dir fixture"
+    p = subprocess.run(
+        [CLI, *TINY, *FIXED, *args, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert p.returncode == 0, f"exit {p.returncode}\nstdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-5000:]}"
+    assert p.stdout.count("encoderlab: ") == 1  # one process prints the result
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def _corpus(path: Path) -> Path:
+    words = "the film a story of love and war told with warmth wit and a fine cast in a small town".split()
+    docs = []
+    for d in range(60):
+        sentences = [" ".join(words[(d + s) % 7 :][: 6 + (d * s) % 9]).capitalize() + "." for s in range(4)]
+        docs.append(" ".join(sentences))
+    path.write_text("\n\n".join(docs) + "\n")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["classification", "pretraining"])
+def test_two_processes_report_the_metrics_of_one(tmp_path, cache_dir, task):
+    if task == "classification":
+        # 11 validation and 9 test rows: two ranks cannot split them evenly, padding would repeat a row
+        args = ["task=csv_example", "task.test_size=0.15", "eval_batch_size=4"]
+    else:
+        args = ["task=pretrain_mlm", "task.source=files", f"task.data_files.train={_corpus(tmp_path / 'c.txt')}"]
+        args += ["task.validation_documents=0.1", "task.max_seq_length=32", "eval_batch_size=3"]
+    one = run(args, tmp_path / "one")
+    two = run([*args, *DDP], tmp_path / "two")
+
+    assert one["status"] == two["status"] == "finished"
+    for split in ("val", "test"):
+        assert set(two[split]) == set(one[split])
+        assert two[split] == one[split], split  # exactly: accuracy, F1, losses, perplexity
