@@ -46,6 +46,7 @@ METRICS = {
     "pretraining": ("mlm_accuracy", "mlm_loss", "perplexity", "sentence_accuracy"),
 }
 LOWER_IS_BETTER = ("mse", "mlm_loss", "perplexity")
+RESUME_MODES = ("auto", "never")
 
 
 @dataclass
@@ -349,6 +350,17 @@ class CallbacksConfig:
     min_delta: float = 0.0
     checkpoint: bool = True  # keep the best weights (by the primary metric) for test and export
     rich_progress: bool = True
+    # checkpoints/last.ckpt (the whole training state, for `resume`) is written at every epoch end, and also
+    # every N optimizer steps and/or every M minutes when set; it is removed once the run finishes
+    checkpoint_every_n_steps: Optional[int] = None
+    checkpoint_every_minutes: Optional[float] = None
+
+    def check(self) -> None:
+        n, m = self.checkpoint_every_n_steps, self.checkpoint_every_minutes
+        if n is not None and n < 1:
+            raise ConfigError("callbacks.checkpoint_every_n_steps", f"must be at least 1 (or null), got {n}")
+        if m is not None and m <= 0:
+            raise ConfigError("callbacks.checkpoint_every_minutes", f"must be > 0 (or null), got {m}")
 
 
 @dataclass
@@ -389,10 +401,23 @@ class RunConfig:
     tags: list[str] = field(default_factory=list)
     save_model: bool = True
     skip_finished: bool = True  # multirun: a job whose summary.json says finished with this config is skipped
+    # auto: a rerun in a run dir whose run did not finish continues from its checkpoints/last.ckpt;
+    # never: always start from scratch; or the path of a checkpoint (.ckpt) to continue from
+    resume: str = "auto"
 
     def check(self) -> None:
-        for section in (self.task, self.model, self.finetune, self.optimizer, self.scheduler, self.speed):
+        for section in (
+            self.task,
+            self.model,
+            self.finetune,
+            self.optimizer,
+            self.scheduler,
+            self.speed,
+            self.callbacks,
+        ):
             section.check()
+        if self.resume not in RESUME_MODES and not os.path.isfile(os.path.expanduser(self.resume)):
+            raise ConfigError("resume", f"'{self.resume}' is neither auto, never nor a checkpoint file")
         check_choice("precision", self.precision, ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"))
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
