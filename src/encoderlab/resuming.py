@@ -97,7 +97,7 @@ def _clear(run_dir: Path) -> None:
 
 
 def _global_step(ckpt: Path) -> int:
-    state = torch.load(ckpt, map_location="cpu", mmap=True, weights_only=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
     return int(state.get("global_step", 0))
 
 
