@@ -3,7 +3,9 @@
 Called by the CLI with a validated :class:`RunConfig`. Everything a run produces lands in its run dir:
 ``.hydra/`` (resolved config), ``metrics.csv``, ``summary.json``, ``hf/`` (the model in Hugging Face
 format) and any predictions files. ``summary.json`` is written at the start (``running``) and at the end
-(``finished`` or ``failed``), so a sweep can be resumed and a crashed job is visible.
+(``finished`` or ``failed``), so a sweep can be resumed and a crashed job is visible. During training
+``checkpoints/last.ckpt`` holds the whole training state; rerunning the command on a run dir whose run did not
+finish continues from it (``resume``, see :mod:`encoderlab.resuming`).
 """
 
 from __future__ import annotations
