@@ -197,12 +197,8 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         )
         loggers = build_loggers(run, run_dir, hydra_meta or {}, attempt.wandb_id)
         keep_metrics(loggers, attempt)
-
-        def heartbeat(fit_seconds: float) -> None:  # killed later, the run still counts the time spent so far
-            summary["train_seconds"] = round(attempt.seconds_before + feature_seconds + fit_seconds, 2)
-            write_summary(run_dir, summary)
-
-        callbacks, ckpt, timer = build_callbacks(run, run_dir, heartbeat)
+        beat = _heartbeat(run_dir, summary, attempt.seconds_before + feature_seconds)
+        callbacks, ckpt, timer = build_callbacks(run, run_dir, beat)
         trainer = pl.Trainer(
             default_root_dir=str(run_dir),
             logger=loggers,
@@ -257,6 +253,16 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         write_summary(run_dir, summary)
         _finish_loggers(loggers, 1, summary)
         raise
+
+
+def _heartbeat(run_dir: Path, summary: dict, seconds_before: float):
+    """Records the train seconds so far in summary.json: a run killed later still counts them when resumed."""
+
+    def beat(fit_seconds: float) -> None:
+        summary["train_seconds"] = round(seconds_before + fit_seconds, 2)
+        write_summary(run_dir, summary)
+
+    return beat
 
 
 def _trainer_kwargs(run: RunConfig) -> dict:
