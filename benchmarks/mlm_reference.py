@@ -141,7 +141,7 @@ def evaluate(model, val, pad_id: int, bf16: bool, batch_size: int = 128) -> tupl
         width = max(len(x) for x in rows["input_ids"])
         ids = torch.full((len(rows["input_ids"]), width), pad_id)
         labels = torch.full_like(ids, -100)
-        for j, (x, y) in enumerate(zip(rows["input_ids"], rows["labels"])):
+        for j, (x, y) in enumerate(zip(rows["input_ids"], rows["labels"], strict=True)):
             ids[j, : len(x)] = torch.tensor(x)
             labels[j, : len(y)] = torch.tensor(y)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -165,7 +165,9 @@ def main() -> None:
     args = p.parse_args()
     overrides = args.overrides or RECIPE
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="mlm_reference_")).resolve()
-    print(f"encoderlab-train {' '.join(overrides)}: {args.steps} steps, held-out eval every {args.eval_every}", flush=True)
+    print(
+        f"encoderlab-train {' '.join(overrides)}: {args.steps} steps, held-out eval every {args.eval_every}", flush=True
+    )
     secs = run_encoderlab(run_dir, args.steps, args.eval_every, overrides)
     ours = encoderlab_curve(run_dir, args.eval_every)
     run, tokenizer, data = same_data(run_dir)

@@ -3,7 +3,9 @@
 Called by the CLI with a validated :class:`RunConfig`. Everything a run produces lands in its run dir:
 ``.hydra/`` (resolved config), ``metrics.csv``, ``summary.json``, ``hf/`` (the model in Hugging Face
 format) and any predictions files. ``summary.json`` is written at the start (``running``) and at the end
-(``finished`` or ``failed``), so a sweep can be resumed and a crashed job is visible.
+(``finished`` or ``failed``), so a sweep can be resumed and a crashed job is visible. During training
+``checkpoints/last.ckpt`` holds the whole training state; rerunning the command on a run dir whose run did not
+finish continues from it (``resume``, see :mod:`encoderlab.resuming`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from encoderlab.models.encoder import load_tokenizer
 from encoderlab.models.features import FeatureCollator, cached_features, encode_rows, feature_key, select_layers
 from encoderlab.models.heads import FeatureModel
 from encoderlab.redact import redact
-from encoderlab.training.callbacks import build_callbacks, build_loggers
+from encoderlab.resuming import keep_metrics, plan_attempt
+from encoderlab.training.callbacks import build_callbacks, build_loggers, checkpoint_dir
+from encoderlab.training.checkpoints import AtomicCheckpointIO
 from encoderlab.training.freezing import count_parameters
 
 log = logging.getLogger("encoderlab")
@@ -42,7 +46,7 @@ log = logging.getLogger("encoderlab")
 transformers.utils.logging.disable_progress_bar()
 
 # keys that never change what a run computes (where it writes, how it shows progress)
-_NOT_IDENTITY = ("paths", "logger", "skip_finished")
+_NOT_IDENTITY = ("paths", "logger", "skip_finished", "resume")
 
 
 def config_hash(run: RunConfig) -> str:
@@ -50,7 +54,8 @@ def config_hash(run: RunConfig) -> str:
     for k in _NOT_IDENTITY:
         d.pop(k, None)
     d["trainer"].pop("enable_progress_bar", None)
-    d["callbacks"].pop("rich_progress", None)
+    for k in ("rich_progress", "checkpoint_every_n_steps", "checkpoint_every_minutes"):
+        d["callbacks"].pop(k, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -161,7 +166,11 @@ def _cache_features(module, prepared: Prepared, run: RunConfig, root: Path | Non
 
 def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dict | None = None) -> dict:
     """Run one job; return its summary. Raises on failure after recording it in summary.json."""
-    summary = base_summary(run, overrides)
+    attempt = plan_attempt(run, run_dir, config_hash(run), writer=is_rank_zero())
+    summary = base_summary(run, overrides) | {
+        "resumed_from": str(attempt.ckpt) if attempt.ckpt else None,
+        "attempts": attempt.number,
+    }
     write_summary(run_dir, summary)
     loggers = []
     try:
@@ -189,17 +198,20 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
             seed=run.seed,
             lengths=prepared.lengths,
         )
-        loggers = build_loggers(run, run_dir, hydra_meta or {})
-        callbacks, ckpt, timer = build_callbacks(run, run_dir)
+        loggers = build_loggers(run, run_dir, hydra_meta or {}, attempt.wandb_id)
+        keep_metrics(loggers, attempt)
+        beat = _heartbeat(run_dir, summary, attempt.seconds_before + feature_seconds)
+        callbacks, ckpt, timer = build_callbacks(run, run_dir, beat)
         trainer = pl.Trainer(
             default_root_dir=str(run_dir),
             logger=loggers,
             callbacks=callbacks,
             precision=run.precision,
             use_distributed_sampler=False,  # the datamodule shards each loader (evaluation without repeated rows)
+            plugins=[AtomicCheckpointIO()],
             **_trainer_kwargs(run),
         )
-        trainer.fit(module, datamodule=dm)
+        trainer.fit(module, datamodule=dm, ckpt_path=attempt.ckpt)
         best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
         val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if best:
@@ -211,8 +223,6 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         test |= extra or {}
         if run.save_model and trainer.is_global_zero:
             kind.export(module, tokenizer, run_dir / "hf", prepared)
-        if ckpt is not None and ckpt.dirpath and Path(ckpt.dirpath).exists() and trainer.is_global_zero:
-            shutil.rmtree(ckpt.dirpath, ignore_errors=True)  # hf/ holds the best weights
         summary |= {
             "status": "finished",
             "val": timer.best_val or val,
@@ -220,8 +230,8 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
             "best_epoch": timer.best_epoch,
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
-            # what this run paid to train: fitting, plus encoding the features when it had to
-            "train_seconds": round(timer.fit_seconds + feature_seconds, 2),
+            # what this run paid to train: fitting, plus encoding the features when it had to, in every attempt
+            "train_seconds": round(attempt.seconds_before + timer.fit_seconds + feature_seconds, 2),
             "feature_seconds": round(feature_seconds, 2),
             "train_samples_per_second": round(module.samples_seen / max(module.train_time, 1e-9), 2),
             "train_tokens_per_second": round(module.tokens_seen / max(module.train_time, 1e-9), 1),
@@ -232,6 +242,8 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         write_summary(run_dir, summary)
+        if trainer.is_global_zero:  # after summary.json says finished: hf/ holds the best weights
+            shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
         _finish_loggers(loggers, 0, summary)
         return summary
     except BaseException as e:
@@ -244,6 +256,16 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         write_summary(run_dir, summary)
         _finish_loggers(loggers, 1, summary)
         raise
+
+
+def _heartbeat(run_dir: Path, summary: dict, seconds_before: float):
+    """Records the train seconds so far in summary.json: a run killed later still counts them when resumed."""
+
+    def beat(fit_seconds: float) -> None:
+        summary["train_seconds"] = round(seconds_before + fit_seconds, 2)
+        write_summary(run_dir, summary)
+
+    return beat
 
 
 def _trainer_kwargs(run: RunConfig) -> dict:

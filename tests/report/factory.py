@@ -35,6 +35,7 @@ def write_run(
     config: Optional[dict[str, Any]] = None,
     train_seconds: Optional[float] = 10.0,
     curve: bool = True,
+    resumed_from: Optional[str] = None,
 ) -> Path:
     """Write one run dir; ``overrides=None`` writes the usual ``finetune=<strategy>, seed=<seed>``."""
     path.mkdir(parents=True, exist_ok=True)
@@ -87,6 +88,8 @@ def write_run(
         "peak_memory_mb": 512.0,
         "published": published,
         "versions": {"torch": "2.13.0"},
+        "resumed_from": resumed_from,
+        "attempts": 2 if resumed_from else 1,
     }
     (path / "summary.json").write_text(json.dumps(summary))
     if curve:

@@ -117,3 +117,22 @@ def test_markdown_lists_excluded_runs_with_their_error(multirun):
 
     assert "## Excluded runs" in md
     assert "failed: " in md and "4: CUDA out of memory" in md and "Traceback" not in md
+
+
+def test_a_run_resumed_after_a_kill_is_marked_in_the_runs_the_summary_and_the_markdown(tmp_path):
+    write_run(tmp_path / "runs" / "seed=1", seed=1)
+    write_run(tmp_path / "runs" / "seed=2", seed=2, resumed_from="/x/seed=2/checkpoints/last.ckpt")
+
+    report = build_report(load_runs([tmp_path / "runs"]))
+    write_report(report, tmp_path / "out", plots=False)
+
+    from encoderlab.report.tables import summary_lines
+
+    assert report.table["resumed"].tolist() == [1]
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv").set_index("seed")
+    assert runs.loc[2, "resumed"] and not runs.loc[1, "resumed"] and runs.loc[2, "attempts"] == 2
+    lines = summary_lines(report)
+    assert "1 run(s) resumed from a checkpoint after an interruption:" in lines
+    assert any("seed=2: attempt 2, from /x/seed=2/checkpoints/last.ckpt" in line for line in lines)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Resumed runs" in md and "seed=2` (resumed)" in md and "seed=1` (resumed)" not in md

@@ -160,3 +160,42 @@ def test_a_job_folder_name_stays_short_and_stable():
     assert len(_job_dir(long)) <= 200 and _job_dir(long) == _job_dir(long)
     assert _job_dir(long).startswith("optimizer.lr_0=7.149387187917578e-05,")
     assert _job_dir(long) != _job_dir(long.replace("lr_11", "lr_12"))  # the hash tells apart what the cut hides
+
+
+@pytest.mark.slow
+def test_a_joblib_sweep_with_a_killed_job_resumes_that_job_and_skips_the_finished_ones(tmp_path, cli_env):
+    sweep = tmp_path / "s"
+    args = [
+        "-m",
+        "hydra/launcher=joblib",
+        "seed=1,2,3,4",
+        "task=csv_example",
+        *TINY,
+        "trainer.max_epochs=2",
+        "callbacks.checkpoint_every_n_steps=2",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    # the job of seed 4 SIGKILLs itself at step 3 (after the checkpoint of step 2): its worker dies mid-run
+    fault = cli_env | {"ENCODERLAB_KILL_AT_STEP": "3", "ENCODERLAB_KILL_RUN": "seed=4"}
+
+    proc = train(args, fault, tmp_path, check=False)
+
+    assert proc.returncode != 0
+    (killed,) = [d for d in sweep.iterdir() if d.name.endswith("seed=4") or "seed=4," in d.name]
+    assert summary(killed)["status"] == "running" and (killed / "checkpoints" / "last.ckpt").is_file()
+    done = {d: summary(d)["finished_at"] for d in run_dirs(sweep) if summary(d)["status"] == "finished"}
+
+    proc = train(args, cli_env, tmp_path)
+
+    assert proc.log.count("skipping") == len(done)
+    assert {d: summary(d)["finished_at"] for d in done} == done  # untouched
+    assert [summary(d)["status"] for d in run_dirs(sweep)] == ["finished"] * 4
+    s = summary(killed)
+    assert s["resumed_from"] == str(killed / "checkpoints" / "last.ckpt") and s["attempts"] == 2
+    assert {summary(d)["steps"] for d in run_dirs(sweep)} == {s["steps"]}  # as many steps as the other jobs
+
+    report = run_cli([REPORT, str(sweep), "--out", str(tmp_path / "report"), "--no-plots"], cli_env, tmp_path)
+    assert report.returncode == 0, report.log
+    assert "1 run(s) resumed from a checkpoint after an interruption" in report.stdout
+    runs = pd.read_csv(tmp_path / "report" / "runs.csv").set_index("seed")
+    assert runs["resumed"].to_dict() == {1: False, 2: False, 3: False, 4: True}

@@ -2,7 +2,8 @@
 
 Thin on purpose: all work happens in :mod:`encoderlab.runner`. Bad input ends in one line naming what to
 change (exit code 2), never a traceback. In a multirun a failed job is recorded in its summary.json and
-the sweep goes on; a job that already finished with the same config is skipped.
+the sweep goes on; a job that already finished with the same config is skipped, and one that was killed or
+failed continues from its last checkpoint (``resume=auto``, in :func:`encoderlab.runner.execute`).
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ METRICS = {
     "pretraining": ("mlm_accuracy", "mlm_loss", "perplexity", "sentence_accuracy", "rtd_accuracy", "rtd_loss"),
 }
 LOWER_IS_BETTER = ("mse", "mlm_loss", "perplexity", "rtd_loss")
+RESUME_MODES = ("auto", "never")
 
 
 @dataclass
@@ -183,7 +184,9 @@ class TaskConfig:
             if not 0.0 < self.validation_documents < 1.0:
                 raise ConfigError("task.validation_documents", "must be in (0, 1)")
             if self.objective == "electra" and not 0.0 < self.generator_size <= 1.0:
-                raise ConfigError("task.generator_size", f"must be in (0, 1] (of the hidden size), got {self.generator_size}")
+                raise ConfigError(
+                    "task.generator_size", f"must be in (0, 1] (of the hidden size), got {self.generator_size}"
+                )
 
     @property
     def files(self) -> dict[str, str]:
@@ -401,6 +404,17 @@ class CallbacksConfig:
     min_delta: float = 0.0
     checkpoint: bool = True  # keep the best weights (by the primary metric) for test and export
     rich_progress: bool = True
+    # checkpoints/last.ckpt (the whole training state, for `resume`) is written at every epoch end, and also
+    # every N optimizer steps and/or every M minutes when set; it is removed once the run finishes
+    checkpoint_every_n_steps: Optional[int] = None
+    checkpoint_every_minutes: Optional[float] = None
+
+    def check(self) -> None:
+        n, m = self.checkpoint_every_n_steps, self.checkpoint_every_minutes
+        if n is not None and n < 1:
+            raise ConfigError("callbacks.checkpoint_every_n_steps", f"must be at least 1 (or null), got {n}")
+        if m is not None and m <= 0:
+            raise ConfigError("callbacks.checkpoint_every_minutes", f"must be > 0 (or null), got {m}")
 
 
 @dataclass
@@ -455,10 +469,24 @@ class RunConfig:
     tags: list[str] = field(default_factory=list)
     save_model: bool = True
     skip_finished: bool = True  # multirun: a job whose summary.json says finished with this config is skipped
+    # auto: a rerun in a run dir whose run did not finish continues from its checkpoints/last.ckpt;
+    # never: always start from scratch; or the path of a checkpoint (.ckpt) to continue from
+    resume: str = "auto"
 
     def check(self) -> None:
-        for section in (self.task, self.model, self.finetune, self.optimizer, self.scheduler, self.speed, self.trainer):
+        for section in (
+            self.task,
+            self.model,
+            self.finetune,
+            self.optimizer,
+            self.scheduler,
+            self.speed,
+            self.callbacks,
+            self.trainer,
+        ):
             section.check()
+        if self.resume not in RESUME_MODES and not os.path.isfile(os.path.expanduser(self.resume)):
+            raise ConfigError("resume", f"'{self.resume}' is neither auto, never nor a checkpoint file")
         check_choice("precision", self.precision, ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"))
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")

@@ -8,8 +8,10 @@ most of it without changing what is learned.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
 
@@ -65,7 +67,9 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     Examples are shuffled, cut into chunks of ``bucket_size`` batches, sorted by length inside each chunk,
     batched, and the batches shuffled again: every epoch sees a new order, while padding stays small.
-    Seeded per epoch (``set_epoch``) so runs are reproducible.
+    Seeded per epoch, so an epoch's batches depend only on (seed, epoch): runs are reproducible, and a run
+    resumed in the middle of an epoch gets the rest of that very epoch (``resume``). With ``sort=False`` the
+    batches are plainly shuffled (``speed.bucket_by_length=false``).
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         drop_last: bool = False,
         num_replicas: int = 1,
         rank: int = 0,
+        sort: bool = True,
     ):
         self.lengths = list(lengths)
         self.num_replicas = num_replicas  # under DDP each rank takes every num_replicas-th batch
@@ -85,25 +90,39 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.bucket = bucket_size * batch_size
         self.drop_last = drop_last
-        self.epoch = 0
+        self.sort = sort
+        self.epoch = 0  # the epoch of the next pass
+        self.pass_epoch: int | None = None  # the epoch of the pass under way
+        self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[list[int]]:
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
+    def resume(self, epoch: int, batches_done: int) -> None:
+        """The next pass is ``epoch`` without its first ``batches_done`` batches, which a run trained on
+        before it was interrupted. ``len()`` stays the epoch's full length: the Trainer counts the done ones."""
+        self.epoch, self._skip = epoch, batches_done
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """This rank's batches of ``epoch``, in order."""
+        g = torch.Generator().manual_seed(self.seed + epoch)
         order = torch.randperm(len(self.lengths), generator=g).tolist()
         batches = []
         for start in range(0, len(order), self.bucket):
-            chunk = sorted(order[start : start + self.bucket], key=lambda i: self.lengths[i])
+            chunk = order[start : start + self.bucket]
+            if self.sort:
+                chunk = sorted(chunk, key=lambda i: self.lengths[i])
             batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size]
         perm = torch.randperm(len(batches), generator=g).tolist()
-        self.epoch += 1  # Lightning does not call set_epoch on custom batch samplers
         batches = [batches[i] for i in perm]
-        per_rank = len(self)
-        return iter(batches[self.rank :: self.num_replicas][:per_rank])
+        return batches[self.rank :: self.num_replicas][: len(self)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        self.pass_epoch, skip = self.epoch, self._skip
+        self.epoch, self._skip = self.epoch + 1, 0  # Lightning does not call set_epoch on custom batch samplers
+        return iter(self.batches(self.pass_epoch)[skip:])
 
     def _num_batches(self) -> int:
         full, rest = divmod(len(self.lengths), self.batch_size)
@@ -112,6 +131,33 @@ class BucketBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         # equal counts on every rank, so no rank waits in a collective for a batch that never comes
         return self._num_batches() // self.num_replicas
+
+
+class SeededCollate:
+    """A collator whose randomness (dynamic masking) comes from (seed, epoch, the batch's tokens), not from the
+    global RNG.
+
+    Batches are collated ahead of the training step that uses them (Lightning prefetches one; workers more),
+    so a collator that drew from the global RNG would interleave its draws with dropout's, and a run resumed
+    from a checkpoint could not replay either stream. Seeded per batch, the same batch of the same epoch is
+    masked the same way in any run, resumed or not, whatever the workers, and dropout keeps the global RNG to
+    itself. Rows without ``input_ids`` (cached features) are collated as they are.
+    """
+
+    def __init__(self, collate, seed: int):
+        self.collate = collate
+        self.seed = seed
+        self.epoch = 0  # set by the loader before each pass
+
+    def __call__(self, examples: Sequence[dict]):
+        if not examples or "input_ids" not in examples[0]:
+            return self.collate(examples)
+        key = self.seed & 0xFFFFFFFF
+        for e in examples:
+            key = zlib.crc32(np.asarray(e["input_ids"], dtype=np.int64).tobytes(), key)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((key << 20) + self.epoch)
+            return self.collate(examples)
 
 
 def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

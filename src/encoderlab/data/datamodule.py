@@ -4,6 +4,8 @@ It shards every loader itself under DDP (the Trainer runs with ``use_distributed
 are dealt out per rank, and evaluation batches are split between ranks *without* the duplicate rows that
 ``DistributedSampler`` pads the last shard with, so validation and test metrics under DDP count each row once
 and equal those of one process.
+Its ``state_dict`` (saved in every training checkpoint) says which epoch the train batches are in and how many
+of them were trained on, so a resumed run sees exactly the remaining batches of that epoch, in the same order.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 from encoderlab.config.schema import SpeedConfig
-from encoderlab.data.collate import BucketBatchSampler, eval_shard, sorted_batches
+from encoderlab.data.collate import BucketBatchSampler, SeededCollate, eval_shard, sorted_batches
 
 
 class RowDataset(Dataset):
@@ -55,6 +58,8 @@ class EncoderDataModule(pl.LightningDataModule):
         self.speed = speed
         self.seed = seed
         self.lengths = lengths or {k: _lengths(v.rows) for k, v in self.rows.items()}
+        self._train_sampler: BucketBatchSampler | None = None
+        self._resume: dict | None = None  # from a checkpoint: applied to the next train loader
 
     def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -64,23 +69,36 @@ class EncoderDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         data = self.rows["train"]
-        lengths = self.lengths.get("train")
+        lengths = self.lengths.get("train") or [0] * len(data)
         world, rank = self._world()
-        if self.speed.bucket_by_length and lengths is not None:
-            sampler = BucketBatchSampler(lengths, self.batch_size, seed=self.seed, num_replicas=world, rank=rank)
-            return DataLoader(data, batch_sampler=sampler, collate_fn=self.collator, num_workers=self.speed.num_workers)
-        if world > 1:  # Lightning calls set_epoch on it: a new order every epoch
-            shard = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
-            return DataLoader(
-                data,
-                batch_size=self.batch_size,
-                sampler=shard,
-                collate_fn=self.collator,
-                num_workers=self.speed.num_workers,
-            )
-        return DataLoader(
-            data, batch_size=self.batch_size, shuffle=True, collate_fn=self.collator, num_workers=self.speed.num_workers
+        sampler = BucketBatchSampler(
+            lengths,
+            self.batch_size,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+            sort=self.speed.bucket_by_length and self.lengths.get("train") is not None,
         )
+        if self._resume is not None:
+            sampler.resume(self._resume["train_epoch"], self._resume["train_batches_done"])
+            self._resume = None
+        self._train_sampler = sampler
+        return _EpochLoader(data, sampler, SeededCollate(self.collator, self.seed), self.speed.num_workers, self.seed)
+
+    def state_dict(self) -> dict:
+        """Where the train batches stand: the epoch under way and how many of its batches were trained on."""
+        trainer = getattr(self, "trainer", None)
+        sampler = self._train_sampler
+        if trainer is None or sampler is None or sampler.pass_epoch is None:
+            return {}
+        epoch, done = sampler.pass_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:  # the epoch is over: the next one starts from its first batch
+            epoch, done = epoch + 1, 0
+        return {"train_epoch": epoch, "train_batches_done": done}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "train_epoch" in state:
+            self._resume = dict(state)
 
     def _eval_loader(self, split: str) -> DataLoader:
         data = self.rows[split]
@@ -93,8 +111,9 @@ class EncoderDataModule(pl.LightningDataModule):
         return DataLoader(
             data,
             batch_sampler=batches,
-            collate_fn=self.collator,
+            collate_fn=SeededCollate(self.collator, self.seed),
             num_workers=self.speed.num_workers,
+            generator=_generator(self.seed),
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -102,6 +121,33 @@ class EncoderDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader("test")
+
+
+class _EpochLoader(DataLoader):
+    """The train loader: tells the collator which epoch each pass is (its masks change every epoch), and is
+    resumable for Lightning."""
+
+    def __init__(self, data, sampler: BucketBatchSampler, collate: SeededCollate, num_workers: int, seed: int):
+        # its own generator: starting a pass (worker seeds) draws nothing from the global RNG, which dropout uses
+        super().__init__(
+            data, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers, generator=_generator(seed)
+        )
+
+    def __iter__(self):
+        self.collate_fn.epoch = self.batch_sampler.epoch
+        return super().__iter__()
+
+    # Lightning asks a loader for these to resume mid-epoch; the position lives in the data module's state
+    # instead (always restored, while Lightning hands a loader its state only when it restarts mid-epoch)
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
 def _lengths(rows: Sequence[dict]) -> list[int] | None:

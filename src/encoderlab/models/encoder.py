@@ -134,7 +134,11 @@ def build_model(cfg: ModelConfig, auto_cls, config: PretrainedConfig):
 def position_limit(config: PretrainedConfig) -> int:
     limit = getattr(config, "max_position_embeddings", 512)
     # RoBERTa-style models reserve two positions for padding offsets
-    return limit - 2 if getattr(config, "model_type", "") in ("roberta", "roberta-prelayernorm", "xlm-roberta", "camembert") else limit
+    return (
+        limit - 2
+        if getattr(config, "model_type", "") in ("roberta", "roberta-prelayernorm", "xlm-roberta", "camembert")
+        else limit
+    )
 
 
 def check_length(max_seq_length: int, config: PretrainedConfig) -> None:

@@ -172,7 +172,8 @@ def build_electra(run: RunConfig, config) -> ElectraPretrainer:
     if not model_cfg.from_scratch:
         raise ConfigError(
             "model.from_scratch",
-            "task.objective=electra pre-trains a generator and a discriminator from scratch: set model.from_scratch=true",
+            "task.objective=electra pre-trains a generator and a discriminator from scratch: "
+            "set model.from_scratch=true",
         )
     if model_cfg.architecture != "bert":
         raise ConfigError("model.architecture", "ELECTRA builds BERT-style (post-LayerNorm) networks: use 'bert'")
@@ -192,7 +193,9 @@ def build_electra(run: RunConfig, config) -> ElectraPretrainer:
     disc = ElectraConfig(
         hidden_size=hidden, num_attention_heads=heads, intermediate_size=config.intermediate_size, **common
     )
-    gen = ElectraConfig(hidden_size=gen_hidden, num_attention_heads=gen_heads, intermediate_size=4 * gen_hidden, **common)
+    gen = ElectraConfig(
+        hidden_size=gen_hidden, num_attention_heads=gen_heads, intermediate_size=4 * gen_hidden, **common
+    )
     log.info(
         "ELECTRA: discriminator hidden %d, generator hidden %d (%d heads), %d layers, shared embeddings",
         hidden,
@@ -352,4 +355,14 @@ def export(module: PretrainingModule, tokenizer, out: Path, prepared: Prepared) 
 
 KIND = Kind(prepare=prepare, build=build, export=export, tokenizer=tokenizer)
 
-__all__ = ["KIND", "ElectraPretrainer", "PretrainingModule", "build_electra", "build", "export", "load_corpus", "prepare", "tokenizer"]
+__all__ = [
+    "KIND",
+    "ElectraPretrainer",
+    "PretrainingModule",
+    "build_electra",
+    "build",
+    "export",
+    "load_corpus",
+    "prepare",
+    "tokenizer",
+]

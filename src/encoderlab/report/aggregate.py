@@ -266,6 +266,7 @@ def _aggregate_group(group: pd.DataFrame, metric: MetricChoice, others: list[str
         row[f"{cost}_mean"] = group[cost].astype(float).mean()
     for size in ("trainable_params", "total_params"):
         row[size] = _first(group[size])
+    row["resumed"] = int(group["resumed"].sum()) if "resumed" in group else 0  # runs continued after a kill
     published, tolerance, source = _published(group, metric)
     delta = row["mean"] - published
     checked = not (np.isnan(delta) or np.isnan(tolerance))

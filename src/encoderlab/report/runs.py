@@ -52,6 +52,8 @@ SUMMARY_FIELDS = (
     "trainable_params",
     "total_params",
     "peak_memory_mb",
+    "resumed_from",  # the checkpoint a killed or failed run was continued from (null: ran in one go)
+    "attempts",
 )
 CFG = "cfg."  # column prefix of the flattened resolved config
 OVR = "override."  # column prefix of the parsed command-line overrides
@@ -213,6 +215,7 @@ def _row(record: RunRecord) -> tuple[dict[str, Any], dict[str, Any]]:
     for name in SUMMARY_FIELDS:
         row[name] = s.get(name)
     row["status"] = str(s.get("status") or "unknown")
+    row["resumed"] = bool(s.get("resumed_from"))
     for split in SPLITS:
         for metric, value in _metric_dict(s.get(split)).items():
             row[f"{split}/{metric}"] = value

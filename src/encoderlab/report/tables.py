@@ -20,6 +20,7 @@ import numpy as np
 from rich.table import Table
 
 from encoderlab.report.aggregate import Report, format_group_value
+from encoderlab.report.runs import is_missing
 
 DASH = "\u2013"
 _RATE = re.compile(r"(^|_)(accuracy|acc|f1|precision|recall|exact_match)(_|$)")
@@ -145,6 +146,21 @@ def summary_lines(report: Report) -> list[str]:
         counts = ", ".join(f"{n} {s}" for s, n in report.excluded["status"].value_counts().items())
         lines.append(f"excluded from the means: {counts}")
         lines += [f"  {line}" for line in excluded_lines(report)]
+    resumed = resumed_lines(report)
+    if resumed:
+        lines.append(f"{len(resumed)} run(s) resumed from a checkpoint after an interruption:")
+        lines += [f"  {line}" for line in resumed]
+    return lines
+
+
+def resumed_lines(report: Report) -> list[str]:
+    """One line per finished run that was continued from a checkpoint: folder, attempts and checkpoint."""
+    if "resumed" not in report.runs:
+        return []
+    lines = []
+    for r in report.runs[report.runs["resumed"].fillna(False).astype(bool)].itertuples():
+        attempts = f"attempt {int(r.attempts)}" if not is_missing(r.attempts) else "resumed"
+        lines.append(f"{r.run_dir}: {attempts}, from {r.resumed_from}")
     return lines
 
 
@@ -201,10 +217,16 @@ def markdown(report: Report, images: Iterable[str] = ()) -> str:
         lines += ["## Excluded runs", ""]
         lines += [f"- {_md_cell(line)}" for line in excluded_lines(report)]
         lines.append("")
+    if resumed := resumed_lines(report):
+        lines += ["## Resumed runs", "", "Killed or failed, then continued from their last checkpoint:", ""]
+        lines += [f"- {_md_cell(line)}" for line in resumed]
+        lines.append("")
     lines += ["## Runs per group", ""]
     for label in report.table["group"]:
         group = report.runs[report.runs["group"] == label]
-        lines.append(f"- **{_md_cell(label)}**: " + ", ".join(f"`{d}`" for d in group["run_dir"]))
+        flags = group["resumed"].fillna(False).astype(bool) if "resumed" in group else [False] * len(group)
+        dirs = [f"`{d}`" + (" (resumed)" if flag else "") for d, flag in zip(group["run_dir"], flags, strict=True)]
+        lines.append(f"- **{_md_cell(label)}**: " + ", ".join(dirs))
     lines.append("")
     for image in images:
         lines += [f"![{image}]({image})", ""]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,26 +16,60 @@ from pytorch_lightning.loggers import CSVLogger
 
 from encoderlab.config.schema import RunConfig
 from encoderlab.redact import redact
+from encoderlab.training.checkpoints import KillAtStep, LastCheckpoint, RngState
 
 log = logging.getLogger(__name__)
 
 
 class RunTimer(pl.Callback):
-    """Fit wall time, and the validation metrics of the best epoch by the primary metric."""
+    """Fit wall time, and the validation metrics of the best epoch by the primary metric.
 
-    def __init__(self, monitor: str, greater_is_better: bool):
+    The best epoch's metrics are part of every checkpoint (a resumed run reports the best of all its epochs).
+    ``heartbeat(seconds)``, when given, is called every ``heartbeat_every`` seconds of training and at every epoch
+    end with this attempt's fit seconds so far: the run records them, so time spent before a kill still counts.
+    """
+
+    def __init__(
+        self,
+        monitor: str,
+        greater_is_better: bool,
+        heartbeat: Callable[[float], None] | None = None,
+        heartbeat_every: float = 30.0,
+    ):
         self.monitor = monitor
         self.greater = greater_is_better
         self.fit_seconds = 0.0
         self.best_val: dict[str, float] = {}
         self.best_epoch: int | None = None
+        self.heartbeat = heartbeat
+        self.heartbeat_every = heartbeat_every
         self._start = 0.0
+        self._last_beat = 0.0
+
+    def state_dict(self) -> dict:
+        return {"best_val": dict(self.best_val), "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_val = dict(state.get("best_val") or {})
+        self.best_epoch = state.get("best_epoch")
 
     def on_fit_start(self, trainer, pl_module):
-        self._start = time.perf_counter()
+        self._start = self._last_beat = time.perf_counter()
 
     def on_fit_end(self, trainer, pl_module):
         self.fit_seconds = time.perf_counter() - self._start
+
+    def _beat(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if self.heartbeat is not None and (force or now - self._last_beat >= self.heartbeat_every):
+            self._last_beat = now
+            self.heartbeat(now - self._start)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._beat()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._beat(force=True)
 
     def on_validation_end(self, trainer, pl_module):
         # not on_validation_epoch_end: callbacks run before the module logs that epoch's metrics, so they
@@ -51,15 +86,18 @@ class RunTimer(pl.Callback):
             self.best_epoch = trainer.current_epoch
 
 
-def build_callbacks(run: RunConfig, run_dir: Path) -> tuple[list, ModelCheckpoint | None, RunTimer]:
+def build_callbacks(
+    run: RunConfig, run_dir: Path, heartbeat: Callable[[float], None] | None = None
+) -> tuple[list, ModelCheckpoint | None, RunTimer]:
+    """The run's callbacks; the ModelCheckpoint of the best weights (None when off) and the timer apart."""
     monitor = f"val/{run.task.primary_metric}"
     mode = "max" if run.task.greater_is_better else "min"
-    timer = RunTimer(run.task.primary_metric, run.task.greater_is_better)
-    callbacks: list = [timer]
+    timer = RunTimer(run.task.primary_metric, run.task.greater_is_better, heartbeat)
+    callbacks: list = [timer, RngState()]
     ckpt = None
     if run.callbacks.checkpoint:
         ckpt = ModelCheckpoint(
-            dirpath=str(run_dir / "checkpoints"),
+            dirpath=str(checkpoint_dir(run_dir)),
             filename="best",
             monitor=monitor,
             mode=mode,
@@ -77,7 +115,18 @@ def build_callbacks(run: RunConfig, run_dir: Path) -> tuple[list, ModelCheckpoin
     if run.callbacks.rich_progress and run.trainer.enable_progress_bar:
         callbacks.append(RichProgressBar(leave=True))
     callbacks.append(LearningRateMonitor(logging_interval="step"))
+    # after the best-weights checkpoint: Lightning runs checkpoint callbacks last, in this order
+    every = run.callbacks
+    callbacks.append(
+        LastCheckpoint(checkpoint_dir(run_dir), every.checkpoint_every_n_steps, every.checkpoint_every_minutes)
+    )
+    if fault := KillAtStep.from_env():
+        callbacks.append(fault)
     return callbacks, ckpt, timer
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
 
 
 def wandb_mode(configured: str | None) -> str:
@@ -90,7 +139,8 @@ def wandb_mode(configured: str | None) -> str:
     return "online" if has_key else "offline"
 
 
-def build_loggers(run: RunConfig, run_dir: Path, hydra_meta: dict) -> list:
+def build_loggers(run: RunConfig, run_dir: Path, hydra_meta: dict, wandb_id: str | None = None) -> list:
+    """CSV / TensorBoard / W&B loggers; ``wandb_id`` names the W&B run, so a resumed run continues the same one."""
     loggers: list = []
     if run.logger.csv:
         loggers.append(CSVLogger(save_dir=str(run_dir), name="", version=""))
@@ -121,6 +171,8 @@ def build_loggers(run: RunConfig, run_dir: Path, hydra_meta: dict) -> list:
                 save_dir=str(run_dir),
                 mode=mode,
                 config=redact(asdict(run)),
+                id=wandb_id,
+                resume="allow" if wandb_id else None,
             )
         )
     return loggers

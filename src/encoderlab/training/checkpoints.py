@@ -1,0 +1,126 @@
+"""Checkpoints a run can be resumed from: ``checkpoints/last.ckpt``, written atomically.
+
+``last.ckpt`` holds the whole training state (weights, optimizer, LR schedule, precision scaler, loop progress,
+callbacks: early stopping, best checkpoint, the run timer; the data module: which train batches are done; and the
+RNG states). It is written at every epoch end and, when asked, every N optimizer steps and/or M minutes. Every
+checkpoint goes to a temporary name first and is renamed over the old one, so a run killed while writing keeps
+its previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+LAST = "last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` to ``.NAME.tmp`` in the same folder, flushed to disk, then ``os.replace`` onto ``NAME``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` at every epoch end (after validation, early stopping and the best checkpoint have had their
+    say), and every ``every_n_steps`` optimizer steps and/or ``every_minutes`` minutes of training.
+
+    Lightning's ModelCheckpoint does the step and time triggers (it accepts both at once in its batch-end logic,
+    only its constructor refuses the pair); the epoch-end save is unconditional here, because Lightning's own
+    last-checkpoint rule only saves when a top-k checkpoint was saved at that step.
+    """
+
+    def __init__(self, dirpath: Path, every_n_steps: int | None = None, every_minutes: float | None = None):
+        super().__init__(
+            dirpath=str(dirpath),
+            save_top_k=0,
+            save_last=True,
+            every_n_train_steps=every_n_steps or 0,
+            enable_version_counter=False,
+        )
+        self._train_time_interval = timedelta(minutes=every_minutes) if every_minutes else None
+        self._every_n_epochs = 0
+
+    @property
+    def state_key(self) -> str:
+        return "LastCheckpoint"  # its state is its own, whatever its triggers (they may change between attempts)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Nothing: the epoch-end save below comes after validation."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class RngState(pl.Callback):
+    """The global RNG states (torch CPU and CUDA, Python, NumPy) go into every checkpoint and come back on resume.
+
+    The data side draws nothing from them (seeded samplers and collators, loaders with their own generator), so
+    after a resume dropout continues the very stream it would have drawn from without the interruption.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        state: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "numpy": [name, torch.from_numpy(np.array(keys)), pos, has_gauss, cached],
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        torch.set_rng_state(state["torch"])
+        random.setstate(_as_tuple(state["python"]))
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, keys.numpy(), pos, has_gauss, cached))
+        if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x):
+    """random.setstate wants the tuples it gave out; a checkpoint may hand them back as lists."""
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+class KillAtStep(pl.Callback):
+    """A fault for testing resume: SIGKILL this process when optimizer step ``step`` ends (before any checkpoint of
+    that step), in runs whose dir contains ``run_filter``. Set by ENCODERLAB_KILL_AT_STEP / ENCODERLAB_KILL_RUN."""
+
+    def __init__(self, step: int, run_filter: str = ""):
+        self.step = step
+        self.run_filter = run_filter
+
+    @classmethod
+    def from_env(cls) -> KillAtStep | None:
+        step = os.environ.get("ENCODERLAB_KILL_AT_STEP")
+        return cls(int(step), os.environ.get("ENCODERLAB_KILL_RUN", "")) if step else None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step and self.run_filter in str(trainer.default_root_dir):
+            os.kill(os.getpid(), signal.SIGKILL)

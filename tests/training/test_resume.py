@@ -1,0 +1,185 @@
+"""Runs that survive a kill: checkpoints during training, and a rerun of the same command that continues from the
+last one and ends exactly where an uninterrupted run ends (CPU, ``trainer.deterministic=true``).
+
+The kill is real: ``ENCODERLAB_KILL_AT_STEP`` makes the training process SIGKILL itself when that optimizer step
+ends, before any checkpoint of that step is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from support import TINY
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).parent / "encoderlab-train")
+
+# 38 training reviews in batches of 8, 4 batches an epoch (trainer=debug), 3 epochs: 12 optimizer steps;
+# last.ckpt every 3 steps and at each epoch end; a kill at step 7 resumes from step 6, in the middle of epoch 1
+FINETUNE = [
+    *TINY,
+    "task=csv_example",
+    "batch_size=8",
+    "trainer.max_epochs=3",
+    "optimizer.lr=1e-3",
+    "trainer.deterministic=true",
+    "callbacks.checkpoint_every_n_steps=3",
+]
+
+
+def cli(args: list[str], env_extra: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "ENCODERLAB_KILL_AT_STEP")}
+    env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    env |= {"PROJECT_ROOT": str(ROOT)} | (env_extra or {})
+    assert "ENCODERLAB_CACHE" in env, "use the cache_dir fixture"
+    p = subprocess.run([CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    p.log = p.stdout + p.stderr  # type: ignore[attr-defined]
+    return p
+
+
+def ok(p: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert p.returncode == 0, f"exit {p.returncode}\n{p.log[-5000:]}"
+    return p
+
+
+def killed_at(step: int, args: list[str], run_filter: str = "") -> subprocess.CompletedProcess:
+    p = cli(args, {"ENCODERLAB_KILL_AT_STEP": str(step), "ENCODERLAB_KILL_RUN": run_filter})
+    assert p.returncode == -signal.SIGKILL, f"exit {p.returncode}\n{p.log[-3000:]}"
+    return p
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def val_curve(run_dir: Path) -> dict[int, dict[str, str]]:
+    """The validation metrics of each epoch, as logged in metrics.csv."""
+    with (run_dir / "metrics.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("val/loss")]
+    return {int(r["epoch"]): {k: v for k, v in r.items() if k.startswith("val/")} for r in rows}
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / "hf" / "model.safetensors")
+
+
+def assert_same_run(resumed: Path, reference: Path) -> None:
+    a, b = summary(resumed), summary(reference)
+    assert a["status"] == b["status"] == "finished"
+    assert a["val"] == b["val"] and a["test"] == b["test"]  # exactly, not approximately
+    assert a["best_epoch"] == b["best_epoch"] and a["steps"] == b["steps"]
+    assert val_curve(resumed) == val_curve(reference)  # every epoch, the ones after the kill included
+    wa, wb = weights(resumed), weights(reference)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_finetuning_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    ok(cli([*FINETUNE, f"hydra.run.dir={reference}"]))
+    assert len(val_curve(reference)) == 3
+
+    killed_at(7, [*FINETUNE, f"hydra.run.dir={run}"])
+    s = summary(run)
+    assert s["status"] == "running" and s["resumed_from"] is None  # as a kill leaves it
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+    assert s["train_seconds"] > 0  # the heartbeat of epoch 0
+
+    p = ok(cli([*FINETUNE, f"hydra.run.dir={run}"]))  # the same command
+
+    assert "resuming from" in p.log and "not resumable" not in p.log
+    s = summary(run)
+    assert s["resumed_from"] == str(run / "checkpoints" / "last.ckpt") and s["attempts"] == 2
+    assert s["train_seconds"] > 0
+    assert not (run / "checkpoints").exists()  # hf/ holds the result
+    assert_same_run(run, reference)
+
+
+def test_resume_never_starts_over_and_a_finished_run_is_not_resumed(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    args = [*FINETUNE, "trainer.max_epochs=2", f"hydra.run.dir={run}"]
+    killed_at(5, args)
+
+    ok(cli([*args, "resume=never"]))
+
+    s = summary(run)
+    assert s["status"] == "finished" and s["resumed_from"] is None and s["attempts"] == 1
+    assert len(val_curve(run)) == 2  # a fresh metrics.csv, not the killed attempt's rows plus these
+
+
+def test_resume_names_a_missing_checkpoint_file(tmp_path, cache_dir):
+    p = cli([*FINETUNE, f"resume={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'run'}"])
+
+    assert p.returncode == 2 and "resume" in p.stderr and "nope.ckpt" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+@pytest.fixture()
+def corpus(tmp_path) -> Path:
+    rng = random.Random(0)
+    subjects = ["the bank", "the company", "the minister", "the club", "the band", "the court"]
+    verbs = ["said", "reported", "announced", "denied", "confirmed"]
+    objects = ["record profits", "a new album", "higher taxes", "a late goal", "the appeal", "job cuts"]
+    root = tmp_path / "docs"
+    root.mkdir()
+    for i in range(40):
+        n = rng.randint(3, 8)
+        text = " ".join(f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}." for _ in range(n))
+        (root / f"{i:03d}.txt").write_text(text)
+    return root
+
+
+@pytest.mark.slow
+def test_a_pretraining_run_with_dynamic_masking_resumes_exactly(tmp_path, cache_dir, corpus):
+    args = [
+        *TINY,
+        "task=pretrain_mlm",
+        "task.source=files",
+        f"task.data_dir={corpus}",
+        "task.max_seq_length=48",
+        "task.validation_documents=0.1",
+        "model.max_position_embeddings=64",
+        "batch_size=8",
+        "trainer.max_epochs=2",
+        "optimizer.lr=1e-3",
+        "trainer.deterministic=true",
+        "callbacks.checkpoint_every_n_steps=2",
+    ]
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    ok(cli([*args, f"hydra.run.dir={reference}"]))
+
+    killed_at(3, [*args, f"hydra.run.dir={run}"])  # last.ckpt of step 2, mid-epoch 0
+    ok(cli([*args, f"hydra.run.dir={run}"]))
+
+    assert summary(run)["resumed_from"]
+    assert_same_run(run, reference)
+
+
+@pytest.mark.slow
+def test_a_rerun_sweep_resumes_its_killed_job_and_skips_the_finished_one(tmp_path, cache_dir):
+    sweep, reference = tmp_path / "sweep", tmp_path / "reference"
+    args = ["-m", *FINETUNE, "seed=1,2", f"hydra.sweep.dir={sweep}"]
+    ok(cli([*FINETUNE, "seed=2", f"hydra.run.dir={reference}"]))
+
+    killed_at(7, args, run_filter="seed=2")  # the sweep process dies in its second job
+    (done,) = [d for d in sweep.iterdir() if "seed=1" in d.name]
+    (killed,) = [d for d in sweep.iterdir() if "seed=2" in d.name]
+    assert summary(done)["status"] == "finished" and summary(killed)["status"] == "running"
+    finished_at = summary(done)["finished_at"]
+
+    p = ok(cli(args))
+
+    assert p.log.count("skipping") == 1 and summary(done)["finished_at"] == finished_at
+    assert summary(killed)["resumed_from"] == str(killed / "checkpoints" / "last.ckpt")
+    assert_same_run(killed, reference)
