@@ -24,7 +24,7 @@ TASK_KINDS = (
 SOURCES = ("package", "hub", "files")
 FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll", "txt", "squad")
 OBJECTIVES = ("none", "nsp", "sop")
-STRATEGIES = ("full", "frozen", "feature_based", "top_k", "gradual_unfreeze")
+STRATEGIES = ("full", "frozen", "feature_based", "top_k", "gradual_unfreeze", "lora")
 POOLINGS = ("cls", "mean", "pooler")
 FEATURE_LAYERS = (
     "embeddings",
@@ -231,6 +231,12 @@ class FinetuneConfig:
     k: int = 2  # top_k: number of top encoder layers that train
     train_embeddings: bool = False  # top_k / gradual_unfreeze: embeddings learn too at the end
     unfreeze_interval: float = 1.0  # gradual_unfreeze: epochs (may be fractional) per newly thawed layer
+    # lora: rank, scale (alpha / r), dropout on the adapter input, and the linear layers that get adapters
+    # (last name parts such as query/value/key/dense, or ["all-linear"])
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
 
     def check(self) -> None:
         check_choice("finetune.strategy", self.strategy, STRATEGIES)
@@ -242,6 +248,15 @@ class FinetuneConfig:
             raise ConfigError("finetune.k", f"must be at least 1, got {self.k}")
         if self.unfreeze_interval <= 0:
             raise ConfigError("finetune.unfreeze_interval", "must be > 0 (epochs per thawed layer)")
+        if self.strategy == "lora":
+            if self.lora_r < 1:
+                raise ConfigError("finetune.lora_r", f"must be at least 1, got {self.lora_r}")
+            if self.lora_alpha <= 0:
+                raise ConfigError("finetune.lora_alpha", f"must be > 0, got {self.lora_alpha}")
+            if not 0.0 <= self.lora_dropout < 1.0:
+                raise ConfigError("finetune.lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
+            if not self.lora_target_modules or any(not str(m).strip() for m in self.lora_target_modules):
+                raise ConfigError("finetune.lora_target_modules", "name at least one layer, e.g. [query,value]")
 
     @property
     def frozen_encoder(self) -> bool:

@@ -19,7 +19,7 @@ from encoderlab.kinds import Kind, Prepared
 from encoderlab.models.encoder import build_config, build_model, check_length, save_pretrained
 from encoderlab.models.heads import FeatureHead, FeatureModel, layer_indices
 from encoderlab.models.module import SequenceModule
-from encoderlab.training.freezing import apply_freezing
+from encoderlab.training.lora import apply_strategy, merged
 
 
 def pad_collator(run: RunConfig, tokenizer) -> PadCollator:
@@ -88,7 +88,7 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> SequenceModule:
         network: nn.Module = feature_model(run, config, num_labels)
     else:
         network = build_model(run.model, AutoModelForSequenceClassification, config)
-        apply_freezing(network, run.finetune, config.num_hidden_layers)
+        network = apply_strategy(network, run.finetune, config.num_hidden_layers)
     return SequenceModule(network, run, num_labels, n_layers=config.num_hidden_layers)
 
 
@@ -144,7 +144,7 @@ def load_feature_model(path: str | Path) -> tuple[FeatureModel, object, dict]:
 def export(module: SequenceModule, tokenizer, out: Path, prepared: Prepared) -> None:
     net = module.network
     if not isinstance(net, FeatureModel):
-        save_pretrained(net, tokenizer, out)
+        save_pretrained(merged(net), tokenizer, out)  # LoRA adapters folded into the weights
         return
     folded = _fold_pooler_probe(net, module)
     if folded is not None:  # a linear probe on the pooler *is* a *ForSequenceClassification model

@@ -37,7 +37,7 @@ from encoderlab.models.encoder import build_config, build_model, check_length, s
 from encoderlab.models.heads import FeatureModel
 from encoderlab.models.module import STAGES, EncoderModule
 from encoderlab.models.sequence import export_feature_model, feature_model, pad_collator
-from encoderlab.training.freezing import apply_freezing
+from encoderlab.training.lora import apply_strategy, merged
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,7 @@ def build_token_network(run: RunConfig, auto_cls, config, num_outputs: int) -> n
     if run.finetune.frozen_encoder:
         return feature_model(run, config, num_outputs, token_level=True)
     network = build_model(run.model, auto_cls, config)
-    apply_freezing(network, run.finetune, config.num_hidden_layers)
-    return network
+    return apply_strategy(network, run.finetune, config.num_hidden_layers)
 
 
 def fold_linear_probe(net: FeatureModel, auto_cls, head_attr: str):
@@ -91,7 +90,7 @@ def fold_linear_probe(net: FeatureModel, auto_cls, head_attr: str):
 def export_token_model(module: EncoderModule, tokenizer, out: Path, auto_cls, head_attr: str, meta: dict) -> None:
     net = module.network
     if not isinstance(net, FeatureModel):
-        save_pretrained(net, tokenizer, out)
+        save_pretrained(merged(net), tokenizer, out)  # LoRA adapters folded into the weights
         return
     folded = fold_linear_probe(net, auto_cls, head_attr)
     if folded is not None:
