@@ -166,4 +166,10 @@ def _fold_pooler_probe(net: FeatureModel, module: SequenceModule):
     return model
 
 
-KIND = Kind(prepare=prepare, build=build, export=export)
+def predict(module: SequenceModule, trainer, datamodule, prepared: Prepared, run_dir: Path) -> dict:
+    from encoderlab.models.sequence_predictions import predict as write_predictions
+
+    return write_predictions(module, trainer, datamodule, prepared, run_dir)
+
+
+KIND = Kind(prepare=prepare, build=build, export=export, predict=predict)
