@@ -65,14 +65,14 @@ def build(prepared, tokenizer, seed=0, **finetune):
     return kind.build(make_run(**finetune), prepared, tokenizer)
 
 
-def test_only_the_adapters_and_the_classifier_learn(prepared, tokenizer, batch):
+def test_only_the_adapters_and_the_head_learn(prepared, tokenizer, batch):
     module = build(prepared, tokenizer)
     net = module.network
     trainable = {n for n, p in net.named_parameters() if p.requires_grad}
-    assert trainable and all(("lora_" in n) or ".classifier." in n for n in trainable)
-    assert sum(".classifier." in n for n in trainable) == 2
-    # query and value of both layers: A is r x H, B is H x r
-    assert count_parameters(net)[0] == 2 * 2 * (R * H + H * R) + (H * 2 + 2)
+    assert trainable and all(("lora_" in n) or ".classifier." in n or ".pooler." in n for n in trainable)
+    assert sum(".classifier." in n for n in trainable) == 2 and sum(".pooler." in n for n in trainable) == 2
+    # query and value of both layers (A is r x H, B is H x r), pooler and classifier
+    assert count_parameters(net)[0] == 2 * 2 * (R * H + H * R) + (H * H + H) + (H * 2 + 2)
     net.zero_grad(set_to_none=True)
     # B starts at zero, so A gets no gradient on the first step; nudge B to see both learn
     with torch.no_grad():

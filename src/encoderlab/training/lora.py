@@ -1,8 +1,9 @@
 """LoRA (Hu et al. 2021) through ``peft``: low-rank adapters on chosen linear layers, the task head trains fully.
 
-The base weights stay frozen; ``peft`` adds ``lora_A``/``lora_B`` beside each targeted layer. The head (every
-parameter outside the base encoder: classifier, QA outputs) trains fully, as in peft's sequence-classification
-recipe. At export the adapters are merged into the base weights (``merge_and_unload``), so the ``hf/`` folder is a
+The base weights stay frozen; ``peft`` adds ``lora_A``/``lora_B`` beside each targeted layer. The head trains
+fully: every parameter outside the base encoder (classifier, NER and QA outputs) and BERT's pooler, which is part
+of its sequence-classification head (the pooler of a sentence-embedding checkpoint such as MiniLM was never trained
+for the [CLS] vector it reads). At export the adapters are merged into the base weights (``merge_and_unload``), so the ``hf/`` folder is a
 plain Hugging Face model that ``transformers.pipeline`` loads without peft.
 """
 
@@ -27,7 +28,11 @@ def apply_lora(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
     """``model`` wrapped with LoRA adapters; only the adapters and the head have ``requires_grad``."""
     from peft import LoraConfig, get_peft_model
 
-    head = [p for p in model.parameters() if id(p) not in {id(q) for q in encoder_of(model).parameters()}]
+    encoder = encoder_of(model)
+    head = [p for p in model.parameters() if id(p) not in {id(q) for q in encoder.parameters()}]
+    # BERT's classification head is pooler + classifier (RoBERTa's dense + out_proj sit in its `classifier`)
+    pooler = getattr(encoder, "pooler", None)
+    head += list(pooler.parameters()) if isinstance(pooler, nn.Module) and model is not encoder else []
     targets = list(cfg.lora_target_modules)
     lora = LoraConfig(
         r=cfg.lora_r,
