@@ -374,6 +374,23 @@ class PathsConfig:
 
 
 @dataclass
+class CVConfig:
+    """k-fold cross-validation: train + validation pooled and cut into ``folds`` seeded folds (stratified by class
+    for classification); fold ``fold`` takes the validation split's place, the test split stays held out."""
+
+    folds: Optional[int] = None  # null: no cross-validation
+    fold: int = 0  # 0 .. folds - 1; sweep it: -m cv.folds=5 cv.fold=0,1,2,3,4
+
+    def check(self) -> None:
+        if self.folds is None:
+            return
+        if self.folds < 2:
+            raise ConfigError("cv.folds", f"k-fold cross-validation needs at least 2 folds, got {self.folds}")
+        if not 0 <= self.fold < self.folds:
+            raise ConfigError("cv.fold", f"must be in 0..{self.folds - 1} with cv.folds={self.folds}, got {self.fold}")
+
+
+@dataclass
 class PublishedResult:
     """A number from a paper that an experiment mirrors (see experiments/)."""
 
@@ -396,6 +413,7 @@ class RunConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     published: PublishedResult = field(default_factory=PublishedResult)
+    cv: CVConfig = field(default_factory=CVConfig)
     seed: int = 42
     batch_size: int = 32
     eval_batch_size: int = 128
@@ -406,8 +424,10 @@ class RunConfig:
     skip_finished: bool = True  # multirun: a job whose summary.json says finished with this config is skipped
 
     def check(self) -> None:
-        for section in (self.task, self.model, self.finetune, self.optimizer, self.scheduler, self.speed):
+        for section in (self.task, self.model, self.finetune, self.optimizer, self.scheduler, self.speed, self.cv):
             section.check()
+        if self.cv.folds is not None and self.task.kind == "pretraining":
+            raise ConfigError("cv.folds", "cross-validation needs labelled data; pre-training has no folds (cv.folds=null)")
         check_choice("precision", self.precision, ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"))
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")

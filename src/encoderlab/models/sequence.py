@@ -13,7 +13,7 @@ from encoderlab.config.schema import RunConfig
 from encoderlab.data import cache as data_cache
 from encoderlab.data.classification import prepare_labels, tokenize
 from encoderlab.data.collate import PadCollator
-from encoderlab.data.sources import load_raw
+from encoderlab.data.sources import cv_fingerprint, load_raw
 from encoderlab.errors import ConfigError
 from encoderlab.kinds import Kind, Prepared
 from encoderlab.models.encoder import build_config, build_model, check_length, save_pretrained
@@ -34,11 +34,11 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
     task = run.task
 
     def build():
-        labeled, names = prepare_labels(load_raw(task), task)
+        labeled, names = prepare_labels(load_raw(task, run.cv), task)
         tok = tokenize(labeled, tokenizer, task)
         return tok, {"label_names": names, "sizes": {k: len(v) for k, v in tok.items()}}
 
-    key = data_cache.fingerprint(task, tokenizer)
+    key = data_cache.fingerprint(task, tokenizer, **cv_fingerprint(run.cv))
     ds, meta = data_cache.cached(cache_root, f"{task.kind}-{task.name}", key, build)
     meta["data_key"] = key
     return Prepared(datasets=ds, collator=pad_collator(run, tokenizer), meta=meta)

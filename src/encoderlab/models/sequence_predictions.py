@@ -46,7 +46,7 @@ def split_texts(run, n: int) -> list[dict] | None:
     from encoderlab.data.sources import load_raw
 
     try:
-        raw, _ = prepare_labels(load_raw(run.task), run.task)
+        raw, _ = prepare_labels(load_raw(run.task, run.cv), run.task)
     except Exception as e:  # predictions without text are still useful; never fail a finished run here
         log.warning("predictions file without texts: %s", e)
         return None

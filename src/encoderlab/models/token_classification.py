@@ -20,7 +20,7 @@ from transformers import AutoModelForTokenClassification
 
 from encoderlab.config.schema import RunConfig
 from encoderlab.data import cache as data_cache
-from encoderlab.data.sources import load_raw
+from encoderlab.data.sources import cv_fingerprint, load_raw
 from encoderlab.data.token_classification import (
     EXAMPLE_INDEX,
     IGNORE_INDEX,
@@ -124,7 +124,7 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
     task = run.task
 
     def build():
-        raw = load_raw(task)
+        raw = load_raw(task, run.cv)
         names = resolve_label_names(raw, task)
         feats = preprocess_token_classification(raw, tokenizer, task)
         splits = dict(feats)
@@ -134,7 +134,7 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
         sizes = {k: len(v) for k, v in feats.items()}
         return DatasetDict(splits), {"label_names": names, "sizes": sizes}
 
-    key = data_cache.fingerprint(task, tokenizer, kind="token_classification")
+    key = data_cache.fingerprint(task, tokenizer, kind="token_classification", **cv_fingerprint(run.cv))
     ds, meta = data_cache.cached(cache_root, f"{task.kind}-{task.name}", key, build)
     meta["data_key"] = key
     rows = {s: ds[s].remove_columns([c for c in _NOT_MODEL_INPUT if c in ds[s].column_names]) for s in SPLITS}
