@@ -38,6 +38,8 @@ HEADS = ("linear", "mlp", "bilstm")
 OPTIMIZERS = ("adamw", "adamw_bert")
 SCHEDULERS = ("linear", "cosine", "constant", "slanted_triangular", "polynomial", "inverse_sqrt")
 PADDINGS = ("dynamic", "max_length")
+LONG_TEXT = ("head", "tail", "head_tail", "chunks")
+CHUNK_POOLINGS = ("mean", "max")
 METRICS = {
     "sequence_classification": ("accuracy", "f1_macro", "matthews_correlation", "f1"),
     "sequence_regression": ("pearson", "spearman", "mse"),
@@ -84,6 +86,13 @@ class TaskConfig:
     text_fields: list[str] = field(default_factory=lambda: ["text"])
     label_field: str = "label"
     label_names: Optional[list[str]] = None
+    # texts longer than max_seq_length (single text field): head | tail | head_tail | chunks (data/long_text.py)
+    long_text: str = "head"
+    # head_tail: tokens from the start, the rest of max_seq_length from the end; null: a quarter of max_seq_length
+    # (Sun et al. 2019: 128 of 512)
+    head_tokens: Optional[int] = None
+    chunk_stride: int = 0  # chunks: tokens shared by neighbouring windows
+    chunk_pooling: str = "mean"  # chunks: a document's logits = mean | max of its windows' logits
 
     # token classification
     tokens_field: str = "tokens"
@@ -148,6 +157,7 @@ class TaskConfig:
         if self.kind in ("sequence_classification", "sequence_regression"):
             if len(self.text_fields) not in (1, 2):
                 raise ConfigError("task.text_fields", "give one field (single sentence) or two (a pair)")
+        self._check_long_text()
         if self.kind == "sequence_classification" and self.label_names is not None:
             if len(self.label_names) < 2:
                 raise ConfigError("task.label_names", "a classifier needs at least two labels")
@@ -172,6 +182,34 @@ class TaskConfig:
                 )
             if not 0.0 < self.validation_documents < 1.0:
                 raise ConfigError("task.validation_documents", "must be in (0, 1)")
+
+    def _check_long_text(self) -> None:
+        check_choice("task.long_text", self.long_text, LONG_TEXT)
+        check_choice("task.chunk_pooling", self.chunk_pooling, CHUNK_POOLINGS)
+        if self.long_text == "head":
+            return
+        if self.kind not in ("sequence_classification", "sequence_regression"):
+            raise ConfigError("task.long_text", f"'{self.long_text}' is for sequence tasks; {self.kind} uses 'head'")
+        if len(self.text_fields) != 1:
+            raise ConfigError("task.long_text", f"'{self.long_text}' takes one text field; pairs use 'head'")
+        room = self.max_seq_length - 2  # [CLS] and [SEP]
+        if self.long_text == "head_tail" and not 0 < self.head_token_count < room:
+            raise ConfigError(
+                "task.head_tokens",
+                f"must be in 1..{room - 1} so that the tail keeps some of task.max_seq_length "
+                f"({self.max_seq_length}, 2 of them special tokens), got {self.head_tokens}",
+            )
+        if self.long_text == "chunks" and not 0 <= self.chunk_stride < room // 2:
+            raise ConfigError(
+                "task.chunk_stride",
+                f"the overlap of two windows must be in 0..{room // 2 - 1} (under half of task.max_seq_length), "
+                f"got {self.chunk_stride}",
+            )
+
+    @property
+    def head_token_count(self) -> int:
+        """head_tail: how many tokens come from the start of the text."""
+        return self.head_tokens if self.head_tokens is not None else self.max_seq_length // 4
 
     @property
     def files(self) -> dict[str, str]:
@@ -433,5 +471,11 @@ class RunConfig:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
         if self.eval_batch_size < 1:
             raise ConfigError("eval_batch_size", f"must be at least 1, got {self.eval_batch_size}")
+        if self.task.long_text == "chunks" and self.finetune.frozen_encoder:
+            raise ConfigError(
+                "task.long_text",
+                f"'chunks' scores every window with the encoder, which finetune={self.finetune.strategy} encodes "
+                "once per example; use head, tail or head_tail",
+            )
         if self.finetune.head == "bilstm" and self.task.kind != "token_classification":
             raise ConfigError("finetune.head", "'bilstm' is a head for token_classification tasks")

@@ -18,7 +18,7 @@ from encoderlab.errors import ConfigError
 from encoderlab.kinds import Kind, Prepared
 from encoderlab.models.encoder import build_config, build_model, check_length, save_pretrained
 from encoderlab.models.heads import FeatureHead, FeatureModel, layer_indices
-from encoderlab.models.module import SequenceModule
+from encoderlab.models.module import ChunkedSequenceModule, SequenceModule
 from encoderlab.training.lora import apply_strategy, merged
 
 
@@ -41,7 +41,12 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
     key = data_cache.fingerprint(task, tokenizer, **cv_fingerprint(run.cv))
     ds, meta = data_cache.cached(cache_root, f"{task.kind}-{task.name}", key, build)
     meta["data_key"] = key
-    return Prepared(datasets=ds, collator=pad_collator(run, tokenizer), meta=meta)
+    collator = pad_collator(run, tokenizer)
+    if task.long_text == "chunks":  # documents of several windows each
+        from encoderlab.data.long_text import ChunkCollator
+
+        collator = ChunkCollator(collator)
+    return Prepared(datasets=ds, collator=collator, meta=meta)
 
 
 def feature_model(run: RunConfig, config, num_outputs: int, token_level: bool = False) -> FeatureModel:
@@ -89,7 +94,8 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> SequenceModule:
     else:
         network = build_model(run.model, AutoModelForSequenceClassification, config)
         network = apply_strategy(network, run.finetune, config.num_hidden_layers)
-    return SequenceModule(network, run, num_labels, n_layers=config.num_hidden_layers)
+    cls = ChunkedSequenceModule if run.task.long_text == "chunks" else SequenceModule
+    return cls(network, run, num_labels, n_layers=config.num_hidden_layers)
 
 
 def export_feature_model(network: FeatureModel, tokenizer, out: Path, meta: dict) -> None:
