@@ -238,7 +238,28 @@ def _group_runs(report: Report) -> list[tuple[str, str, list[tuple[str, Any, lis
     return out
 
 
-def write_error_analysis(report: Report, out: Path, top: int = 10, plots: bool = True) -> list[Path]:
+def _explain_mistakes(mistakes: pd.DataFrame) -> list[str]:
+    """The 5 tokens that drove each mistake (integrated gradients on the run's ``hf/`` model), or a note why not."""
+    from encoderlab.report.explain import explain, load_classifier
+
+    models: dict[str, tuple | None] = {}
+    out = []
+    for m in mistakes.itertuples():
+        hf = Path(m.run_dir) / "hf"
+        if m.run_dir not in models:
+            models[m.run_dir] = load_classifier(hf) if (hf / "config.json").is_file() else None
+        pair = models[m.run_dir]
+        if pair is None or isinstance(m.text_pair, str) or not m.text:
+            out.append("(no exported hf/ classifier)" if pair is None else "(single texts only)")
+            continue
+        (e,) = explain(pair, [m.text], [m.pred])
+        out.append(", ".join(f"{tok} {score:+.2f}" for tok, score in e.top(5)))
+    return out
+
+
+def write_error_analysis(
+    report: Report, out: Path, top: int = 10, plots: bool = True, explain: bool = False
+) -> list[Path]:
     """``errors.md``, ``per_class.csv`` and one confusion-matrix PNG per classification group; [] without
     predictions files (runs from W&B, QA runs, runs written before encoderlab wrote them)."""
     groups = _group_runs(report)
@@ -259,7 +280,7 @@ def write_error_analysis(report: Report, out: Path, top: int = 10, plots: bool =
                 png = plot_confusion(e, label, out / f"confusion_{i}_{_slug(label)}.png")
                 files.append(png)
                 lines += [f"![confusion matrix]({png.name})", ""]
-            lines += _class_lines(e)
+            lines += _class_lines(e, _explain_mistakes(e.mistakes) if explain and not e.mistakes.empty else None)
             csv_rows += [{"group": label, **r} for r in e.per_class.to_dict("records")]
         elif "error" in first:
             lines += _regression_lines(runs, top)
@@ -271,17 +292,19 @@ def write_error_analysis(report: Report, out: Path, top: int = 10, plots: bool =
     return files
 
 
-def _class_lines(e: ClassErrors) -> list[str]:
+def _class_lines(e: ClassErrors, why: list[str] | None = None) -> list[str]:
     lines = ["| class | precision (%) | recall (%) | F1 (%) | support |", "|:---|---:|---:|---:|---:|"]
     for r in e.per_class.itertuples():
         lines.append(f"| {_md(r.label)} | {_pct(r.precision)} | {_pct(r.recall)} | {_pct(r.f1)} | {r.support} |")
     lines += ["", f"Most confident mistakes ({len(e.mistakes)}):", ""]
     if e.mistakes.empty:
         return lines + ["none", ""]
-    lines += ["| confidence | gold | predicted | seed | text |", "|---:|:---|:---|---:|:---|"]
-    for m in e.mistakes.itertuples():
+    head = "| confidence | gold | predicted | seed | text |" + (" tokens that drove it (IG) |" if why else "")
+    lines += [head, "|---:|:---|:---|---:|:---|" + (":---|" if why else "")]
+    for i, m in enumerate(e.mistakes.itertuples()):
         text = m.text + (f" ‖ {m.text_pair}" if isinstance(m.text_pair, str) else "")
-        lines.append(f"| {m.confidence:.3f} | {_md(m.gold)} | {_md(m.pred)} | {m.seed} | {_md(_clip(text))} |")
+        row = f"| {m.confidence:.3f} | {_md(m.gold)} | {_md(m.pred)} | {m.seed} | {_md(_clip(text))} |"
+        lines.append(row + (f" {_md(why[i])} |" if why else ""))
     return lines + [""]
 
 

@@ -31,7 +31,9 @@ def default_out_dir(paths: Sequence[str | os.PathLike[str]]) -> Path:
     return Path("report")
 
 
-def write_report(report: Report, out_dir: str | os.PathLike[str], plots: bool = True, mistakes: int = 10) -> Written:
+def write_report(
+    report: Report, out_dir: str | os.PathLike[str], plots: bool = True, mistakes: int = 10, explain: bool = False
+) -> Written:
     """Write the group table (``report.csv``, unrounded), every run (``runs.csv``), ``report.md`` and the PNGs,
     and the error analysis of the runs' test predictions (``errors.md``, ``per_class.csv``, confusion matrices)."""
     out = Path(out_dir)
@@ -53,5 +55,5 @@ def write_report(report: Report, out_dir: str | os.PathLike[str], plots: bool = 
     if mistakes > 0:
         from encoderlab.report.errors import write_error_analysis
 
-        written.files += write_error_analysis(report, out, top=mistakes, plots=plots)
+        written.files += write_error_analysis(report, out, top=mistakes, plots=plots, explain=explain)
     return written
