@@ -46,8 +46,13 @@ def test_folds_partition_train_and_validation_and_keep_the_same_test():
 
 def test_folds_work_for_ner_without_stratification():
     task = TaskConfig(
-        name="ner", kind="token_classification", data_files={"train": str(FIXTURES / "ner_small.conll")},
-        validation_split=None, test_split=None, metrics=["entity_f1"], primary_metric="entity_f1",
+        name="ner",
+        kind="token_classification",
+        data_files={"train": str(FIXTURES / "ner_small.conll")},
+        validation_split=None,
+        test_split=None,
+        metrics=["entity_f1"],
+        primary_metric="entity_f1",
     )
     plain = load_raw(task)
     a, b = (load_raw(task, CVConfig(folds=2, fold=f)) for f in (0, 1))
@@ -71,8 +76,9 @@ def test_more_folds_than_the_smallest_class_is_an_error_naming_cv_folds():
 def test_pretraining_has_no_folds():
     with pytest.raises(ConfigError) as e:
         RunConfig(
-            task=TaskConfig(kind="pretraining", source="files", data_dir="x", metrics=["mlm_loss"],
-                            primary_metric="mlm_loss"),
+            task=TaskConfig(
+                kind="pretraining", source="files", data_dir="x", metrics=["mlm_loss"], primary_metric="mlm_loss"
+            ),
             model=ModelConfig(from_scratch=True),
             cv=CVConfig(folds=3),
         ).check()
@@ -87,19 +93,39 @@ def test_a_cv_sweep_is_reported_as_one_group_over_its_folds(tmp_path):
     from pathlib import Path
 
     bin_dir = Path(sys.executable).parent
-    env = {"ENCODERLAB_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PROJECT_ROOT": str(FIXTURES.parents[1])}
+    env = {
+        "ENCODERLAB_CACHE": str(tmp_path / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PROJECT_ROOT": str(FIXTURES.parents[1]),
+    }
     import os
 
     env = os.environ | env
     sweep = tmp_path / "cv"
-    args = [str(bin_dir / "encoderlab-train"), "-m", "task=csv_example", "cv.folds=3", "cv.fold=0,1,2",
-            "save_model=false", *TINY, f"hydra.sweep.dir={sweep}"]
+    args = [
+        str(bin_dir / "encoderlab-train"),
+        "-m",
+        "task=csv_example",
+        "cv.folds=3",
+        "cv.fold=0,1,2",
+        "save_model=false",
+        *TINY,
+        f"hydra.sweep.dir={sweep}",
+    ]
     p = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     summaries = [json.loads(f.read_text()) for f in sorted(sweep.glob("*/summary.json"))]
     assert len(summaries) == 3 and {s["status"] for s in summaries} == {"finished"}
-    p = subprocess.run([str(bin_dir / "encoderlab-report"), str(sweep), "--no-plots"], env=env, cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [str(bin_dir / "encoderlab-report"), str(sweep), "--no-plots"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     assert "3 finished runs in 1 group" in p.stdout

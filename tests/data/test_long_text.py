@@ -87,8 +87,15 @@ def test_pool_chunks_takes_the_mean_or_max_per_document():
         ({"long_text": "middle"}, "task.long_text"),
         ({"long_text": "chunks", "chunk_pooling": "sum"}, "task.chunk_pooling"),
         ({"long_text": "tail", "text_fields": ["q", "p"]}, "task.long_text"),
-        ({"long_text": "tail", "kind": "token_classification", "metrics": ["entity_f1"],
-          "primary_metric": "entity_f1"}, "task.long_text"),
+        (
+            {
+                "long_text": "tail",
+                "kind": "token_classification",
+                "metrics": ["entity_f1"],
+                "primary_metric": "entity_f1",
+            },
+            "task.long_text",
+        ),
     ],
 )
 def test_bad_long_text_settings_name_their_key(kw, key):
@@ -98,8 +105,9 @@ def test_bad_long_text_settings_name_their_key(kw, key):
 
 
 def test_chunks_with_a_frozen_encoder_is_an_error():
-    run = RunConfig(task=_task(long_text="chunks"), model=ModelConfig(from_scratch=True),
-                    finetune=FinetuneConfig(strategy="frozen"))
+    run = RunConfig(
+        task=_task(long_text="chunks"), model=ModelConfig(from_scratch=True), finetune=FinetuneConfig(strategy="frozen")
+    )
     with pytest.raises(ConfigError) as e:
         run.check()
     assert e.value.key == "task.long_text"
@@ -120,12 +128,24 @@ def _tail_keyword_csv(path: Path, n: int = 200) -> Path:
 def _run(tmp_path: Path, name: str, **task_kw) -> dict:
     from encoderlab.runner import execute
 
-    task = reviews_task(name="tail_kw", data_files={"train": str(_tail_keyword_csv(tmp_path / "kw.csv"))},
-                        text_fields=["text"], label_field="label", max_seq_length=16, **task_kw)
+    task = reviews_task(
+        name="tail_kw",
+        data_files={"train": str(_tail_keyword_csv(tmp_path / "kw.csv"))},
+        text_fields=["text"],
+        label_field="label",
+        max_seq_length=16,
+        **task_kw,
+    )
     run = RunConfig(
         task=task,
-        model=ModelConfig(name="tiny", from_scratch=True, num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
-                          intermediate_size=64),
+        model=ModelConfig(
+            name="tiny",
+            from_scratch=True,
+            num_hidden_layers=2,
+            hidden_size=32,
+            num_attention_heads=2,
+            intermediate_size=64,
+        ),
         optimizer=OptimizerConfig(lr=1e-2),
         trainer=TrainerConfig(max_epochs=6, accelerator="cpu", devices=1, enable_progress_bar=False),
         callbacks=CallbacksConfig(early_stopping=False, checkpoint=False, rich_progress=False),

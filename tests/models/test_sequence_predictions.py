@@ -20,8 +20,14 @@ def test_a_run_writes_test_predictions_that_agree_with_its_test_accuracy(tmp_pat
 
     run = RunConfig(
         task=reviews_task(max_seq_length=32),
-        model=ModelConfig(name="tiny", from_scratch=True, num_hidden_layers=2, hidden_size=32,
-                          num_attention_heads=2, intermediate_size=64),
+        model=ModelConfig(
+            name="tiny",
+            from_scratch=True,
+            num_hidden_layers=2,
+            hidden_size=32,
+            num_attention_heads=2,
+            intermediate_size=64,
+        ),
         optimizer=OptimizerConfig(lr=1e-3),
         trainer=TrainerConfig(max_epochs=1, accelerator="cpu", devices=1, enable_progress_bar=False),
         callbacks=CallbacksConfig(early_stopping=False, checkpoint=False, rich_progress=False),

@@ -33,9 +33,16 @@ def _texts(n: int, seed: int) -> list[tuple[str, int]]:
 def keyword_model(tokenizer, tmp_path_factory):
     """A tiny BERT trained until it classifies by the keyword, saved as a run's hf/ folder."""
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, num_labels=2, id2label={0: "neg", 1: "pos"},
-                        label2id={"neg": 0, "pos": 1})
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+        id2label={0: "neg", 1: "pos"},
+        label2id={"neg": 0, "pos": 1},
+    )
     model = BertForSequenceClassification(config)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     data = _texts(256, 0)
@@ -76,8 +83,17 @@ def test_report_explain_adds_the_driving_tokens_to_the_mistakes(keyword_model, t
     run = write_run(tmp_path / "runs" / "0", test={"accuracy": 0.5})
     (run / "hf").symlink_to(keyword_model, target_is_directory=True)
     text = "the terrible movie of some old actor"
-    rows = [{"index": 0, "text": text, "gold": "pos", "pred": "neg", "correct": False, "confidence": 0.97,
-             "probabilities": {"neg": 0.97, "pos": 0.03}}]
+    rows = [
+        {
+            "index": 0,
+            "text": text,
+            "gold": "pos",
+            "pred": "neg",
+            "correct": False,
+            "confidence": 0.97,
+            "probabilities": {"neg": 0.97, "pos": 0.03},
+        }
+    ]
     (run / "predictions_test.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert main([str(tmp_path / "runs"), "--no-plots", "--explain"]) == 0
     md = (tmp_path / "runs" / "report" / "errors.md").read_text()

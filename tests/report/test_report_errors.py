@@ -23,8 +23,15 @@ def _write_predictions(run_dir: Path, rows: list[dict]) -> None:
 def _row(i: int, gold: str, pred: str, p_pred: float, text: str) -> dict:
     other = "neg" if pred == "pos" else "pos"
     probs = {pred: p_pred, other: 1 - p_pred}
-    return {"index": i, "text": text, "gold": gold, "pred": pred, "correct": gold == pred, "confidence": p_pred,
-            "probabilities": probs}
+    return {
+        "index": i,
+        "text": text,
+        "gold": gold,
+        "pred": pred,
+        "correct": gold == pred,
+        "confidence": p_pred,
+        "probabilities": probs,
+    }
 
 
 @pytest.fixture()
@@ -98,11 +105,20 @@ def test_ner_errors_are_sorted_into_missed_spurious_wrong_type_and_boundary():
 def test_ner_report_lists_per_type_errors_and_sentences(tmp_path):
     d = write_run(tmp_path / "runs" / "0", primary="entity_f1", test={"entity_f1": 0.5})
     rows = [
-        {"index": 0, "tokens": ["Paris", "is", "nice"], "tags": ["B-location", "O", "O"],
-         "entities": [_ent("location", 0, 1, "Paris")], "gold_entities": [_ent("location", 0, 1, "Paris")]},
-        {"index": 1, "tokens": ["Bob", "likes", "Rome"], "tags": ["O", "O", "B-person"],
-         "entities": [_ent("person", 2, 3, "Rome")], "gold_entities": [_ent("person", 0, 1, "Bob"),
-                                                                      _ent("location", 2, 3, "Rome")]},
+        {
+            "index": 0,
+            "tokens": ["Paris", "is", "nice"],
+            "tags": ["B-location", "O", "O"],
+            "entities": [_ent("location", 0, 1, "Paris")],
+            "gold_entities": [_ent("location", 0, 1, "Paris")],
+        },
+        {
+            "index": 1,
+            "tokens": ["Bob", "likes", "Rome"],
+            "tags": ["O", "O", "B-person"],
+            "entities": [_ent("person", 2, 3, "Rome")],
+            "gold_entities": [_ent("person", 0, 1, "Bob"), _ent("location", 2, 3, "Rome")],
+        },
     ]
     _write_predictions(d, rows)
     assert main([str(tmp_path / "runs"), "--no-plots"]) == 0

@@ -465,7 +465,9 @@ class RunConfig:
         for section in (self.task, self.model, self.finetune, self.optimizer, self.scheduler, self.speed, self.cv):
             section.check()
         if self.cv.folds is not None and self.task.kind == "pretraining":
-            raise ConfigError("cv.folds", "cross-validation needs labelled data; pre-training has no folds (cv.folds=null)")
+            raise ConfigError(
+                "cv.folds", "cross-validation needs labelled data; pre-training has no folds (cv.folds=null)"
+            )
         check_choice("precision", self.precision, ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"))
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")

@@ -56,8 +56,11 @@ def tokenize_long(raw: DatasetDict, tokenizer, task: TaskConfig) -> DatasetDict:
     def clipped(batch):
         ids = tokenizer([str(t) for t in batch[field]], add_special_tokens=False, truncation=False)["input_ids"]
         out = [prefix + clip(x, task.long_text, budget, task.head_token_count) + suffix for x in ids]
-        return {"input_ids": out, "attention_mask": [[1] * len(x) for x in out],
-                "token_type_ids": [[0] * len(x) for x in out]}
+        return {
+            "input_ids": out,
+            "attention_mask": [[1] * len(x) for x in out],
+            "token_type_ids": [[0] * len(x) for x in out],
+        }
 
     def chunked(batch):
         enc = tokenizer(

@@ -90,7 +90,8 @@ def classification_errors(runs: list[tuple[str, Any, list[dict]]], top: int = 10
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
     per_class = pd.DataFrame({"label": labels, "precision": precision, "recall": recall, "f1": f1, "support": support})
-    mistakes = pd.DataFrame(wrong, columns=["confidence", "gold", "pred", "text", "text_pair", "seed", "index", "run_dir"])
+    columns = ["confidence", "gold", "pred", "text", "text_pair", "seed", "index", "run_dir"]
+    mistakes = pd.DataFrame(wrong, columns=columns)
     mistakes = mistakes.sort_values("confidence", ascending=False, kind="mergesort").head(top).reset_index(drop=True)
     return ClassErrors(labels, cm, per_class, mistakes, len(runs))
 
@@ -169,7 +170,7 @@ class EntityErrors:
 def ner_errors(runs: list[tuple[str, Any, list[dict]]], top: int = 10) -> EntityErrors:
     counts: dict[str, Counter] = {}
     ranked = []
-    for run_dir, seed, rows in runs:
+    for _run_dir, seed, rows in runs:
         for r in rows:
             gold, pred = _spans(r.get("gold_entities", [])), _spans(r.get("entities", []))
             for typ in gold.values():
@@ -200,8 +201,16 @@ def ner_errors(runs: list[tuple[str, Any, list[dict]]], top: int = 10) -> Entity
         rec = c["correct"] / c["gold"] if c["gold"] else 0.0
         f1 = 2 * p * rec / (p + rec) if p + rec else 0.0
         table.append(
-            {"type": typ, "gold": c["gold"], "predicted": c["predicted"], "correct": c["correct"], "precision": p,
-             "recall": rec, "f1": f1, **{s: c[s] for s in ERROR_SORTS}}
+            {
+                "type": typ,
+                "gold": c["gold"],
+                "predicted": c["predicted"],
+                "correct": c["correct"],
+                "precision": p,
+                "recall": rec,
+                "f1": f1,
+                **{s: c[s] for s in ERROR_SORTS},
+            }
         )
     ranked.sort(key=lambda s: -s["n_errors"])
     return EntityErrors(pd.DataFrame(table), ranked[:top], len(runs))
@@ -320,7 +329,9 @@ def _ner_lines(e: EntityErrors) -> list[str]:
     lines += ["", f"Sentences with the most errors ({len(e.sentences)}):", ""]
     for s in e.sentences:
         errs = "; ".join(
-            f"{x['sort']}: {x['text']} ({x['type']}" + (f" → {x['pred_type']}" if x["sort"] == "wrong_type" else "") + ")"
+            f"{x['sort']}: {x['text']} ({x['type']}"
+            + (f" → {x['pred_type']}" if x["sort"] == "wrong_type" else "")
+            + ")"
             for x in s["errors"]
         )
         lines.append(f"- seed {s['seed']}, sentence {s['index']}: {_md(_clip(s['text'], 200))}  ")
@@ -332,8 +343,12 @@ def _ner_lines(e: EntityErrors) -> list[str]:
 def _regression_lines(runs, top: int) -> list[str]:
     rows = [dict(r, seed=seed) for _, seed, rs in runs for r in rs]
     rows.sort(key=lambda r: -abs(float(r["error"])))
-    lines = [f"Largest errors ({min(top, len(rows))}):", "", "| error | gold | predicted | seed | text |",
-             "|---:|---:|---:|---:|:---|"]
+    lines = [
+        f"Largest errors ({min(top, len(rows))}):",
+        "",
+        "| error | gold | predicted | seed | text |",
+        "|---:|---:|---:|---:|:---|",
+    ]
     for r in rows[:top]:
         lines.append(
             f"| {r['error']:+.3f} | {r['gold']:.3f} | {r['pred']:.3f} | {r['seed']} | {_md(_clip(r.get('text', '')))} |"

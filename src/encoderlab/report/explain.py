@@ -61,8 +61,9 @@ def explain(
         with torch.no_grad():
             pred = int(forward(ids, mask).argmax(-1))
         want = targets[i] if targets and targets[i] is not None else names[pred]
-        attr = lig.attribute(ids, baselines=baseline, target=names.index(want), additional_forward_args=(mask,),
-                             n_steps=n_steps)
+        attr = lig.attribute(
+            ids, baselines=baseline, target=names.index(want), additional_forward_args=(mask,), n_steps=n_steps
+        )
         scores = attr.sum(-1)[0]
         scores = scores / scores.norm().clamp(min=1e-12)
         tokens = tokenizer.convert_ids_to_tokens(ids[0].tolist())

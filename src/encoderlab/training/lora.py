@@ -3,8 +3,8 @@
 The base weights stay frozen; ``peft`` adds ``lora_A``/``lora_B`` beside each targeted layer. The head trains
 fully: every parameter outside the base encoder (classifier, NER and QA outputs) and BERT's pooler, which is part
 of its sequence-classification head (the pooler of a sentence-embedding checkpoint such as MiniLM was never trained
-for the [CLS] vector it reads). At export the adapters are merged into the base weights (``merge_and_unload``), so the ``hf/`` folder is a
-plain Hugging Face model that ``transformers.pipeline`` loads without peft.
+for the [CLS] vector it reads). At export the adapters are merged into the base weights (``merge_and_unload``), so
+the ``hf/`` folder is a plain Hugging Face model that ``transformers.pipeline`` loads without peft.
 """
 
 from __future__ import annotations
