@@ -167,3 +167,25 @@ def test_a_tiny_lora_run_learns_and_records_its_trainable_parameters(tmp_path, c
     assert summary["test"]["accuracy"] > 0.8, summary["test"]
     assert 0 < summary["trainable_params"] < 0.2 * summary["total_params"]
     assert (run_dir / "hf" / "config.json").exists()
+
+
+def test_token_classifiers_take_lora_and_merge_too(tiny_bert_config):
+    from transformers import BertForTokenClassification
+
+    from encoderlab.training.lora import apply_strategy, merged
+
+    torch.manual_seed(0)
+    tiny_bert_config.num_labels = 3
+    net = apply_strategy(BertForTokenClassification(tiny_bert_config), FinetuneConfig(strategy="lora", lora_r=2))
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or ".classifier." in n for n in trainable)
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    net.eval()
+    ids = torch.randint(5, 1000, (2, 9))
+    plain = merged(net)
+    assert not any("lora" in n for n, _ in plain.named_parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(plain(input_ids=ids).logits, net(input_ids=ids).logits, atol=1e-5, rtol=1e-4)
