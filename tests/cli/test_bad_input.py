@@ -49,7 +49,7 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
     [
         ("task=imdb", ["rotten_tomatoes", "csv_example", "sst2"]),
         ("model=bert_huge", ["minilm_l6", "bert_tiny", "from_checkpoint"]),
-        ("finetune=lora", ["full", "frozen", "feature_based", "top_k", "gradual_unfreeze"]),
+        ("finetune=prefix_tuning", ["full", "frozen", "feature_based", "top_k", "gradual_unfreeze", "lora"]),
         ("scheduler=exponential", ["linear", "cosine", "slanted_triangular", "inverse_sqrt"]),
         ("experiment=no_such_study", ["pretrain_vs_scratch"]),
     ],
@@ -60,6 +60,25 @@ def test_unknown_option_lists_the_options(tmp_path, cache_dir, override, options
     assert f"unknown {group} '{name}'" in msg
     for option in options:
         assert option in msg
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["cv.folds=1"], "cv.folds"),
+        (["cv.folds=5", "cv.fold=5"], "cv.fold"),
+        (["task=bbc_news", "task.long_text=head_tail", "task.head_tokens=128", "task.max_seq_length=128"],
+         "task.head_tokens"),
+        (["task.long_text=chunks", "task.chunk_stride=100", "task.max_seq_length=128"], "task.chunk_stride"),
+        (["finetune=lora", "finetune.lora_r=0"], "finetune.lora_r"),
+        ([*TINY, *csv_task(FIXTURES / "reviews.csv"), "finetune=lora", "finetune.lora_target_modules=[qkv]"],
+         "finetune.lora_target_modules"),
+        ([*TINY, *csv_task(FIXTURES / "reviews.csv"), "cv.folds=30"], "cv.folds"),
+    ],
+    ids=["folds", "fold", "head_tokens", "chunk_stride", "lora_r", "lora_targets", "folds_vs_classes"],
+)
+def test_new_finetuning_keys_fail_with_one_line_naming_them(tmp_path, cache_dir, args, key):
+    assert f"'{key}'" in fails(args, tmp_path / "run")
 
 
 def test_unknown_key_names_it_and_the_allowed_keys(tmp_path, cache_dir):

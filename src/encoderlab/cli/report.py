@@ -1,7 +1,7 @@
 """``encoderlab-report``: compare finished runs as a mean ± std table and plots.
 
 encoderlab-report PATH... [--out DIR] [--metric NAME] [--split test|val]
-                  [--wandb ENTITY/PROJECT [--group NAME]] [--no-plots]
+                  [--wandb ENTITY/PROJECT [--group NAME]] [--no-plots] [--mistakes N] [--explain]
 """
 
 from __future__ import annotations
@@ -29,6 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read runs from this W&B project")
     parser.add_argument("--group", metavar="NAME", help="with --wandb: only runs of this W&B group")
     parser.add_argument("--no-plots", action="store_true", help="write the tables only")
+    parser.add_argument(
+        "--mistakes",
+        type=int,
+        default=10,
+        metavar="N",
+        help="error analysis (errors.md): the N most confident mistakes per group; 0: none (default: 10)",
+    )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="with the mistakes, the tokens that drove each prediction (integrated gradients on the run's hf/ model)",
+    )
     return parser
 
 
@@ -37,6 +49,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if not args.paths and not args.wandb:
         parser.error("give at least one PATH (a run dir or multirun dir), or --wandb ENTITY/PROJECT")
+    if args.mistakes < 0:
+        parser.error("--mistakes: give 0 (no error analysis) or more")
+    if args.explain and args.mistakes == 0:
+        parser.error("--explain explains the most confident mistakes: use it with --mistakes N > 0")
     if args.group and not args.wandb:
         parser.error("--group selects a W&B run group: use it with --wandb ENTITY/PROJECT")
 
@@ -54,7 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             records += load_wandb_runs(args.wandb, args.group)
         report = build_report(records_to_frame(records), metric=args.metric, split=args.split)
         out = Path(args.out) if args.out else default_out_dir(args.paths)
-        written = write_report(report, out, plots=not args.no_plots)
+        written = write_report(report, out, plots=not args.no_plots, mistakes=args.mistakes, explain=args.explain)
     except EncoderlabError as e:
         print(f"encoderlab-report: error: {e}", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ OBJECTIVES = ("none", "nsp", "sop", "electra")
 PACKINGS = ("blocks", "full_sentences", "documents")
 # from-scratch architectures: BERT (post-LayerNorm) or RoBERTa-PreLayerNorm (pre-LN blocks train at higher LRs)
 ARCHITECTURES = ("bert", "roberta_prelayernorm")
-STRATEGIES = ("full", "frozen", "feature_based", "top_k", "gradual_unfreeze")
+STRATEGIES = ("full", "frozen", "feature_based", "top_k", "gradual_unfreeze", "lora")
 POOLINGS = ("cls", "mean", "pooler")
 FEATURE_LAYERS = (
     "embeddings",
@@ -42,6 +42,8 @@ HEADS = ("linear", "mlp", "bilstm")
 OPTIMIZERS = ("adamw", "adamw_bert")
 SCHEDULERS = ("linear", "cosine", "constant", "slanted_triangular", "polynomial", "inverse_sqrt")
 PADDINGS = ("dynamic", "max_length")
+LONG_TEXT = ("head", "tail", "head_tail", "chunks")
+CHUNK_POOLINGS = ("mean", "max")
 METRICS = {
     "sequence_classification": ("accuracy", "f1_macro", "matthews_correlation", "f1"),
     "sequence_regression": ("pearson", "spearman", "mse"),
@@ -89,6 +91,13 @@ class TaskConfig:
     text_fields: list[str] = field(default_factory=lambda: ["text"])
     label_field: str = "label"
     label_names: Optional[list[str]] = None
+    # texts longer than max_seq_length (single text field): head | tail | head_tail | chunks (data/long_text.py)
+    long_text: str = "head"
+    # head_tail: tokens from the start, the rest of max_seq_length from the end; null: a quarter of max_seq_length
+    # (Sun et al. 2019: 128 of 512)
+    head_tokens: Optional[int] = None
+    chunk_stride: int = 0  # chunks: tokens shared by neighbouring windows
+    chunk_pooling: str = "mean"  # chunks: a document's logits = mean | max of its windows' logits
 
     # token classification
     tokens_field: str = "tokens"
@@ -159,6 +168,7 @@ class TaskConfig:
         if self.kind in ("sequence_classification", "sequence_regression"):
             if len(self.text_fields) not in (1, 2):
                 raise ConfigError("task.text_fields", "give one field (single sentence) or two (a pair)")
+        self._check_long_text()
         if self.kind == "sequence_classification" and self.label_names is not None:
             if len(self.label_names) < 2:
                 raise ConfigError("task.label_names", "a classifier needs at least two labels")
@@ -187,6 +197,34 @@ class TaskConfig:
                 raise ConfigError(
                     "task.generator_size", f"must be in (0, 1] (of the hidden size), got {self.generator_size}"
                 )
+
+    def _check_long_text(self) -> None:
+        check_choice("task.long_text", self.long_text, LONG_TEXT)
+        check_choice("task.chunk_pooling", self.chunk_pooling, CHUNK_POOLINGS)
+        if self.long_text == "head":
+            return
+        if self.kind not in ("sequence_classification", "sequence_regression"):
+            raise ConfigError("task.long_text", f"'{self.long_text}' is for sequence tasks; {self.kind} uses 'head'")
+        if len(self.text_fields) != 1:
+            raise ConfigError("task.long_text", f"'{self.long_text}' takes one text field; pairs use 'head'")
+        room = self.max_seq_length - 2  # [CLS] and [SEP]
+        if self.long_text == "head_tail" and not 0 < self.head_token_count < room:
+            raise ConfigError(
+                "task.head_tokens",
+                f"must be in 1..{room - 1} so that the tail keeps some of task.max_seq_length "
+                f"({self.max_seq_length}, 2 of them special tokens), got {self.head_tokens}",
+            )
+        if self.long_text == "chunks" and not 0 <= self.chunk_stride < room // 2:
+            raise ConfigError(
+                "task.chunk_stride",
+                f"the overlap of two windows must be in 0..{room // 2 - 1} (under half of task.max_seq_length), "
+                f"got {self.chunk_stride}",
+            )
+
+    @property
+    def head_token_count(self) -> int:
+        """head_tail: how many tokens come from the start of the text."""
+        return self.head_tokens if self.head_tokens is not None else self.max_seq_length // 4
 
     @property
     def files(self) -> dict[str, str]:
@@ -248,6 +286,12 @@ class FinetuneConfig:
     k: int = 2  # top_k: number of top encoder layers that train
     train_embeddings: bool = False  # top_k / gradual_unfreeze: embeddings learn too at the end
     unfreeze_interval: float = 1.0  # gradual_unfreeze: epochs (may be fractional) per newly thawed layer
+    # lora: rank, scale (alpha / r), dropout on the adapter input, and the linear layers that get adapters
+    # (last name parts such as query/value/key/dense, or ["all-linear"])
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
 
     def check(self) -> None:
         check_choice("finetune.strategy", self.strategy, STRATEGIES)
@@ -259,6 +303,15 @@ class FinetuneConfig:
             raise ConfigError("finetune.k", f"must be at least 1, got {self.k}")
         if self.unfreeze_interval <= 0:
             raise ConfigError("finetune.unfreeze_interval", "must be > 0 (epochs per thawed layer)")
+        if self.strategy == "lora":
+            if self.lora_r < 1:
+                raise ConfigError("finetune.lora_r", f"must be at least 1, got {self.lora_r}")
+            if self.lora_alpha <= 0:
+                raise ConfigError("finetune.lora_alpha", f"must be > 0, got {self.lora_alpha}")
+            if not 0.0 <= self.lora_dropout < 1.0:
+                raise ConfigError("finetune.lora_dropout", f"must be in [0, 1), got {self.lora_dropout}")
+            if not self.lora_target_modules or any(not str(m).strip() for m in self.lora_target_modules):
+                raise ConfigError("finetune.lora_target_modules", "name at least one layer, e.g. [query,value]")
 
     @property
     def frozen_encoder(self) -> bool:
@@ -425,6 +478,23 @@ class PathsConfig:
 
 
 @dataclass
+class CVConfig:
+    """k-fold cross-validation: train + validation pooled and cut into ``folds`` seeded folds (stratified by class
+    for classification); fold ``fold`` takes the validation split's place, the test split stays held out."""
+
+    folds: Optional[int] = None  # null: no cross-validation
+    fold: int = 0  # 0 .. folds - 1; sweep it: -m cv.folds=5 cv.fold=0,1,2,3,4
+
+    def check(self) -> None:
+        if self.folds is None:
+            return
+        if self.folds < 2:
+            raise ConfigError("cv.folds", f"k-fold cross-validation needs at least 2 folds, got {self.folds}")
+        if not 0 <= self.fold < self.folds:
+            raise ConfigError("cv.fold", f"must be in 0..{self.folds - 1} with cv.folds={self.folds}, got {self.fold}")
+
+
+@dataclass
 class PublishedResult:
     """A number from a paper that an experiment mirrors (see experiments/)."""
 
@@ -461,6 +531,7 @@ class RunConfig:
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     published: PublishedResult = field(default_factory=PublishedResult)
     stages: dict[str, StageConfig] = field(default_factory=dict)
+    cv: CVConfig = field(default_factory=CVConfig)
     seed: int = 42
     batch_size: int = 32
     eval_batch_size: int = 128
@@ -483,14 +554,25 @@ class RunConfig:
             self.speed,
             self.callbacks,
             self.trainer,
+            self.cv,
         ):
             section.check()
         if self.resume not in RESUME_MODES and not os.path.isfile(os.path.expanduser(self.resume)):
             raise ConfigError("resume", f"'{self.resume}' is neither auto, never nor a checkpoint file")
+        if self.cv.folds is not None and self.task.kind == "pretraining":
+            raise ConfigError(
+                "cv.folds", "cross-validation needs labelled data; pre-training has no folds (cv.folds=null)"
+            )
         check_choice("precision", self.precision, ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"))
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
         if self.eval_batch_size < 1:
             raise ConfigError("eval_batch_size", f"must be at least 1, got {self.eval_batch_size}")
+        if self.task.long_text == "chunks" and self.finetune.frozen_encoder:
+            raise ConfigError(
+                "task.long_text",
+                f"'chunks' scores every window with the encoder, which finetune={self.finetune.strategy} encodes "
+                "once per example; use head, tail or head_tail",
+            )
         if self.finetune.head == "bilstm" and self.task.kind != "token_classification":
             raise ConfigError("finetune.head", "'bilstm' is a head for token_classification tasks")

@@ -18,7 +18,7 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict
 
-from encoderlab.config.schema import TaskConfig
+from encoderlab.config.schema import CVConfig, TaskConfig
 from encoderlab.errors import ConfigError, DataError, OfflineError, choices
 
 PackageLoader = Callable[[TaskConfig], "Dataset | DatasetDict"]
@@ -183,6 +183,20 @@ def load_source(task: TaskConfig) -> DatasetDict:
     return ds
 
 
+def class_names(ds: Dataset, task: TaskConfig) -> list[str] | None:
+    """Each row's class as text (a classifier's labels, whatever their type); None for other kinds or when a row
+    has no label (reported later, not here)."""
+    if task.kind != "sequence_classification" or task.label_field not in ds.column_names or len(ds) == 0:
+        return None
+    feat = ds.features[task.label_field]
+    values = list(ds[task.label_field])
+    if any(v is None or v != v for v in values):
+        return None
+    if isinstance(feat, datasets.ClassLabel):
+        return [feat.names[v] if 0 <= v < len(feat.names) else str(v) for v in values]
+    return [str(v).strip() for v in values]
+
+
 def _stratify_codes(ds: Dataset, task: TaskConfig) -> list[int] | None:
     """Class codes to stratify a split by: a classifier's labels, whatever their type (names in a file
     are strings), when every class has at least two examples; None: split at random."""
@@ -243,19 +257,35 @@ def _too_few_rows(n: int, task: TaskConfig, carved: list[str]) -> DataError:
     )
 
 
-def make_splits(ds: DatasetDict, task: TaskConfig) -> DatasetDict:
-    """Pick train/validation/test by the configured names; carve missing ones out of train."""
+def make_splits(ds: DatasetDict, task: TaskConfig, cv: CVConfig | None = None) -> DatasetDict:
+    """Pick train/validation/test by the configured names; carve missing ones out of train.
+
+    With ``cv.folds`` set, train and the source's validation split are pooled and fold ``cv.fold`` of them is the
+    validation split (see :mod:`encoderlab.data.folds`); test is chosen as without cross-validation.
+    """
     if task.train_split not in ds:
         raise ConfigError("task.train_split", f"no split {task.train_split!r} in the data; found {choices(ds)}")
     train = ds[task.train_split]
     out: dict[str, Dataset] = {}
+    kfold = cv is not None and cv.folds is not None
     # test first, so validation is carved from what is left for training
     wanted = (("test", task.test_split), ("validation", task.validation_split))
     given = {what for what, name in wanted if name is not None and name in ds and name != task.train_split}
-    carved = [what for what, _ in wanted if what not in given and getattr(task, f"{what}_size") > 0]
+    carved = [
+        what
+        for what, _ in wanted
+        if what not in given and getattr(task, f"{what}_size") > 0 and not (kfold and what == "validation")
+    ]
     if carved and _rows_left(len(train), [getattr(task, f"{what}_size") for what in carved]) < 1:
         raise _too_few_rows(len(train), task, carved)
     for what, name in wanted:
+        if what == "validation" and kfold:
+            from encoderlab.data.folds import cv_split
+
+            own = ds[name] if what in given else None
+            out |= cv_split(train, own, task, cv, lambda d: class_names(d, task))
+            train = out.pop("train")
+            continue
         if what in given:
             out[what] = ds[name]
         elif name is not None and task.source == "hub" and name not in ds:
@@ -280,6 +310,11 @@ def subsample(ds: DatasetDict, task: TaskConfig, seed: int) -> DatasetDict:
     return DatasetDict(out)
 
 
-def load_raw(task: TaskConfig) -> DatasetDict:
-    """train / validation / test for ``task``, split and subset as configured."""
-    return subsample(make_splits(load_source(task), task), task, task.split_seed)
+def load_raw(task: TaskConfig, cv: CVConfig | None = None) -> DatasetDict:
+    """train / validation / test for ``task``, split and subset as configured (``cv``: the k-fold split)."""
+    return subsample(make_splits(load_source(task), task, cv), task, task.split_seed)
+
+
+def cv_fingerprint(cv: CVConfig | None) -> dict:
+    """What the fold choice adds to a data fingerprint (nothing without cross-validation: old caches stay valid)."""
+    return {"cv": [cv.folds, cv.fold]} if cv is not None and cv.folds is not None else {}

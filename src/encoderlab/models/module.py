@@ -156,3 +156,17 @@ class SequenceModule(EncoderModule):
         values = {k: float(v) for k, v in self.metrics[stage].compute().items()}
         self.metrics[stage].reset()
         return values
+
+
+class ChunkedSequenceModule(SequenceModule):
+    """``task.long_text=chunks``: the encoder scores every window of a document, the document's logits pool them."""
+
+    def logits(self, batch: dict) -> torch.Tensor:
+        if "chunk_doc" not in batch:
+            return super().logits(batch)
+        from encoderlab.data.long_text import MODEL_FIELDS, pool_chunks
+
+        windows = super().logits({k: v for k, v in batch.items() if k in MODEL_FIELDS})
+        owner = batch["chunk_doc"]
+        n_docs = int(batch["labels"].shape[0]) if "labels" in batch else int(owner.max()) + 1
+        return pool_chunks(windows.float(), owner, n_docs, self.run.task.chunk_pooling)

@@ -29,7 +29,7 @@ from encoderlab.data.question_answering import (
     prepare_eval_features,
     preprocess_question_answering,
 )
-from encoderlab.data.sources import load_raw
+from encoderlab.data.sources import cv_fingerprint, load_raw
 from encoderlab.kinds import Kind, Prepared
 from encoderlab.metrics.squad import squad_scores
 from encoderlab.models.encoder import build_config
@@ -53,7 +53,7 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
     task = run.task
 
     def build():
-        raw = load_raw(task)
+        raw = load_raw(task, run.cv)
         feats = preprocess_question_answering(raw, tokenizer, task)
         splits = dict(feats)
         for split in EVAL_SPLITS.values():
@@ -63,7 +63,7 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
         sizes = {k: len(v) for k, v in feats.items()} | {f"{k}_questions": len(v) for k, v in raw.items()}
         return DatasetDict(splits), {"sizes": sizes}
 
-    key = data_cache.fingerprint(task, tokenizer, kind="question_answering")
+    key = data_cache.fingerprint(task, tokenizer, kind="question_answering", **cv_fingerprint(run.cv))
     ds, meta = data_cache.cached(cache_root, f"{task.kind}-{task.name}", key, build)
     meta["data_key"] = key
     rows, examples, features = {}, {}, {}

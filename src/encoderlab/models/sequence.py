@@ -13,13 +13,13 @@ from encoderlab.config.schema import RunConfig
 from encoderlab.data import cache as data_cache
 from encoderlab.data.classification import prepare_labels, tokenize
 from encoderlab.data.collate import PadCollator
-from encoderlab.data.sources import load_raw
+from encoderlab.data.sources import cv_fingerprint, load_raw
 from encoderlab.errors import ConfigError
 from encoderlab.kinds import Kind, Prepared
 from encoderlab.models.encoder import build_config, build_model, check_length, save_pretrained
 from encoderlab.models.heads import FeatureHead, FeatureModel, layer_indices
-from encoderlab.models.module import SequenceModule
-from encoderlab.training.freezing import apply_freezing
+from encoderlab.models.module import ChunkedSequenceModule, SequenceModule
+from encoderlab.training.lora import apply_strategy, merged
 
 
 def pad_collator(run: RunConfig, tokenizer) -> PadCollator:
@@ -34,14 +34,19 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
     task = run.task
 
     def build():
-        labeled, names = prepare_labels(load_raw(task), task)
+        labeled, names = prepare_labels(load_raw(task, run.cv), task)
         tok = tokenize(labeled, tokenizer, task)
         return tok, {"label_names": names, "sizes": {k: len(v) for k, v in tok.items()}}
 
-    key = data_cache.fingerprint(task, tokenizer)
+    key = data_cache.fingerprint(task, tokenizer, **cv_fingerprint(run.cv))
     ds, meta = data_cache.cached(cache_root, f"{task.kind}-{task.name}", key, build)
     meta["data_key"] = key
-    return Prepared(datasets=ds, collator=pad_collator(run, tokenizer), meta=meta)
+    collator = pad_collator(run, tokenizer)
+    if task.long_text == "chunks":  # documents of several windows each
+        from encoderlab.data.long_text import ChunkCollator
+
+        collator = ChunkCollator(collator)
+    return Prepared(datasets=ds, collator=collator, meta=meta)
 
 
 def feature_model(run: RunConfig, config, num_outputs: int, token_level: bool = False) -> FeatureModel:
@@ -88,8 +93,9 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> SequenceModule:
         network: nn.Module = feature_model(run, config, num_labels)
     else:
         network = build_model(run.model, AutoModelForSequenceClassification, config)
-        apply_freezing(network, run.finetune, config.num_hidden_layers)
-    return SequenceModule(network, run, num_labels, n_layers=config.num_hidden_layers)
+        network = apply_strategy(network, run.finetune, config.num_hidden_layers)
+    cls = ChunkedSequenceModule if run.task.long_text == "chunks" else SequenceModule
+    return cls(network, run, num_labels, n_layers=config.num_hidden_layers)
 
 
 def export_feature_model(network: FeatureModel, tokenizer, out: Path, meta: dict) -> None:
@@ -144,7 +150,7 @@ def load_feature_model(path: str | Path) -> tuple[FeatureModel, object, dict]:
 def export(module: SequenceModule, tokenizer, out: Path, prepared: Prepared) -> None:
     net = module.network
     if not isinstance(net, FeatureModel):
-        save_pretrained(net, tokenizer, out)
+        save_pretrained(merged(net), tokenizer, out)  # LoRA adapters folded into the weights
         return
     folded = _fold_pooler_probe(net, module)
     if folded is not None:  # a linear probe on the pooler *is* a *ForSequenceClassification model
@@ -166,4 +172,10 @@ def _fold_pooler_probe(net: FeatureModel, module: SequenceModule):
     return model
 
 
-KIND = Kind(prepare=prepare, build=build, export=export)
+def predict(module: SequenceModule, trainer, datamodule, prepared: Prepared, run_dir: Path) -> dict:
+    from encoderlab.models.sequence_predictions import predict as write_predictions
+
+    return write_predictions(module, trainer, datamodule, prepared, run_dir)
+
+
+KIND = Kind(prepare=prepare, build=build, export=export, predict=predict)

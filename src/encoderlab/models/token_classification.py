@@ -20,7 +20,7 @@ from transformers import AutoModelForTokenClassification
 
 from encoderlab.config.schema import RunConfig
 from encoderlab.data import cache as data_cache
-from encoderlab.data.sources import load_raw
+from encoderlab.data.sources import cv_fingerprint, load_raw
 from encoderlab.data.token_classification import (
     EXAMPLE_INDEX,
     IGNORE_INDEX,
@@ -37,7 +37,7 @@ from encoderlab.models.encoder import build_config, build_model, check_length, s
 from encoderlab.models.heads import FeatureModel
 from encoderlab.models.module import STAGES, EncoderModule
 from encoderlab.models.sequence import export_feature_model, feature_model, pad_collator
-from encoderlab.training.freezing import apply_freezing
+from encoderlab.training.lora import apply_strategy, merged
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,7 @@ def build_token_network(run: RunConfig, auto_cls, config, num_outputs: int) -> n
     if run.finetune.frozen_encoder:
         return feature_model(run, config, num_outputs, token_level=True)
     network = build_model(run.model, auto_cls, config)
-    apply_freezing(network, run.finetune, config.num_hidden_layers)
-    return network
+    return apply_strategy(network, run.finetune, config.num_hidden_layers)
 
 
 def fold_linear_probe(net: FeatureModel, auto_cls, head_attr: str):
@@ -91,7 +90,7 @@ def fold_linear_probe(net: FeatureModel, auto_cls, head_attr: str):
 def export_token_model(module: EncoderModule, tokenizer, out: Path, auto_cls, head_attr: str, meta: dict) -> None:
     net = module.network
     if not isinstance(net, FeatureModel):
-        save_pretrained(net, tokenizer, out)
+        save_pretrained(merged(net), tokenizer, out)  # LoRA adapters folded into the weights
         return
     folded = fold_linear_probe(net, auto_cls, head_attr)
     if folded is not None:
@@ -125,7 +124,7 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
     task = run.task
 
     def build():
-        raw = load_raw(task)
+        raw = load_raw(task, run.cv)
         names = resolve_label_names(raw, task)
         feats = preprocess_token_classification(raw, tokenizer, task)
         splits = dict(feats)
@@ -135,7 +134,7 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
         sizes = {k: len(v) for k, v in feats.items()}
         return DatasetDict(splits), {"label_names": names, "sizes": sizes}
 
-    key = data_cache.fingerprint(task, tokenizer, kind="token_classification")
+    key = data_cache.fingerprint(task, tokenizer, kind="token_classification", **cv_fingerprint(run.cv))
     ds, meta = data_cache.cached(cache_root, f"{task.kind}-{task.name}", key, build)
     meta["data_key"] = key
     rows = {s: ds[s].remove_columns([c for c in _NOT_MODEL_INPUT if c in ds[s].column_names]) for s in SPLITS}

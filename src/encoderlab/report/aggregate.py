@@ -31,6 +31,7 @@ from encoderlab.report.runs import CFG, FINISHED, OVR, SPLITS, is_missing
 
 NOISE_KEYS = (
     "seed",
+    "cv.fold",  # the folds of a cross-validation are averaged like seeds
     "paths",
     "paths.*",
     "hydra",

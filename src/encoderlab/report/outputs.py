@@ -31,8 +31,11 @@ def default_out_dir(paths: Sequence[str | os.PathLike[str]]) -> Path:
     return Path("report")
 
 
-def write_report(report: Report, out_dir: str | os.PathLike[str], plots: bool = True) -> Written:
-    """Write the group table (``report.csv``, unrounded), every run (``runs.csv``), ``report.md`` and the PNGs."""
+def write_report(
+    report: Report, out_dir: str | os.PathLike[str], plots: bool = True, mistakes: int = 10, explain: bool = False
+) -> Written:
+    """Write the group table (``report.csv``, unrounded), every run (``runs.csv``), ``report.md`` and the PNGs,
+    and the error analysis of the runs' test predictions (``errors.md``, ``per_class.csv``, confusion matrices)."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -49,4 +52,8 @@ def write_report(report: Report, out_dir: str | os.PathLike[str], plots: bool = 
     pd.concat([runs, excluded], ignore_index=True).to_csv(out / RUNS_CSV, index=False)
     (out / REPORT_MD).write_text(markdown(report, images=[p.name for p in written.files]) + "\n", encoding="utf-8")
     written.files = [out / REPORT_MD, out / REPORT_CSV, out / RUNS_CSV, *written.files]
+    if mistakes > 0:
+        from encoderlab.report.errors import write_error_analysis
+
+        written.files += write_error_analysis(report, out, top=mistakes, plots=plots, explain=explain)
     return written
