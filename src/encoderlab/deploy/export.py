@@ -97,10 +97,14 @@ def _evaluate(run_dir, module, tokenizer, names, files, quantize, latency_sample
     if quantize == "int8":
         q = quantize_torch(module)
         variants.append(("pytorch int8", "torch-int8", torch_backend(q), ev.torch_size_mb(q)))
-    variants.append(("onnx", "onnx", onnx_backend(files["onnx"]), ev.dir_size_mb([files["onnx"]])))
+    variants.append(
+        ("onnx", "onnx", onnx_backend(files["onnx"], threads=torch.get_num_threads()), ev.dir_size_mb([files["onnx"]]))
+    )
     if "onnx-int8" in files:
         int8 = files["onnx-int8"]
-        variants.append(("onnx int8", "onnx-int8", onnx_backend(int8), ev.dir_size_mb([int8])))
+        variants.append(
+            ("onnx int8", "onnx-int8", onnx_backend(int8, threads=torch.get_num_threads()), ev.dir_size_mb([int8]))
+        )
     rows, reference = [], None
     for label, backend_name, backend, size in variants:
         metrics, outputs = ev.score(split, backend)

@@ -245,14 +245,17 @@ def require(module: str):
         ) from None
 
 
-def onnx_backend(path: Path, device: str = "cpu") -> Backend:
+def onnx_backend(path: Path, device: str = "cpu", threads: int | None = None) -> Backend:
     ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
 
     providers = ["CPUExecutionProvider"]
     if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
     try:
-        session = ort.InferenceSession(str(path), providers=providers)
+        session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as e:  # onnxruntime raises its own exception types for a corrupt or foreign file
         raise ServeError(f"onnxruntime cannot load '{path}': {str(e).splitlines()[0]}; export it again") from None
     wanted = [i.name for i in session.get_inputs()]
@@ -263,11 +266,12 @@ def onnx_backend(path: Path, device: str = "cpu") -> Backend:
     return run
 
 
-def load(path: str | Path, backend: str = "auto", device: str = "cpu") -> Served:
-    """Load a run dir, an ``hf/`` folder or an ONNX folder for prediction with the chosen backend."""
+def load(path: str | Path, backend: str = "auto", device: str = "cpu", threads: int | None = None) -> Served:
+    """Load a run dir, an ``hf/`` folder or an ONNX folder for prediction with the chosen backend
+    (``threads``: onnxruntime's intra-op threads; PyTorch's are set with ``torch.set_num_threads``)."""
     folder, run_dir, backend = locate(path, backend)
     if backend.startswith("onnx"):
-        return _load_onnx(folder, run_dir, backend, device)
+        return _load_onnx(folder, run_dir, backend, device, threads)
     from encoderlab.deploy.onnx import LogitsModule
 
     info = describe_hf(folder)
@@ -297,7 +301,7 @@ def _encoder_config(folder: Path) -> dict | None:
     return json.loads(f.read_text()) if f.is_file() else None
 
 
-def _load_onnx(folder: Path, run_dir: Path | None, backend: str, device: str) -> Served:
+def _load_onnx(folder: Path, run_dir: Path | None, backend: str, device: str, threads: int | None) -> Served:
     from transformers import AutoTokenizer
 
     meta_file = folder / DEPLOY_FILE
@@ -309,7 +313,7 @@ def _load_onnx(folder: Path, run_dir: Path | None, backend: str, device: str) ->
     return Served(
         kind=meta["kind"],
         tokenizer=tokenizer,
-        backend=onnx_backend(folder / name, device),
+        backend=onnx_backend(folder / name, device, threads),
         input_names=list(meta["input_names"]),
         max_length=int(meta["max_length"]),
         label_names=meta.get("label_names"),
