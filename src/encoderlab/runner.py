@@ -208,6 +208,9 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         test |= extra or {}
         if run.save_model and trainer.is_global_zero:
             kind.export(module, tokenizer, run_dir / "hf", prepared)
+            _model_card(
+                run_dir / "hf", run, {"test": test, "validation": timer.best_val or val}, prepared.meta, overrides
+            )
         if ckpt is not None and ckpt.dirpath and Path(ckpt.dirpath).exists() and trainer.is_global_zero:
             shutil.rmtree(ckpt.dirpath, ignore_errors=True)  # hf/ holds the best weights
         summary |= {
@@ -241,6 +244,16 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         write_summary(run_dir, summary)
         _finish_loggers(loggers, 1, summary)
         raise
+
+
+def _model_card(hf_dir: Path, run: RunConfig, metrics: dict, meta: dict, overrides: list[str]) -> None:
+    """hf/README.md, the card a hub user reads; a card that cannot be written never fails the run."""
+    from encoderlab.deploy.card import write_model_card
+
+    try:
+        write_model_card(hf_dir, run, metrics, meta, overrides)
+    except Exception as err:
+        log.warning("could not write the model card: %s", err)
 
 
 def _trainer_kwargs(run: RunConfig) -> dict:

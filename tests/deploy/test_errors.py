@@ -87,3 +87,10 @@ def test_export_errors(tmp_path, capsys):
     err = one_line_error(capsys, [str(tmp_path), "--format", "onnx"], main)
     assert "is not a run directory" in err
 
+
+def test_push_to_hub_offline_is_one_line(cls_run, capsys, monkeypatch):
+    from encoderlab.cli.export import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    err = one_line_error(capsys, [str(cls_run), "--push-to-hub", "someone/tiny-reviews"], main)
+    assert "offline" in err and "HF_HUB_OFFLINE" in err
