@@ -166,3 +166,36 @@ def test_onnx_and_int8_backends_serve_the_same_predictions(cls_run, tmp_path):
             abs(a["probabilities"]["pos"] - b["probabilities"]["pos"]) for a, b in zip(q, torch_out, strict=True)
         )
         assert diff < 0.05, backend
+
+
+def test_regression_and_sentence_pairs(tmp_path, tokenizer, tiny_bert_config):
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    tiny_bert_config.num_labels, tiny_bert_config.problem_type = 1, "regression"
+    model = AutoModelForSequenceClassification.from_config(tiny_bert_config).eval()
+    model.save_pretrained(tmp_path / "reg")
+    tokenizer.save_pretrained(tmp_path / "reg")
+    served = load(tmp_path / "reg")
+    assert served.kind == "sequence_regression"
+    rows = [json.loads(line) for line in (FIXTURES / "ratings.jsonl").read_text().splitlines()][:6]
+    got = P.predict_rows(served, rows)
+    with torch.no_grad():
+        expected = [float(model(**tokenizer(r["text"], return_tensors="pt")).logits[0, 0]) for r in rows]
+    assert [g["value"] for g in got] == pytest.approx(expected, abs=1e-5)
+
+    # a pair model reads both columns; the pair is encoded as in training (text, text_pair)
+    tiny_bert_config.num_labels, tiny_bert_config.problem_type = 3, None
+    tiny_bert_config.id2label = {0: "contradiction", 1: "entailment", 2: "neutral"}
+    tiny_bert_config.label2id = {v: k for k, v in tiny_bert_config.id2label.items()}
+    pair_model = AutoModelForSequenceClassification.from_config(tiny_bert_config).eval()
+    pair_model.save_pretrained(tmp_path / "pair")
+    tokenizer.save_pretrained(tmp_path / "pair")
+    rows = P.read_input(str(FIXTURES / "pairs.tsv"))
+    cols = P.Columns(text="premise", text_pair="hypothesis")
+    got = P.predict_rows(load(tmp_path / "pair"), rows, cols)
+    with torch.no_grad():
+        enc = tokenizer(rows[0]["premise"], rows[0]["hypothesis"], return_tensors="pt")
+        probs = pair_model(**enc).logits.softmax(-1)[0]
+    assert got[0]["probabilities"]["neutral"] == pytest.approx(float(probs[2]), abs=1e-5)
+    assert set(got[0]["probabilities"]) == {"contradiction", "entailment", "neutral"}
