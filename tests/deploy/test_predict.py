@@ -155,6 +155,7 @@ def test_onnx_and_int8_backends_serve_the_same_predictions(cls_run, tmp_path):
     torch_out = P.predict_rows(load(cls_run, "torch"), rows)
     onnx_served = load(cls_run, "onnx")
     assert onnx_served.backend_name == "onnx" and onnx_served.model_dir == cls_run / "onnx"
+    assert load(cls_run / "hf", "onnx").model_dir == cls_run / "onnx"  # the run's hf/ folder finds it too
     onnx_out = P.predict_rows(onnx_served, rows)
     for t, o in zip(torch_out, onnx_out, strict=True):
         assert o["probabilities"] == pytest.approx(t["probabilities"], abs=1e-5)

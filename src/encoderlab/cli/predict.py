@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         served = load(args.model, args.backend, args.device)
         if args.max_length:
             served.max_length = args.max_length
+            if served.qa_settings:
+                served.qa_settings["max_seq_length"] = args.max_length
         cols = P.Columns(args.text_column, args.text_pair_column, args.question_column, args.context_column)
         t0 = time.perf_counter()
         results = P.predict_rows(served, rows, cols, args.batch_size, progress=not args.no_progress)

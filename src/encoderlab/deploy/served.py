@@ -93,7 +93,7 @@ def locate(path: str | Path, backend: str) -> tuple[Path, Path | None, str]:
     if backend == "auto":
         backend = "onnx" if onnx_here else "torch"
     if backend.startswith("onnx"):
-        folder = p / ONNX_DIR if p == run_dir and not onnx_here else p
+        folder = run_dir / ONNX_DIR if run_dir is not None and not onnx_here else p  # a run dir or its hf/
         name = ONNX_INT8_FILE if backend == "onnx-int8" else ONNX_FILE
         if not (folder / name).is_file():
             what = "int8 ONNX model" if backend == "onnx-int8" else "ONNX model"
