@@ -42,6 +42,7 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/finetune_throughput.py
 	$(BIN)/python benchmarks/pretrain_throughput.py
+	$(BIN)/python benchmarks/inference_throughput.py
 
 clean:
 	rm -rf $(VENV) outputs multirun reports
