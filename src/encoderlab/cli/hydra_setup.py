@@ -44,7 +44,9 @@ def _job_dir(overrides: str, limit: int = 200) -> str:
 
     File names stop at 255 bytes; an Optuna trial's full-precision floats plus a few overrides pass that, and
     Hydra would then fail the whole sweep. The same overrides always give the same folder, so resuming works.
+    A path in a value (a data file, a stage's dir) would nest folders: its ``/`` becomes ``|``.
     """
+    overrides = overrides.replace("/", "|")
     if len(overrides) <= limit:
         return overrides
     digest = hashlib.sha1(overrides.encode()).hexdigest()[:10]
