@@ -108,3 +108,22 @@ def test_packaged_corpora():
     held_out = load_raw(clf)
     assert not any(t in lines for split in ("validation", "test") for t in held_out[split]["text"])
     assert sum(1 for t in held_out["train"]["text"] if t in lines) > 0.95 * len(held_out["train"])
+
+
+def test_offline_text_joins_every_offline_corpus_without_held_out_reviews():
+    import shutil
+
+    from encoderlab.config.schema import TaskConfig as _Task
+    from encoderlab.data.corpora import kjv_chapters, offline_text, rotten_tomatoes_train_text
+
+    task = _Task(kind="pretraining", source="package", dataset="offline_text", split_seed=42)
+    docs = offline_text(task)["text"]
+    rt = rotten_tomatoes_train_text(task)["text"]
+    assert docs[: len(rt)] == rt  # the training reviews only: a pre-trained model never saw a held-out one
+    assert any("@" in d for d in docs)  # the tweets
+    if shutil.which("bible"):
+        chapters = kjv_chapters()
+        assert len(chapters) == 1189 and chapters[0].startswith("In the beginning God created")
+        assert docs[-1] == chapters[-1]
+    else:
+        assert kjv_chapters() == []
