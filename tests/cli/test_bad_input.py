@@ -134,3 +134,10 @@ def test_hub_dataset_while_offline(tmp_path, cache_dir):
 def test_top_k_larger_than_the_model(tmp_path, cache_dir):
     msg = fails(TINY + ["task=csv_example", "finetune=top_k", "finetune.k=99"], tmp_path / "run")
     assert "finetune.k" in msg and "99" in msg and "2 layers" in msg
+
+
+def test_gradual_unfreezing_that_would_never_thaw_everything(tmp_path, cache_dir):
+    """ULMFiT's one layer per epoch in a 1-epoch run: the lower layers and the embeddings would never train."""
+    args = TINY + ["task=csv_example", "finetune=gradual_unfreeze", "finetune.unfreeze_interval=1"]
+    msg = fails(args, tmp_path / "run")
+    assert "finetune.unfreeze_interval" in msg and "never train" in msg and "finetune.unfreeze_by" in msg
