@@ -107,7 +107,8 @@ def reference_curve(run_dir: Path, run, tokenizer, data, steps: int, eval_every:
         {"params": [p for n, p in params if not any(k in n for k in no_decay)], "weight_decay": opt_cfg.weight_decay},
         {"params": [p for n, p in params if any(k in n for k in no_decay)], "weight_decay": 0.0},
     ]
-    opt = torch.optim.AdamW(groups, lr=opt_cfg.lr, betas=tuple(opt_cfg.betas), eps=opt_cfg.eps)
+    eps = opt_cfg.eps if opt_cfg.eps is not None else 1e-8  # torch.optim.AdamW's own
+    opt = torch.optim.AdamW(groups, lr=opt_cfg.lr, betas=tuple(opt_cfg.betas), eps=eps)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(run.scheduler.warmup_ratio * steps), steps)
     train = [{"input_ids": ids} for ids in data["train"]["input_ids"]]
     val = data["validation"]

@@ -205,3 +205,9 @@ def test_a_txt_file_that_is_not_conll_says_to_set_the_format(tmp_path, cache_dir
     prose.write_text("Alice went home after a long day at work.\nBob stayed.\n\nIt rained all night long, again.\n")
     msg = fails(TINY + ner_task(prose), tmp_path / "run")
     assert "task.format=conll" in msg and str(prose) in msg
+
+def test_gradual_unfreezing_that_would_never_thaw_everything(tmp_path, cache_dir):
+    """ULMFiT's one layer per epoch in a 1-epoch run: the lower layers and the embeddings would never train."""
+    args = TINY + ["task=csv_example", "finetune=gradual_unfreeze", "finetune.unfreeze_interval=1"]
+    msg = fails(args, tmp_path / "run")
+    assert "finetune.unfreeze_interval" in msg and "never train" in msg and "finetune.unfreeze_by" in msg

@@ -278,3 +278,31 @@ def test_electra_needs_a_from_scratch_model(corpus_dir, tokenizer, minilm_path):
     with pytest.raises(ConfigError) as e:
         kind.build(run, _prepared(run, tokenizer), tokenizer)
     assert e.value.key == "model.from_scratch"
+
+def test_albert_checkpoint_trains_its_sop_head(corpus_dir, tokenizer, tmp_path):
+    """ALBERT's AlbertForPreTraining names the sentence-order logits ``sop_logits``, not ``seq_relationship_logits``."""
+    from transformers import AlbertConfig, AlbertForPreTraining
+
+    torch.manual_seed(0)
+    folder = tmp_path / "tiny_albert"
+    config = AlbertConfig(
+        vocab_size=len(tokenizer),
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    AlbertForPreTraining(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    run = _run(corpus_dir, objective="sop", from_scratch=False, path=str(folder))
+    prepared = _prepared(run, tokenizer)
+    module = kind.build(run, prepared, tokenizer)
+    assert type(module.network).__name__ == "AlbertForPreTraining"
+    batch = prepared.collator(prepared.datasets["train"].to_list()[:16])
+    loss, outputs = module.step(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and module.network.sop_classifier.classifier.weight.grad.abs().sum() > 0
+    module.update_metrics("val", batch, outputs)
+    assert 0.0 <= module.compute_metrics("val")["sentence_accuracy"] <= 1.0

@@ -187,26 +187,37 @@ def test_gradual_unfreeze_gives_frozen_layers_lr_zero_and_thaws_from_the_top(pre
     module = kind.build(run, prepared, tokenizer)
     assert count_parameters(module.network)[0] == count_parameters(module.network)[1]  # never requires_grad
     before = {n: p.detach().clone() for n, p in module.network.named_parameters()}
-    probe = _LrProbe()
+    probe, first = _LrProbe(), _MovedAfterFirstStep(before)
     dm = EncoderDataModule(prepared.datasets, prepared.collator, 8, 16, run.speed, seed=0)
     trainer = pl.Trainer(
         max_epochs=1,
-        max_steps=1,
+        max_steps=3,  # thaws at steps 1 and 2: the last layer still trains before the end
         limit_val_batches=0,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[probe],
+        callbacks=[probe, first],
         accelerator="cpu",
     )
     trainer.fit(module, datamodule=dm)
-    (step0,) = probe.steps
+    step0 = probe.steps[0]
     # layer ids: 0 embeddings, 1..2 encoder layers, 3 head (pooler + classifier)
     assert step0[3] > 0 and step0[0] == step0[1] == step0[2] == 0.0
-    for name, p in module.network.named_parameters():
-        moved = not torch.equal(before[name], p.detach())
+    for name, moved in first.moved.items():
         assert moved == name.startswith(("classifier.", "bert.pooler.")), name  # LR 0: not even weight decay
+
+
+class _MovedAfterFirstStep(pl.Callback):
+    """Which parameters the first optimizer step changed."""
+
+    def __init__(self, before: dict[str, torch.Tensor]):
+        self.before, self.moved = before, {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == 0:
+            net = pl_module.network
+            self.moved = {n: not torch.equal(self.before[n], p.detach()) for n, p in net.named_parameters()}
 
 
 def test_gradual_unfreeze_thaws_one_layer_per_interval(prepared, tokenizer):

@@ -104,21 +104,71 @@ def test_frozen_task_heads_train_and_the_tied_mlm_embeddings_stay_frozen(tiny_be
 
 
 def test_param_groups_after_top_k_hold_only_the_trained_layers(model):
-    apply_freezing(model, FinetuneConfig(strategy="top_k", k=1))
+    apply_freezing(model, FinetuneConfig(strategy="top_k", k=2))
     groups = build_param_groups(model, OptimizerConfig(lr=1e-3, layer_decay=0.9))
-    assert {g["layer_id"]: g["lr"] for g in groups} == {2: pytest.approx(9e-4), 3: 1e-3}
+    assert {g["layer_id"]: g["lr"] for g in groups} == {1: pytest.approx(9e-4), 2: 1e-3, 3: 1e-3}
 
 
 def test_unfreezing_order_head_first_then_top_down_embeddings_only_if_asked():
-    unfreezer = GradualUnfreezer(n_layers=2, steps_per_epoch=2, unfreeze_interval=1.0)
+    unfreezer = GradualUnfreezer.every(n_layers=2, interval_steps=2)
     table = [[unfreezer.scale_for(lid, step) for lid in range(4)] for step in range(8)]
     assert table[:2] == [[0, 0, 0, 1]] * 2
     assert table[2:4] == [[0, 0, 1, 1]] * 2
     assert table[4:] == [[0, 1, 1, 1]] * 4  # embeddings stay frozen
-    with_embeddings = GradualUnfreezer(n_layers=2, steps_per_epoch=2, train_embeddings=True)
+    with_embeddings = GradualUnfreezer.every(n_layers=2, interval_steps=2, train_embeddings=True)
     assert [with_embeddings.scale_for(0, s) for s in (5, 6)] == [0.0, 1.0]
-    half_epochs = GradualUnfreezer.from_config(FinetuneConfig(unfreeze_interval=0.5), n_layers=2, steps_per_epoch=4)
+    half_epochs = GradualUnfreezer.from_config(
+        FinetuneConfig(unfreeze_interval=0.5), n_layers=2, total_steps=40, steps_per_epoch=4
+    )
     assert [half_epochs.scale_for(1, s) for s in (3, 4)] == [0.0, 1.0]
+
+
+def _thawed_everything_at(unfreezer: GradualUnfreezer, total_steps: int) -> int | None:
+    """The first step at which the head, every layer and the embeddings all train (None: never in the run)."""
+    for step in range(total_steps):
+        if all(unfreezer.scale_for(lid, step) == 1.0 for lid in range(unfreezer.n_layers + 2)):
+            return step
+    return None
+
+
+@pytest.mark.parametrize(("n_layers", "total_steps"), [(6, 47), (12, 1000), (6, 3), (2, 1)])
+def test_the_default_schedule_thaws_everything_by_half_of_the_run_then_trains_it_all(n_layers, total_steps):
+    """ULMFiT ends with the whole model training: every layer and the embeddings, for the rest of the run."""
+    cfg = FinetuneConfig(strategy="gradual_unfreeze", train_embeddings=True)  # conf/finetune/gradual_unfreeze.yaml
+    unfreezer = GradualUnfreezer.from_config(cfg, n_layers, total_steps, steps_per_epoch=total_steps)
+    everything = _thawed_everything_at(unfreezer, total_steps)
+    assert everything is not None and everything <= 0.5 * total_steps
+    assert unfreezer.stage(0) == 0 or total_steps < 2 * (n_layers + 1)  # the head trains alone first
+    assert list(unfreezer.thaw_steps) == sorted(unfreezer.thaw_steps) and len(unfreezer.thaw_steps) == n_layers + 1
+    if total_steps >= 2 * (n_layers + 1):  # one layer per thaw, evenly spaced
+        gaps = {b - a for a, b in zip((0, *unfreezer.thaw_steps), unfreezer.thaw_steps, strict=False)}
+        assert max(gaps) - min(gaps) <= 1
+
+
+def test_the_freezing_study_arm_thaws_the_lowest_layer_and_the_embeddings():
+    """experiment=freezing_study, gradual_unfreeze arm: 1,500 snippets, batch 32, 1 epoch = 47 steps, MiniLM's 6
+    layers. Before the fix (one layer per 0.25 epoch) the lowest two layers and the embeddings never thawed."""
+    from hydra import compose, initialize_config_dir
+
+    from encoderlab.cli.train import CONF_DIR
+    from encoderlab.config.validate import validate
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        run = validate(compose("config", overrides=["experiment=freezing_study", "finetune=gradual_unfreeze"]))
+    unfreezer = GradualUnfreezer.from_config(run.finetune, n_layers=6, total_steps=47, steps_per_epoch=47)
+    everything = _thawed_everything_at(unfreezer, 47)
+    assert everything is not None and everything <= 24
+
+
+def test_an_interval_that_never_thaws_everything_is_an_error_naming_the_key():
+    cfg = FinetuneConfig(strategy="gradual_unfreeze", unfreeze_interval=0.25, train_embeddings=True)
+    with pytest.raises(ConfigError, match=r"never train; use at most 0\.14") as err:  # (47 - 1) / 7 / 47
+        GradualUnfreezer.from_config(cfg, n_layers=6, total_steps=47, steps_per_epoch=47)
+    assert err.value.key == "finetune.unfreeze_interval"
+    ulmfit = FinetuneConfig(strategy="gradual_unfreeze", unfreeze_interval=1.0, train_embeddings=True)  # 1 per epoch
+    assert _thawed_everything_at(GradualUnfreezer.from_config(ulmfit, 2, 40, 10), 40) == 30
+    with pytest.raises(ConfigError):
+        GradualUnfreezer.from_config(ulmfit, 2, 30, 10)  # the embeddings would thaw as the run ends
 
 
 @pytest.mark.parametrize("optimizer_name", ["adamw", "adamw_bert"])
@@ -129,7 +179,7 @@ def test_frozen_layers_have_lr_zero_and_do_not_move_while_thawed_ones_do(model, 
         OptimizerConfig(name=optimizer_name, lr=1e-3, weight_decay=0.1),
     )
     scheduler = build_scheduler(optimizer, SchedulerConfig(name="linear", warmup_ratio=0.0), total_steps=10)
-    unfreezer = GradualUnfreezer(n_layers=2, steps_per_epoch=1)
+    unfreezer = GradualUnfreezer.every(n_layers=2, interval_steps=1)
     name_of = {id(p): n for n, p in model.named_parameters()}
     for step in range(4):  # thawed: step 0 head; 1 + layer 1; 2 + layer 0; 3 the same (no embeddings)
         unfreezer.apply(optimizer, step, scheduler)
@@ -149,11 +199,37 @@ def test_frozen_layers_have_lr_zero_and_do_not_move_while_thawed_ones_do(model, 
 
 def test_apply_without_a_scheduler_uses_the_base_lr(model):
     optimizer = build_optimizer(build_param_groups(model, OptimizerConfig(lr=1e-3)), OptimizerConfig(lr=1e-3))
-    GradualUnfreezer(n_layers=2, steps_per_epoch=1).apply(optimizer, step=1)
+    GradualUnfreezer.every(n_layers=2, interval_steps=1).apply(optimizer, step=1)
     assert {g["layer_id"]: g["lr"] for g in optimizer.param_groups} == {0: 0.0, 1: 0.0, 2: 1e-3, 3: 1e-3}
 
 
 def test_apply_needs_groups_with_a_layer_id():
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.ones(1))])
     with pytest.raises(ValueError, match="build_param_groups"):
-        GradualUnfreezer(n_layers=2, steps_per_epoch=1).apply(optimizer, step=0)
+        GradualUnfreezer.every(n_layers=2, interval_steps=1).apply(optimizer, step=0)
+
+
+@pytest.mark.parametrize("strategy", ["top_k", "gradual_unfreeze"])
+def test_per_layer_strategies_on_albert_shared_layers_are_config_errors(strategy):
+    from transformers import AlbertConfig, AlbertForSequenceClassification
+
+    config = AlbertConfig(
+        vocab_size=100,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    model = AlbertForSequenceClassification(config)
+    with pytest.raises(ConfigError, match=r"3 layers share 1 weight set.*finetune=full") as err:
+        apply_freezing(model, FinetuneConfig(strategy=strategy, k=1))
+    assert err.value.key == "finetune.strategy"
+    config.num_hidden_groups = 3  # a weight set per layer: top_k freezes the lower two
+    unshared = AlbertForSequenceClassification(config)
+    apply_freezing(unshared, FinetuneConfig(strategy="top_k", k=1))
+    trained = {n.split(".albert_layers")[0] for n, p in unshared.named_parameters() if p.requires_grad}
+    assert trained == {"albert.encoder.albert_layer_groups.2", "albert.pooler.weight", "albert.pooler.bias"} | {
+        "classifier.weight",
+        "classifier.bias",
+    }

@@ -79,15 +79,17 @@ def test_registry_covers_every_optimizer_name_the_schema_allows():
 
 
 @pytest.mark.parametrize(
-    ("cfg", "cls", "bias_correction"),
+    ("cfg", "cls", "eps", "bias_correction"),
     [
-        (OptimizerConfig(name="adamw"), torch.optim.AdamW, None),
-        (OptimizerConfig(name="adamw", bias_correction=False), BertAdamW, False),
-        (OptimizerConfig(name="adamw_bert", eps=1e-6), BertAdamW, False),
-        (OptimizerConfig(name="adamw_bert", eps=1e-6, bias_correction=True), BertAdamW, False),
+        (OptimizerConfig(name="adamw"), torch.optim.AdamW, 1e-8, None),
+        (OptimizerConfig(name="adamw", bias_correction=False), BertAdamW, 1e-8, False),
+        (OptimizerConfig(name="adamw_bert"), BertAdamW, 1e-6, False),  # the name alone is the BERT recipe
+        (OptimizerConfig(name="adamw_bert", eps=1e-8), BertAdamW, 1e-8, False),
+        (OptimizerConfig(name="adamw_bert", bias_correction=True), torch.optim.AdamW, 1e-6, None),
     ],
+    ids=["adamw", "adamw_no_correction", "adamw_bert", "adamw_bert_eps", "adamw_bert_corrected"],
 )
-def test_build_optimizer_picks_the_class_and_keeps_group_settings(cfg, cls, bias_correction):
+def test_build_optimizer_picks_the_class_and_keeps_group_settings(cfg, cls, eps, bias_correction):
     a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
     groups = [
         {"params": [a], "lr": 1e-3, "base_lr": 1e-3, "weight_decay": 0.0, "layer_id": 0, "name": "embeddings.no_decay"},
@@ -97,9 +99,47 @@ def test_build_optimizer_picks_the_class_and_keeps_group_settings(cfg, cls, bias
     assert type(opt) is cls
     assert [g["lr"] for g in opt.param_groups] == [1e-3, 5e-3]
     assert [g["layer_id"] for g in opt.param_groups] == [0, 1]
-    assert opt.param_groups[0]["eps"] == cfg.eps
+    assert all(g["eps"] == eps for g in opt.param_groups)
     if bias_correction is not None:
         assert all(g["bias_correction"] is bias_correction for g in opt.param_groups)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["optimizer.name=adamw_bert"], ["optimizer=adamw_bert"]],
+    ids=["name_alone", "group"],
+)
+def test_adamw_bert_from_the_command_line_is_the_bert_optimizer_and_each_knob_changes_alone(overrides):
+    from encoderlab.training.optim import resolved
+
+    assert resolved(_compose(overrides).optimizer) == (1e-6, False)
+    assert resolved(_compose([*overrides, "optimizer.bias_correction=true"]).optimizer) == (1e-6, True)
+    assert resolved(_compose([*overrides, "optimizer.eps=1e-8"]).optimizer) == (1e-8, False)
+    assert resolved(_compose([]).optimizer) == (1e-8, True)
+
+
+def test_the_stability_study_arms_differ_in_bias_correction_only():
+    from encoderlab.training.optim import resolved
+
+    arms = []
+    for value in ("false", "true"):
+        run = _compose(["experiment=stability_study", f"optimizer.bias_correction={value}"])
+        arms.append((run.optimizer.name, run.optimizer.lr, *resolved(run.optimizer)))
+    assert arms == [("adamw_bert", 2e-5, 1e-6, False), ("adamw_bert", 2e-5, 1e-6, True)]
+    with_hydra = _compose(["experiment=stability_study"], hydra=True)
+    params = {k: str(v) for k, v in with_hydra.hydra.sweeper.params.items()}
+    assert params["optimizer.bias_correction"] == "false,true" and "optimizer" not in params
+
+
+def _compose(overrides: list[str], hydra: bool = False):
+    from hydra import compose, initialize_config_dir
+
+    from encoderlab.cli.train import CONF_DIR
+    from encoderlab.config.validate import validate
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=hydra)
+    return cfg if hydra else validate(cfg)
 
 
 def test_unknown_optimizer_name_names_the_key_and_the_choices():

@@ -6,7 +6,8 @@ from torch import nn
 from transformers import BertForMaskedLM, BertForSequenceClassification, BertModel
 
 from encoderlab.config.schema import OptimizerConfig
-from encoderlab.training.param_groups import build_param_groups, encoder_of, layer_id, num_layers
+from encoderlab.errors import ConfigError
+from encoderlab.training.param_groups import build_param_groups, encoder_of, layer_id, named_layer_ids, num_layers
 
 torch.set_num_threads(1)
 
@@ -58,13 +59,20 @@ def test_encoder_and_layer_count_for_heads_plain_models_and_wrappers(classifier,
     assert num_layers(classifier) == num_layers(plain) == num_layers(wrapper) == 2
 
 
-def test_llrd_gives_lr_times_decay_to_the_depth_from_the_top(classifier):
+def test_llrd_gives_the_top_layer_the_base_lr_and_each_layer_below_decay_times_more_as_sun_et_al(classifier):
+    """Sun et al. 2019, Sec. 5.3: eta^(k-1) = xi * eta^k with the top layer at the base LR, the embeddings lowest."""
     cfg = OptimizerConfig(lr=1e-3, layer_decay=0.9)
     lrs = _lrs_by_layer(build_param_groups(classifier, cfg))
-    assert lrs[0] == pytest.approx(1e-3 * 0.9**3)  # embeddings
-    assert lrs[1] == pytest.approx(1e-3 * 0.9**2)  # layer 0
-    assert lrs[2] == pytest.approx(1e-3 * 0.9)  # layer 1
+    assert lrs[0] == pytest.approx(1e-3 * 0.9**2)  # embeddings
+    assert lrs[1] == pytest.approx(1e-3 * 0.9)  # layer 0
+    assert lrs[2] == pytest.approx(1e-3)  # layer 1, the top layer
     assert lrs[3] == pytest.approx(1e-3)  # pooler + classifier
+
+
+def test_llrd_decayed_top_counts_the_head_as_the_top(classifier):
+    cfg = OptimizerConfig(lr=1e-3, layer_decay=0.9, layer_decay_top="decayed")
+    lrs = _lrs_by_layer(build_param_groups(classifier, cfg))
+    assert lrs == {0: pytest.approx(1e-3 * 0.9**3), 1: pytest.approx(1e-3 * 0.9**2), 2: pytest.approx(9e-4), 3: 1e-3}
 
 
 def test_head_lr_applies_to_head_only_and_base_lr_matches_lr(classifier):
@@ -112,4 +120,42 @@ def test_extra_head_parameters_are_head_parameters(tiny_bert_config):
     groups = build_param_groups(encoder, OptimizerConfig(lr=1e-4, head_lr=1e-2, layer_decay=0.5), extra_head=head)
     head_params = [p for g in groups if g["layer_id"] == 3 for p in g["params"]]
     assert {id(p) for p in head_params} == {id(head.weight), id(head.bias)}
-    assert _lrs_by_layer(groups) == {0: pytest.approx(1e-4 * 0.125), 1: 2.5e-5, 2: 5e-5, 3: 1e-2}
+    assert _lrs_by_layer(groups) == {0: pytest.approx(1e-4 * 0.25), 1: 5e-5, 2: 1e-4, 3: 1e-2}
+
+
+def _albert(groups: int, layers: int = 3):
+    from transformers import AlbertConfig, AlbertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = AlbertConfig(
+        vocab_size=100,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_hidden_groups=groups,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    return AlbertForSequenceClassification(config)
+
+
+def test_albert_with_a_layer_group_per_layer_gets_a_layer_id_per_layer():
+    model = _albert(groups=3)
+    ids = {name: lid for name, _, lid in named_layer_ids(model)}
+    assert ids["albert.embeddings.word_embeddings.weight"] == 0
+    assert ids["albert.encoder.embedding_hidden_mapping_in.weight"] == 0  # the embeddings' projection
+    for g in range(3):
+        assert ids[f"albert.encoder.albert_layer_groups.{g}.albert_layers.0.ffn.weight"] == g + 1
+    assert ids["albert.pooler.weight"] == ids["classifier.weight"] == 4
+    lrs = _lrs_by_layer(build_param_groups(model, OptimizerConfig(lr=1e-3, head_lr=1e-2, layer_decay=0.5)))
+    assert lrs == {0: pytest.approx(1.25e-4), 1: 2.5e-4, 2: 5e-4, 3: 1e-3, 4: 1e-2}
+
+
+def test_albert_shared_layers_train_at_the_encoder_lr_and_per_layer_options_are_config_errors():
+    model = _albert(groups=1)  # every released ALBERT: one weight set for all layers
+    assert num_layers(model) == 3
+    lrs = _lrs_by_layer(build_param_groups(model, OptimizerConfig(lr=1e-4, head_lr=1e-2)))
+    assert lrs == {0: 1e-4, 3: 1e-4, 4: 1e-2}  # the shared layer is encoder, not head
+    with pytest.raises(ConfigError, match="share 1 weight set") as err:
+        build_param_groups(model, OptimizerConfig(layer_decay=0.9))
+    assert err.value.key == "optimizer.layer_decay"

@@ -127,3 +127,32 @@ def test_unknown_scheduler_name_names_the_key_and_the_choices():
     with pytest.raises(ConfigError, match="slanted_triangular") as err:
         build_scheduler(_optimizer([1e-3]), SchedulerConfig(name="step"), total_steps=10)
     assert err.value.key == "scheduler.name"
+
+
+def test_linear_is_hugging_faces_curve():
+    """``linear`` matches transformers' get_linear_schedule_with_warmup step for step, warmup rounded up."""
+    from transformers import get_linear_schedule_with_warmup
+
+    total, ratio = 37, 0.1
+    warmup = math.ceil(ratio * total)  # 4, as HF's get_scheduler(..., num_warmup_steps=ceil(ratio * total))
+    param = torch.nn.Parameter(torch.ones(1))
+    hf = get_linear_schedule_with_warmup(torch.optim.SGD([param], lr=1.0), warmup, total)
+    expected = [hf.lr_lambdas[0](step) for step in range(total + 1)]
+    assert lr_curve(SchedulerConfig(name="linear", warmup_ratio=ratio), total) == pytest.approx(expected)
+
+
+def test_bert_linear_decays_over_the_whole_run_as_the_original_bert():
+    """google-research/bert optimization.py: lr = init * (1 - step / T), the warmup replacing it for the first steps."""
+    curve = lr_curve(SchedulerConfig(name="bert_linear", warmup_ratio=0.1), TOTAL)
+    assert curve[:10] == pytest.approx([i / 10 for i in range(10)])
+    assert curve[10] == pytest.approx(0.9)  # after warmup the polynomial decay is already 10% down, not at the peak
+    assert curve[55] == pytest.approx(0.45)  # HF's linear is at 0.5 here
+    assert curve[-1] == 0.0
+    assert lr_curve(SchedulerConfig(name="bert_linear", warmup_ratio=0.0), 4) == pytest.approx([1, 0.75, 0.5, 0.25, 0])
+
+
+@pytest.mark.parametrize(("ratio", "total", "expected"), [(0.1, 37, 4), (0.1, 30, 3), (0.06, 10, 1), (0.0, 10, 0)])
+def test_warmup_steps_round_up(ratio, total, expected):
+    from encoderlab.training.schedules import warmup_steps
+
+    assert warmup_steps(SchedulerConfig(warmup_ratio=ratio), total) == expected

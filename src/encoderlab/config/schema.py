@@ -40,7 +40,8 @@ FEATURE_LAYERS = (
 )
 HEADS = ("linear", "mlp", "bilstm")
 OPTIMIZERS = ("adamw", "adamw_bert")
-SCHEDULERS = ("linear", "cosine", "constant", "slanted_triangular", "polynomial", "inverse_sqrt")
+LAYER_DECAY_TOPS = ("base", "decayed")
+SCHEDULERS = ("linear", "bert_linear", "cosine", "constant", "slanted_triangular", "polynomial", "inverse_sqrt")
 PADDINGS = ("dynamic", "max_length")
 LONG_TEXT = ("head", "tail", "head_tail", "chunks")
 CHUNK_POOLINGS = ("mean", "max")
@@ -283,9 +284,17 @@ class FinetuneConfig:
     head: str = "linear"  # feature_based: linear | mlp | bilstm (bilstm: token tasks)
     head_hidden_size: int = 256
     head_dropout: float = 0.1
+    # the new head's LR under this strategy when optimizer.head_lr is null (null: optimizer.lr). A head on a
+    # frozen encoder needs ~1e-3..1e-2 to converge in one epoch; 1e-4 (the encoder's LR) barely moves it.
+    head_lr: Optional[float] = None
     k: int = 2  # top_k: number of top encoder layers that train
-    train_embeddings: bool = False  # top_k / gradual_unfreeze: embeddings learn too at the end
-    unfreeze_interval: float = 1.0  # gradual_unfreeze: epochs (may be fractional) per newly thawed layer
+    train_embeddings: bool = False  # top_k / gradual_unfreeze: embeddings learn too (gradual: they thaw last)
+    # gradual_unfreeze: every layer (and the embeddings with train_embeddings) has thawed by this fraction of
+    # the optimizer steps, one layer at a time at even spacing from the top; the rest of the run trains all
+    unfreeze_by: float = 0.5
+    # gradual_unfreeze: epochs (may be fractional) per newly thawed layer instead (ULMFiT: 1); null: unfreeze_by.
+    # A value whose last thaw comes after the end of training is an error, as the lowest layers would never learn.
+    unfreeze_interval: Optional[float] = None
     # lora: rank, scale (alpha / r), dropout on the adapter input, and the linear layers that get adapters
     # (last name parts such as query/value/key/dense, or ["all-linear"])
     lora_r: int = 8
@@ -301,8 +310,13 @@ class FinetuneConfig:
         check_choice("finetune.head", self.head, HEADS)
         if self.k < 1:
             raise ConfigError("finetune.k", f"must be at least 1, got {self.k}")
-        if self.unfreeze_interval <= 0:
-            raise ConfigError("finetune.unfreeze_interval", "must be > 0 (epochs per thawed layer)")
+        if self.unfreeze_interval is not None and self.unfreeze_interval <= 0:
+            raise ConfigError("finetune.unfreeze_interval", "must be > 0 (epochs per thawed layer), or null")
+        if not 0.0 < self.unfreeze_by < 1.0:
+            msg = f"must be in (0, 1): the fraction of training by which every layer has thawed, got {self.unfreeze_by}"
+            raise ConfigError("finetune.unfreeze_by", msg)
+        if self.head_lr is not None and self.head_lr <= 0:
+            raise ConfigError("finetune.head_lr", f"must be > 0 (or null for optimizer.lr), got {self.head_lr}")
         if self.strategy == "lora":
             if self.lora_r < 1:
                 raise ConfigError("finetune.lora_r", f"must be at least 1, got {self.lora_r}")
@@ -322,18 +336,26 @@ class FinetuneConfig:
 class OptimizerConfig:
     name: str = "adamw"
     lr: float = 2e-5
-    head_lr: Optional[float] = None  # null: lr (x 1, no layer decay)
+    head_lr: Optional[float] = None  # null: finetune.head_lr, else lr (x 1, no layer decay)
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    bias_correction: bool = True
-    layer_decay: float = 1.0  # LLRD: lr x layer_decay^(depth from the top)
+    eps: Optional[float] = None  # null: the optimizer's own (adamw 1e-8, adamw_bert 1e-6)
+    bias_correction: Optional[bool] = None  # null: the optimizer's own (adamw true, adamw_bert false)
+    layer_decay: float = 1.0  # LLRD: lr x layer_decay^(depth below the top layer)
+    # base: the top layer gets lr, each layer below x layer_decay, embeddings lowest (Sun et al. 2019);
+    # decayed: the top layer already gets lr x layer_decay (the head counts as the top)
+    layer_decay_top: str = "base"
     no_decay: list[str] = field(default_factory=lambda: ["bias", "LayerNorm.weight", "layer_norm.weight"])
 
     def check(self) -> None:
         check_choice("optimizer.name", self.name, OPTIMIZERS)
+        check_choice("optimizer.layer_decay_top", self.layer_decay_top, LAYER_DECAY_TOPS)
         if self.lr <= 0:
             raise ConfigError("optimizer.lr", f"must be > 0, got {self.lr}")
+        if self.head_lr is not None and self.head_lr <= 0:
+            raise ConfigError("optimizer.head_lr", f"must be > 0 (or null), got {self.head_lr}")
+        if self.eps is not None and self.eps < 0:
+            raise ConfigError("optimizer.eps", f"must be >= 0 (or null), got {self.eps}")
         if not 0.0 < self.layer_decay <= 1.0:
             raise ConfigError("optimizer.layer_decay", f"must be in (0, 1], got {self.layer_decay}")
         if len(self.betas) != 2:

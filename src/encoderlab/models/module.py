@@ -8,6 +8,8 @@ steps, and gradual unfreezing as per-group LR scales (never ``requires_grad`` to
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 
 import pytorch_lightning as pl
@@ -15,7 +17,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from encoderlab.config.schema import RunConfig
+from encoderlab.config.schema import OptimizerConfig, RunConfig
 from encoderlab.metrics.classification import classification_metrics, regression_metrics
 from encoderlab.training.freezing import GradualUnfreezer
 from encoderlab.training.optim import build_optimizer
@@ -23,6 +25,7 @@ from encoderlab.training.param_groups import build_param_groups, num_layers
 from encoderlab.training.schedules import build_scheduler
 
 STAGES = ("val", "test")
+log = logging.getLogger(__name__)
 
 
 class EncoderModule(pl.LightningModule):
@@ -101,14 +104,25 @@ class EncoderModule(pl.LightningModule):
 
     # ---- optimization ------------------------------------------------------------------------------
     def configure_optimizers(self):
-        groups = build_param_groups(self.network, self.run.optimizer, self.n_layers)
-        optimizer = build_optimizer(groups, self.run.optimizer)
+        opt = optimizer_config(self.run)
+        groups = build_param_groups(self.network, opt, self.n_layers)
+        optimizer = build_optimizer(groups, opt)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = build_scheduler(optimizer, self.run.scheduler, total)
         if self.run.finetune.strategy == "gradual_unfreeze":
             per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
-            self.unfreezer = GradualUnfreezer.from_config(self.run.finetune, self.n_layers, per_epoch)
+            self.unfreezer = GradualUnfreezer.from_config(self.run.finetune, self.n_layers, total, per_epoch)
+            log.info("gradual unfreezing: thaws at optimizer steps %s of %d", list(self.unfreezer.thaw_steps), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def optimizer_config(run: RunConfig) -> OptimizerConfig:
+    """``run.optimizer`` with the head LR resolved: ``optimizer.head_lr``, else the strategy's ``finetune.head_lr``
+    (a probe on a frozen encoder needs a far larger LR than the encoder's), else ``optimizer.lr``."""
+    opt = run.optimizer
+    if opt.head_lr is None and run.finetune.head_lr is not None:
+        opt = dataclasses.replace(opt, head_lr=run.finetune.head_lr)
+    return opt
 
 
 def _batch_size(batch: dict) -> int:

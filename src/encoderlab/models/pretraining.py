@@ -218,6 +218,19 @@ def _sparse_heads(network: nn.Module):
     return mlm, getattr(cls, "seq_relationship", None)
 
 
+def _sentence_logits(out) -> torch.Tensor:
+    """The 2-way sentence head's logits: ``seq_relationship_logits`` (BERT NSP/SOP) or ``sop_logits`` (ALBERT)."""
+    for name in ("seq_relationship_logits", "sop_logits"):
+        logits = getattr(out, name, None)
+        if logits is not None:
+            return logits
+    raise ConfigError(
+        "task.objective",
+        f"{type(out).__name__} has no sentence-pair head (seq_relationship_logits or sop_logits); "
+        "use task.objective=none",
+    )
+
+
 class PretrainingModule(EncoderModule):
     """MLM loss + accuracy on masked positions + perplexity; NSP/SOP accuracy; non-padding tokens per second."""
 
@@ -250,7 +263,7 @@ class PretrainingModule(EncoderModule):
             out = self.network(**inputs)
             logits = out.logits if hasattr(out, "logits") else out.prediction_logits
             mlm_logits = logits[selected]
-            sentence_logits = getattr(out, "seq_relationship_logits", None) if self.sentence_key else None
+            sentence_logits = _sentence_logits(out) if self.sentence_key else None
         mlm_logits = mlm_logits.float()
         n = int(targets.numel())
         mlm_loss = nn.functional.cross_entropy(mlm_logits, targets) if n else mlm_logits.sum() * 0.0

@@ -8,6 +8,8 @@ trainable and instead scales each layer's LR to 0 until the layer thaws (:class:
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,7 +19,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from encoderlab.config.schema import FinetuneConfig
 from encoderlab.errors import ConfigError, check_choice
-from encoderlab.training.param_groups import encoder_of, named_layer_ids, num_layers
+from encoderlab.training.param_groups import check_per_layer_weights, encoder_of, named_layer_ids, num_layers
 
 
 def _freeze_encoder(model: nn.Module, cfg: FinetuneConfig, n_layers: int) -> None:
@@ -54,6 +56,8 @@ def apply_freezing(model: nn.Module, cfg: FinetuneConfig, n_layers: int | None =
     """Set ``requires_grad`` on every parameter of ``model`` for ``cfg.strategy``; call before wrapping."""
     check_choice("finetune.strategy", cfg.strategy, FREEZERS)
     n = num_layers(model) if n_layers is None else n_layers
+    if cfg.strategy in ("top_k", "gradual_unfreeze"):
+        check_per_layer_weights(model, "finetune.strategy", f"finetune={cfg.strategy}", n)
     for p in model.parameters():
         p.requires_grad_(True)
     FREEZERS[cfg.strategy](model, cfg, n)
@@ -69,10 +73,11 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 class GradualUnfreezer:
     """ULMFiT gradual unfreezing through per-group LR scales (0 = frozen, 1 = thawed).
 
-    Stage 0 trains only the head (layer id ``n_layers + 1``: classifier, pooler, task heads); every
-    ``unfreeze_interval`` epochs one more encoder layer thaws, from the top down. ULMFiT thaws everything
-    in the end; here the embeddings (id 0) thaw after the bottom layer only when ``train_embeddings`` is
-    set, because fine-tuning BERT-base's 23M-parameter embedding table on a small task mostly overfits.
+    Stage 0 trains only the head (layer id ``n_layers + 1``: classifier, pooler, task heads); at each step of
+    ``thaw_steps`` one more encoder layer thaws, from the top down, and last the embeddings (id 0) when
+    ``train_embeddings`` is set. ULMFiT thaws everything and then trains on: :meth:`from_config` spaces the thaws
+    so that the last one comes at ``finetune.unfreeze_by`` of the run, or every ``finetune.unfreeze_interval``
+    epochs, and refuses an interval whose last thaw would come after the end of training.
 
     A frozen layer still gets gradients and Adam moments (no ``requires_grad`` toggling, so DDP is safe),
     but with LR 0 neither the Adam update nor decoupled weight decay moves it. Their gradients do count
@@ -80,28 +85,65 @@ class GradualUnfreezer:
     """
 
     n_layers: int
-    steps_per_epoch: int
-    unfreeze_interval: float = 1.0
+    thaw_steps: tuple[int, ...]  # optimizer step at which depth 1 (top layer), 2, ... thaws
     train_embeddings: bool = False
 
     def __post_init__(self) -> None:
-        if self.steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be at least 1, got {self.steps_per_epoch}")
-        if self.unfreeze_interval <= 0:
-            raise ConfigError("finetune.unfreeze_interval", "must be > 0 (epochs per thawed layer)")
-
-    @classmethod
-    def from_config(cls, cfg: FinetuneConfig, n_layers: int, steps_per_epoch: int) -> GradualUnfreezer:
-        return cls(n_layers, steps_per_epoch, cfg.unfreeze_interval, cfg.train_embeddings)
+        self.thaw_steps = tuple(self.thaw_steps)
+        if len(self.thaw_steps) != self.n_stages:
+            raise ValueError(f"need {self.n_stages} thaw steps (layers + embeddings if trained), got {self.thaw_steps}")
+        if list(self.thaw_steps) != sorted(self.thaw_steps) or (self.thaw_steps and self.thaw_steps[0] < 0):
+            raise ValueError(f"thaw steps must be >= 0 and in order, got {self.thaw_steps}")
 
     @property
-    def interval_steps(self) -> int:
-        """Optimizer steps between two thaws (at least 1)."""
-        return max(1, round(self.unfreeze_interval * self.steps_per_epoch))
+    def n_stages(self) -> int:
+        """Thaws after the head-only stage: one per encoder layer, plus the embeddings when they train."""
+        return self.n_layers + (1 if self.train_embeddings else 0)
+
+    @classmethod
+    def every(cls, n_layers: int, interval_steps: int, train_embeddings: bool = False) -> GradualUnfreezer:
+        """One thaw every ``interval_steps`` optimizer steps (ULMFiT: one per epoch)."""
+        if interval_steps < 1:
+            raise ValueError(f"interval_steps must be at least 1, got {interval_steps}")
+        n = n_layers + (1 if train_embeddings else 0)
+        return cls(n_layers, tuple(interval_steps * s for s in range(1, n + 1)), train_embeddings)
+
+    @classmethod
+    def by_fraction(cls, n_layers: int, total_steps: int, fraction: float, train_embeddings: bool = False):
+        """Thaws at even spacing so that the last comes at ``fraction`` of ``total_steps`` (several per step
+        in a run shorter than the number of layers)."""
+        if not 0.0 < fraction < 1.0:
+            raise ConfigError("finetune.unfreeze_by", f"must be in (0, 1), got {fraction}")
+        n = n_layers + (1 if train_embeddings else 0)
+        last = fraction * total_steps
+        return cls(n_layers, tuple(math.floor(last * s / n) for s in range(1, n + 1)), train_embeddings)
+
+    @classmethod
+    def from_config(
+        cls, cfg: FinetuneConfig, n_layers: int, total_steps: int, steps_per_epoch: int
+    ) -> GradualUnfreezer:
+        """The run's schedule: ``cfg.unfreeze_interval`` epochs per thaw if set, else all thawed by ``unfreeze_by``."""
+        if cfg.unfreeze_interval is None:
+            return cls.by_fraction(n_layers, total_steps, cfg.unfreeze_by, cfg.train_embeddings)
+        if cfg.unfreeze_interval <= 0:
+            raise ConfigError("finetune.unfreeze_interval", "must be > 0 (epochs per thawed layer)")
+        interval = max(1, round(cfg.unfreeze_interval * max(1, steps_per_epoch)))
+        unfreezer = cls.every(n_layers, interval, cfg.train_embeddings)
+        last = unfreezer.thaw_steps[-1] if unfreezer.thaw_steps else 0
+        if last >= total_steps:
+            what = f"{n_layers} layers" + (" and the embeddings" if cfg.train_embeddings else "")
+            most = (total_steps - 1) / max(1, unfreezer.n_stages) / max(1, steps_per_epoch)
+            raise ConfigError(
+                "finetune.unfreeze_interval",
+                f"{cfg.unfreeze_interval} epochs per thaw would thaw the last of the {what} at step {last}, after "
+                f"the run's {total_steps} steps, so the lowest layers never train; use at most {most:.3g}, more "
+                "epochs, or finetune.unfreeze_interval=null (everything thawed by finetune.unfreeze_by)",
+            )
+        return unfreezer
 
     def stage(self, step: int) -> int:
         """How many thaws have happened by optimizer step ``step``."""
-        return max(0, step) // self.interval_steps
+        return bisect.bisect_right(self.thaw_steps, step)
 
     def scale_for(self, layer_id: int, step: int) -> float:
         """1.0 if the layer with this id trains at optimizer step ``step``, else 0.0."""

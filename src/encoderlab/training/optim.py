@@ -77,24 +77,35 @@ class BertAdamW(Optimizer):
         return loss
 
 
-def _common(cfg: OptimizerConfig) -> dict:
-    return dict(lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps, weight_decay=cfg.weight_decay)
+# what a bare ``optimizer.name=...`` means; explicit ``optimizer.eps`` / ``optimizer.bias_correction`` win, so a study
+# can change one of them at a time
+DEFAULTS: dict[str, dict] = {
+    "adamw": {"eps": 1e-8, "bias_correction": True},  # torch.optim.AdamW
+    "adamw_bert": {"eps": 1e-6, "bias_correction": False},  # google-research/bert AdamWeightDecay
+}
+
+
+def resolved(cfg: OptimizerConfig) -> tuple[float, bool]:
+    """(eps, bias_correction) of ``cfg``: the configured values, or the named optimizer's own where null."""
+    check_choice("optimizer.name", cfg.name, DEFAULTS)
+    own = DEFAULTS[cfg.name]
+    eps = own["eps"] if cfg.eps is None else cfg.eps
+    bias_correction = own["bias_correction"] if cfg.bias_correction is None else cfg.bias_correction
+    return eps, bias_correction
 
 
 def _adamw(groups: list[dict], cfg: OptimizerConfig) -> Optimizer:
-    if cfg.bias_correction:
-        return torch.optim.AdamW(groups, **_common(cfg))
-    return BertAdamW(groups, bias_correction=False, **_common(cfg))
-
-
-def _adamw_bert(groups: list[dict], cfg: OptimizerConfig) -> Optimizer:
-    """The original BERT optimizer: never bias-corrected (its config sets eps 1e-6)."""
-    return BertAdamW(groups, bias_correction=False, **_common(cfg))
+    """``torch.optim.AdamW`` when bias-corrected, else :class:`BertAdamW` without the correction."""
+    eps, bias_correction = resolved(cfg)
+    common = dict(lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=eps, weight_decay=cfg.weight_decay)
+    if bias_correction:
+        return torch.optim.AdamW(groups, **common)
+    return BertAdamW(groups, bias_correction=False, **common)
 
 
 OPTIMIZERS: dict[str, Callable[[list[dict], OptimizerConfig], Optimizer]] = {
     "adamw": _adamw,
-    "adamw_bert": _adamw_bert,
+    "adamw_bert": _adamw,  # the same update; only the defaults above differ
 }
 
 

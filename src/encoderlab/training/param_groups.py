@@ -4,7 +4,15 @@ Every parameter gets a *layer id*: 0 for the embeddings, ``i + 1`` for encoder l
 ``n_layers + 1`` for everything above the encoder (pooler, classifier, QA/MLM/NSP heads). Groups are
 keyed by (layer id, decay or not), so LLRD and gradual unfreezing can address one layer's groups by
 its ``layer_id`` key. Names are matched by regex, which covers BERT, RoBERTa and ELECTRA
-(``embeddings.*``, ``embeddings_project.*``, ``...layer.<i>.*``).
+(``embeddings.*``, ``embeddings_project.*``, ``...layer.<i>.*``) and ALBERT (``embedding_hidden_mapping_in.*``
+with the embeddings, ``albert_layer_groups.<g>.*``). An ALBERT whose layers share their weights
+(``num_hidden_groups`` < ``num_hidden_layers``, as every released ALBERT) has no per-layer weights to freeze or
+decay: :func:`check_per_layer_weights` stops such a run with a ConfigError.
+
+Layer-wise LR decay follows Sun et al. 2019 ("How to Fine-Tune BERT for Text Classification?", Sec. 5.3):
+the top layer gets the base LR, each layer below it ``layer_decay`` times the one above, the embeddings the
+least. ``optimizer.layer_decay_top=decayed`` counts the head as the top instead (the top layer gets ``lr x
+layer_decay``).
 """
 
 from __future__ import annotations
@@ -17,8 +25,9 @@ from torch import nn
 from encoderlab.config.schema import OptimizerConfig
 from encoderlab.errors import ConfigError
 
-_EMBEDDINGS = re.compile(r"(?:^|\.)embeddings(?:_project)?\.")
+_EMBEDDINGS = re.compile(r"(?:^|\.)(?:embeddings|embeddings_project|embedding_hidden_mapping_in)\.")
 _LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+_ALBERT_GROUP = re.compile(r"(?:^|\.)albert_layer_groups\.(\d+)\.")
 
 
 def encoder_of(model: nn.Module) -> nn.Module:
@@ -52,10 +61,39 @@ def num_layers(model: nn.Module) -> int:
     raise ConfigError("model.path", f"cannot find the encoder layers of {type(enc).__name__}; use a BERT-family model")
 
 
-def layer_id(param_name: str, n_layers: int) -> int:
-    """0 for embeddings, ``i + 1`` for encoder layer ``i``, ``n_layers + 1`` for anything else."""
+def layer_groups(model: nn.Module) -> int | None:
+    """ALBERT's ``num_hidden_groups`` (weight sets shared by the layers), None for models without groups."""
+    groups = getattr(getattr(encoder_of(model), "config", None), "num_hidden_groups", None)
+    return int(groups) if groups else None
+
+
+def check_per_layer_weights(model: nn.Module, key: str, what: str, n_layers: int | None = None) -> None:
+    """A ConfigError naming ``key`` when the layers share weights (ALBERT), so ``what`` cannot address one layer."""
+    groups = layer_groups(model)
+    n = num_layers(model) if n_layers is None else n_layers
+    if groups is not None and groups < n:
+        raise ConfigError(
+            key,
+            f"{what} needs weights of its own in each layer, but this model's {n} layers share {groups} weight "
+            "set(s) (ALBERT num_hidden_groups); use finetune=full with optimizer.layer_decay=1.0, finetune=frozen "
+            "or finetune=feature_based",
+        )
+
+
+def layer_id(param_name: str, n_layers: int, n_groups: int | None = None) -> int:
+    """0 for embeddings, ``i + 1`` for encoder layer ``i``, ``n_layers + 1`` for anything else.
+
+    ALBERT's layer group ``g`` of ``n_groups`` gets the id of the topmost layer it serves: its own layer when
+    every layer has its own group, the top layer (id ``n_layers``) when all layers share one.
+    """
     if _EMBEDDINGS.search(param_name):
         return 0
+    group = _ALBERT_GROUP.search(param_name)
+    if group:
+        g, n_groups = int(group.group(1)), n_groups or n_layers
+        if g >= n_groups:
+            raise ValueError(f"parameter {param_name!r} is in layer group {g} but the model has {n_groups} groups")
+        return (g + 1) * n_layers // n_groups
     match = _LAYER.search(param_name)
     if match:
         i = int(match.group(1))
@@ -75,10 +113,11 @@ def named_layer_ids(
     """
     n = num_layers(model) if n_layers is None else n_layers
     encoder_ids = {id(p) for p in encoder_of(model).parameters()}
+    groups = layer_groups(model)
     seen: set[int] = set()
     for name, p in model.named_parameters():
         seen.add(id(p))
-        yield name, p, layer_id(name, n) if id(p) in encoder_ids else n + 1
+        yield name, p, layer_id(name, n, groups) if id(p) in encoder_ids else n + 1
     if extra_head is not None:
         for name, p in extra_head.named_parameters():
             if id(p) not in seen:
@@ -100,19 +139,23 @@ def build_param_groups(
 ) -> list[dict]:
     """Trainable parameters grouped by (layer id, decay), with LLRD learning rates.
 
-    Layer id ``d`` of the encoder gets ``cfg.lr * cfg.layer_decay ** (n_layers + 1 - d)``; the head gets
-    ``cfg.head_lr`` (or ``cfg.lr``). Names containing any ``cfg.no_decay`` substring get no weight decay.
-    Each group also carries ``layer_id``, ``name`` and ``base_lr`` (the LR before any schedule).
+    Layer id ``d`` of the encoder gets ``cfg.lr * cfg.layer_decay ** (n_layers - d)`` (the top layer ``cfg.lr``,
+    the embeddings ``cfg.lr * cfg.layer_decay ** n_layers``; one more power with ``layer_decay_top=decayed``);
+    the head gets ``cfg.head_lr`` (or ``cfg.lr``). Names containing any ``cfg.no_decay`` substring get no
+    weight decay. Each group also carries ``layer_id``, ``name`` and ``base_lr`` (the LR before any schedule).
     """
     n = num_layers(model) if n_layers is None else n_layers
+    if cfg.layer_decay < 1.0:
+        check_per_layer_weights(model, "optimizer.layer_decay", "layer-wise LR decay", n)
     head_lr = cfg.lr if cfg.head_lr is None else cfg.head_lr
+    top = n if cfg.layer_decay_top == "base" else n + 1  # the depth at which the decay is x 1
     groups: dict[tuple[int, bool], dict] = {}
     for name, p, lid in named_layer_ids(model, n, extra_head):
         if not p.requires_grad:
             continue
         decay = not any(nd in name for nd in cfg.no_decay)
         if (lid, decay) not in groups:
-            lr = head_lr if lid == n + 1 else cfg.lr * cfg.layer_decay ** (n + 1 - lid)
+            lr = head_lr if lid == n + 1 else cfg.lr * cfg.layer_decay ** (top - lid)
             groups[(lid, decay)] = {
                 "params": [],
                 "lr": lr,

@@ -1,8 +1,9 @@
 """Learning-rate schedules as multiplier functions, selected by name from :data:`SCHEDULES`.
 
 A schedule is ``f(step, total_steps, warmup_steps, cfg) -> float``, the factor applied to each group's
-base LR at optimizer step ``step``. Warmup is linear from 0 over ``round(cfg.warmup_ratio * total_steps)``
-steps, peaking at 1.0 when it ends (slanted triangular has its own rise, see :func:`slanted_triangular`).
+base LR at optimizer step ``step``. Warmup is linear from 0 over ``ceil(cfg.warmup_ratio * total_steps)`` steps
+(rounded up, as Hugging Face's ``get_scheduler``), peaking at 1.0 when it ends (slanted triangular has its own
+rise, see :func:`slanted_triangular`).
 Durations are fractions of the run, so a schedule means the same thing for a 100-step and a 100k-step run.
 """
 
@@ -21,7 +22,8 @@ Schedule = Callable[[int, int, int, SchedulerConfig], float]
 
 
 def warmup_steps(cfg: SchedulerConfig, total_steps: int) -> int:
-    return round(cfg.warmup_ratio * total_steps)
+    """``ceil(warmup_ratio * total_steps)``: a ratio > 0 always gives at least one warmup step."""
+    return math.ceil(cfg.warmup_ratio * total_steps - 1e-9)
 
 
 def _progress(step: int, total_steps: int, warmup: int) -> float:
@@ -30,10 +32,26 @@ def _progress(step: int, total_steps: int, warmup: int) -> float:
 
 
 def linear(step: int, total_steps: int, warmup: int, cfg: SchedulerConfig) -> float:
-    """Linear warmup, then linear decay to 0 at ``total_steps`` (BERT, HF ``get_linear_schedule_with_warmup``)."""
+    """Linear warmup, then linear decay from the peak to 0 over the remaining ``total_steps - warmup`` steps.
+
+    Hugging Face's ``get_linear_schedule_with_warmup`` (the ``Trainer`` default). BERT's own schedule decays
+    over the whole run instead: :func:`bert_linear`.
+    """
     if step < warmup:
         return step / warmup
     return 1.0 - _progress(step, total_steps, warmup)
+
+
+def bert_linear(step: int, total_steps: int, warmup: int, cfg: SchedulerConfig) -> float:
+    """The original BERT schedule (google-research/bert ``optimization.py``): ``1 - step / total_steps``, a
+    polynomial (power 1) decay over *all* the steps, with the linear warmup replacing it for the first steps.
+
+    After warmup the LR is already ``1 - warmup / total_steps`` of the peak (0.9 with 10% warmup), not the peak
+    itself as in :func:`linear`.
+    """
+    if step < warmup:
+        return step / warmup
+    return max(0.0, 1.0 - step / total_steps)
 
 
 def cosine(step: int, total_steps: int, warmup: int, cfg: SchedulerConfig) -> float:
@@ -86,6 +104,7 @@ def inverse_sqrt(step: int, total_steps: int, warmup: int, cfg: SchedulerConfig)
 
 SCHEDULES: dict[str, Schedule] = {
     "linear": linear,
+    "bert_linear": bert_linear,
     "cosine": cosine,
     "constant": constant,
     "slanted_triangular": slanted_triangular,
