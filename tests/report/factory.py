@@ -35,6 +35,7 @@ def write_run(
     config: Optional[dict[str, Any]] = None,
     train_seconds: Optional[float] = 10.0,
     curve: bool = True,
+    train_size: Optional[int] = None,
 ) -> Path:
     """Write one run dir; ``overrides=None`` writes the usual ``finetune=<strategy>, seed=<seed>``."""
     path.mkdir(parents=True, exist_ok=True)
@@ -88,6 +89,8 @@ def write_run(
         "published": published,
         "versions": {"torch": "2.13.0"},
     }
+    if train_size is not None:
+        summary["data"] = {"sizes": {"train": train_size, "validation": 100, "test": 100}}
     (path / "summary.json").write_text(json.dumps(summary))
     if curve:
         (path / "csv").mkdir(exist_ok=True)
