@@ -136,6 +136,7 @@ def _sample_efficiency_runs(root):
                 overrides=[f"arm={arm}", f"task.max_train_samples={'null' if size is None else size}", f"seed={seed}"],
                 config={
                     "task.max_train_samples": size,
+                    "task.train_sample_seed": seed,  # each seed draws its own subset: still one group
                     "model.name": "tfidf_logreg" if arm == "tfidf" else "minilm_l6",
                 },
                 train_seconds=(50.0 if arm == "ft" else 1.0) * (1 if size else 9),

@@ -31,6 +31,7 @@ from encoderlab.report.runs import CFG, FINISHED, OVR, SPLITS, is_missing
 
 NOISE_KEYS = (
     "seed",
+    "task.train_sample_seed",  # a seed too (of the training subset): runs that differ only in it are repeats
     "paths",
     "paths.*",
     "hydra",
