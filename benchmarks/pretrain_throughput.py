@@ -7,7 +7,7 @@ Ours packs contiguous text into full blocks (no padding) and runs the MLM head o
 The two alternate in rounds so that drift in the machine's speed hits both alike.
 
     python benchmarks/pretrain_throughput.py                      # BERT-mini, BBC News, 128 tokens, batch 32
-    python benchmarks/pretrain_throughput.py --steps 2 --rounds 1 # smoke test
+    python benchmarks/pretrain_throughput.py --steps 2 --rounds 1 --size tiny --max-documents 20  # smoke test
     python benchmarks/pretrain_throughput.py --precision bf16-mixed --device cuda
 
 Never time on a machine that is busy with other work: another process makes steps several times slower.
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-documents", type=int, default=None, help="the first N training documents (smoke tests)")
     args = p.parse_args(argv)
 
     if args.threads:
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     task.check()
     docs = split_corpus(load_source(task), task)["train"]
+    if args.max_documents is not None:
+        docs = docs.select(range(min(args.max_documents, len(docs))))
 
     # ours: FULL-SENTENCES blocks, dynamic masking in the collator, sparse MLM head
     ours_rows = preprocess_pretraining(DatasetDict({"train": docs}), tokenizer, task)[0]["train"].to_list()

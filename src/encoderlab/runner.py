@@ -175,6 +175,11 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
     loggers = []
     try:
         pl.seed_everything(run.seed, workers=True, verbose=False)
+        if run.model.family == "tfidf_logreg":  # a scikit-learn baseline: no tokenizer, no Lightning
+            from encoderlab.models.tfidf import fit_tfidf_logreg
+
+            loggers = build_loggers(run, run_dir, hydra_meta or {})
+            return _finish_baseline(run_dir, summary | fit_tfidf_logreg(run, run_dir), loggers)
         kind = get_kind(run.task.kind)
         root = cache_root(run.paths.cache_dir) if run.speed.cache_tokenized else None
         tokenizer = kind.tokenizer(run, run_dir) if kind.tokenizer else load_tokenizer(run.model)
@@ -279,6 +284,22 @@ def _model_card(hf_dir: Path, run: RunConfig, metrics: dict, meta: dict, overrid
         write_model_card(hf_dir, run, metrics, meta, overrides)
     except Exception as err:
         log.warning("could not write the model card: %s", err)
+
+
+def _finish_baseline(run_dir: Path, summary: dict, loggers: list) -> dict:
+    """A run trained outside Lightning: its val/test metrics go to the same loggers and summary.json."""
+    summary |= {
+        "status": "finished",
+        "peak_memory_mb": round(_peak_memory_mb(), 1),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    metrics = {f"{split}/{k}": v for split in ("val", "test") for k, v in summary[split].items()}
+    for lg in loggers:
+        lg.log_metrics(metrics, step=0)
+        lg.save()
+    write_summary(run_dir, summary)
+    _finish_loggers(loggers, 0, summary)
+    return summary
 
 
 def _trainer_kwargs(run: RunConfig) -> dict:

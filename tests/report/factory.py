@@ -36,6 +36,7 @@ def write_run(
     train_seconds: Optional[float] = 10.0,
     curve: bool = True,
     resumed_from: Optional[str] = None,
+    train_size: Optional[int] = None,
 ) -> Path:
     """Write one run dir; ``overrides=None`` writes the usual ``finetune=<strategy>, seed=<seed>``."""
     path.mkdir(parents=True, exist_ok=True)
@@ -91,6 +92,8 @@ def write_run(
         "resumed_from": resumed_from,
         "attempts": 2 if resumed_from else 1,
     }
+    if train_size is not None:
+        summary["data"] = {"sizes": {"train": train_size, "validation": 100, "test": 100}}
     (path / "summary.json").write_text(json.dumps(summary))
     if curve:
         (path / "csv").mkdir(exist_ok=True)

@@ -136,3 +136,53 @@ def test_a_run_resumed_after_a_kill_is_marked_in_the_runs_the_summary_and_the_ma
     assert any("seed=2: attempt 2, from /x/seed=2/checkpoints/last.ckpt" in line for line in lines)
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## Resumed runs" in md and "seed=2` (resumed)" in md and "seed=1` (resumed)" not in md
+
+
+def _sample_efficiency_runs(root):
+    """2 arms x sizes (100, all = 900 examples) x 2 seeds: fine-tuning gains more from labels than tf-idf."""
+    acc = {
+        ("ft", 100): (0.70, 0.74),
+        ("ft", None): (0.86, 0.88),
+        ("tfidf", 100): (0.60, 0.60),
+        ("tfidf", None): (0.80, 0.80),
+    }
+    for (arm, size), values in acc.items():
+        for seed, value in enumerate(values, start=1):
+            write_run(
+                root / f"arm={arm},seed={seed},task.max_train_samples={size}",
+                seed=seed,
+                test={"accuracy": value},
+                overrides=[f"arm={arm}", f"task.max_train_samples={'null' if size is None else size}", f"seed={seed}"],
+                config={
+                    "task.max_train_samples": size,
+                    "task.train_sample_seed": seed,  # each seed draws its own subset: still one group
+                    "model.name": "tfidf_logreg" if arm == "tfidf" else "minilm_l6",
+                },
+                train_seconds=(50.0 if arm == "ft" else 1.0) * (1 if size else 9),
+                train_size=size or 900,
+            )
+
+
+def test_a_training_size_sweep_gets_a_size_table_and_accuracy_vs_size_and_seconds_plots(tmp_path):
+    from encoderlab.report.sizes import size_curves
+
+    _sample_efficiency_runs(tmp_path / "runs")
+    report = build_report(load_runs([tmp_path / "runs"]))
+
+    points = size_curves(report).points.set_index(["series", "train_size"])
+    assert points.loc[("ft", 900), "mean"] == pytest.approx(0.87)  # null (all) is placed at its real size
+    assert points.loc[("tfidf", 100), "n"] == 2 and points.loc[("ft", 100), "seconds"] == 50.0
+    written = write_report(report, tmp_path / "out")
+    names = {p.name for p in written.files}
+    assert {"sample_efficiency.png", "sample_efficiency_cost.png"} <= names
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Sample efficiency" in md
+    assert "| ft | 72.00 \u00b1 2.83 (2) | 87.00 \u00b1 1.41 (2) |" in md
+    assert "| tfidf | 60.00 \u00b1 0.00 (2) | 80.00 \u00b1 0.00 (2) |" in md
+
+
+def test_runs_of_one_size_get_no_sample_efficiency_plot(multirun, tmp_path):
+    written = write_report(build_report(load_runs([multirun])), tmp_path / "out")
+
+    assert not {"sample_efficiency.png", "sample_efficiency_cost.png"} & {p.name for p in written.files}
+    assert "Sample efficiency" not in (tmp_path / "out" / "report.md").read_text()

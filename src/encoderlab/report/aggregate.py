@@ -32,6 +32,7 @@ from encoderlab.report.runs import CFG, FINISHED, OVR, SPLITS, is_missing
 NOISE_KEYS = (
     "seed",
     "cv.fold",  # the folds of a cross-validation are averaged like seeds
+    "task.train_sample_seed",  # a seed too (of the training subset): runs that differ only in it are repeats
     "paths",
     "paths.*",
     "hydra",

