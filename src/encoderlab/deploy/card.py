@@ -14,6 +14,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from encoderlab.deploy.served import ServeError, is_run_dir, read_run_config
+from encoderlab.redact import redact
 
 log = logging.getLogger(__name__)
 CARD = "README.md"
@@ -139,7 +140,7 @@ def write_model_card(hf_dir: Path, config, metrics: dict[str, dict], meta: dict,
     hf_dir = Path(hf_dir)
     text = render_card(config, metrics, meta, overrides, feature=(hf_dir / "feature_head.json").is_file())
     tmp = hf_dir / (CARD + ".tmp")
-    tmp.write_text(text)
+    tmp.write_text(redact(text))  # the command may hold a secret passed through an override
     os.replace(tmp, hf_dir / CARD)
     return hf_dir / CARD
 
