@@ -44,7 +44,15 @@ from transformers import (  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # the pre-training stage of experiments/pretrain_vs_scratch.yaml (its recipe), without its step budget
-RECIPE = ["task=pretrain_mlm_small", "model=bert_tiny_preln"]
+RECIPE = [
+    "task=pretrain_mlm_small",
+    "model=bert_tiny_preln",
+    "batch_size=64",
+    "optimizer.lr=2e-3",
+    "optimizer.betas=[0.9,0.98]",
+    "optimizer.eps=1e-6",
+    "scheduler.warmup_ratio=0.06",
+]
 
 
 def run_encoderlab(run_dir: Path, steps: int, eval_every: int, overrides: list[str]) -> float:
