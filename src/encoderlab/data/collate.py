@@ -154,7 +154,10 @@ class SeededCollate:
             return self.collate(examples)
         key = self.seed & 0xFFFFFFFF
         for e in examples:
-            key = zlib.crc32(np.asarray(e["input_ids"], dtype=np.int64).tobytes(), key)
+            ids = e["input_ids"]
+            if len(ids) and isinstance(ids[0], (list, tuple)):  # a long text's chunks: their tokens in order
+                ids = [t for chunk in ids for t in chunk]
+            key = zlib.crc32(np.asarray(ids, dtype=np.int64).tobytes(), key)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed((key << 20) + self.epoch)
             return self.collate(examples)
