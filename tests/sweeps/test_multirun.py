@@ -196,6 +196,9 @@ def test_a_joblib_sweep_with_a_killed_job_resumes_that_job_and_skips_the_finishe
 
     report = run_cli([REPORT, str(sweep), "--out", str(tmp_path / "report"), "--no-plots"], cli_env, tmp_path)
     assert report.returncode == 0, report.log
-    assert "1 run(s) resumed from a checkpoint after an interruption" in report.stdout
+    # loky may take down jobs that were still running beside the killed one: those resume too
+    resumed = {int(summary(d)["seed"]) for d in run_dirs(sweep) if d not in done}
+    assert 4 in resumed
+    assert f"{len(resumed)} run(s) resumed from a checkpoint after an interruption" in report.stdout
     runs = pd.read_csv(tmp_path / "report" / "runs.csv").set_index("seed")
-    assert runs["resumed"].to_dict() == {1: False, 2: False, 3: False, 4: True}
+    assert runs["resumed"].to_dict() == {seed: seed in resumed for seed in (1, 2, 3, 4)}
