@@ -146,7 +146,7 @@ def _run(tmp_path: Path, name: str, **task_kw) -> dict:
             num_attention_heads=2,
             intermediate_size=64,
         ),
-        optimizer=OptimizerConfig(lr=1e-2),
+        optimizer=OptimizerConfig(lr=3e-3),  # 1e-2 diverged to chance for some seeds (max pooling)
         trainer=TrainerConfig(max_epochs=6, accelerator="cpu", devices=1, enable_progress_bar=False),
         callbacks=CallbacksConfig(early_stopping=False, checkpoint=False, rich_progress=False),
         batch_size=8,
@@ -158,11 +158,6 @@ def _run(tmp_path: Path, name: str, **task_kw) -> dict:
     return execute(run, run_dir, [])
 
 
-@pytest.mark.xfail(
-    reason="known bug: since the resumable train loader (SeededCollate, bucket sampler for every run) joined, a "
-    "chunks run trains but stays at chance on this task; under investigation",
-    strict=False,
-)
 def test_chunks_read_what_truncation_cuts_off(tmp_path, cache_dir):
     head = _run(tmp_path, "head")
     chunks = _run(tmp_path, "chunks", long_text="chunks", chunk_pooling="max")
