@@ -31,6 +31,7 @@ from encoderlab import __version__
 from encoderlab.config.schema import RunConfig
 from encoderlab.data.cache import cache_root
 from encoderlab.data.datamodule import EncoderDataModule
+from encoderlab.errors import ConfigError
 from encoderlab.kinds import Prepared, get_kind
 from encoderlab.models.encoder import load_tokenizer
 from encoderlab.models.features import FeatureCollator, cached_features, encode_rows, feature_key, select_layers
@@ -207,6 +208,7 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         keep_metrics(loggers, attempt)
         beat = _heartbeat(run_dir, summary, attempt.seconds_before + feature_seconds)
         callbacks, ckpt, timer = build_callbacks(run, run_dir, beat)
+        _check_val_interval(run, len(prepared.datasets["train"]))
         trainer = pl.Trainer(
             default_root_dir=str(run_dir),
             logger=loggers,
@@ -302,10 +304,27 @@ def _finish_baseline(run_dir: Path, summary: dict, loggers: list) -> dict:
     return summary
 
 
+def _check_val_interval(run: RunConfig, train_rows: int) -> None:
+    """Lightning refuses a val_check_interval (in steps) longer than an epoch only once the run has started."""
+    t = run.trainer
+    steps = t.extra.get("val_check_interval", t.val_check_interval)
+    if not isinstance(steps, int) or isinstance(steps, bool) or t.check_val_every_n_epoch is None:
+        return
+    batches = max(1, -(-train_rows // run.batch_size))
+    if steps > batches:
+        raise ConfigError(
+            "trainer.val_check_interval",
+            f"{steps} steps is longer than an epoch ({batches} batches); set trainer.check_val_every_n_epoch=null to "
+            f"validate every {steps} steps across epochs, or use at most {batches}",
+        )
+
+
 def _trainer_kwargs(run: RunConfig) -> dict:
     t = asdict(run.trainer)
     extra = t.pop("extra") or {}
-    return {k: v for k, v in t.items() if v is not None} | extra
+    # null means "Lightning's default" except for check_val_every_n_epoch, where it means "count steps across
+    # epochs" (val_check_interval in steps, for runs such as pre-training that are measured in steps)
+    return {k: v for k, v in t.items() if v is not None or k == "check_val_every_n_epoch"} | extra
 
 
 def _finish_loggers(loggers: list, exit_code: int, summary: dict) -> None:
