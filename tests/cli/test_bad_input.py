@@ -67,12 +67,16 @@ def test_unknown_option_lists_the_options(tmp_path, cache_dir, override, options
     [
         (["cv.folds=1"], "cv.folds"),
         (["cv.folds=5", "cv.fold=5"], "cv.fold"),
-        (["task=bbc_news", "task.long_text=head_tail", "task.head_tokens=128", "task.max_seq_length=128"],
-         "task.head_tokens"),
+        (
+            ["task=bbc_news", "task.long_text=head_tail", "task.head_tokens=128", "task.max_seq_length=128"],
+            "task.head_tokens",
+        ),
         (["task.long_text=chunks", "task.chunk_stride=100", "task.max_seq_length=128"], "task.chunk_stride"),
         (["finetune=lora", "finetune.lora_r=0"], "finetune.lora_r"),
-        ([*TINY, *csv_task(FIXTURES / "reviews.csv"), "finetune=lora", "finetune.lora_target_modules=[qkv]"],
-         "finetune.lora_target_modules"),
+        (
+            [*TINY, *csv_task(FIXTURES / "reviews.csv"), "finetune=lora", "finetune.lora_target_modules=[qkv]"],
+            "finetune.lora_target_modules",
+        ),
         ([*TINY, *csv_task(FIXTURES / "reviews.csv"), "cv.folds=30"], "cv.folds"),
     ],
     ids=["folds", "fold", "head_tokens", "chunk_stride", "lora_r", "lora_targets", "folds_vs_classes"],
@@ -205,6 +209,7 @@ def test_a_txt_file_that_is_not_conll_says_to_set_the_format(tmp_path, cache_dir
     prose.write_text("Alice went home after a long day at work.\nBob stayed.\n\nIt rained all night long, again.\n")
     msg = fails(TINY + ner_task(prose), tmp_path / "run")
     assert "task.format=conll" in msg and str(prose) in msg
+
 
 def test_gradual_unfreezing_that_would_never_thaw_everything(tmp_path, cache_dir):
     """ULMFiT's one layer per epoch in a 1-epoch run: the lower layers and the embeddings would never train."""

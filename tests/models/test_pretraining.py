@@ -279,6 +279,7 @@ def test_electra_needs_a_from_scratch_model(corpus_dir, tokenizer, minilm_path):
         kind.build(run, _prepared(run, tokenizer), tokenizer)
     assert e.value.key == "model.from_scratch"
 
+
 def test_albert_checkpoint_trains_its_sop_head(corpus_dir, tokenizer, tmp_path):
     """ALBERT's AlbertForPreTraining names the sentence-order logits ``sop_logits``, not ``seq_relationship_logits``."""
     from transformers import AlbertConfig, AlbertForPreTraining
