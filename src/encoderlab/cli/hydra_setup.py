@@ -17,6 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from encoderlab.config.schema import LOWER_IS_BETTER, RunConfig
+from encoderlab.config.search_path import packaged_conf_dir
 
 # Keep the console for what the user acts on (details still go to each run's log file). At import, so that
 # joblib's worker processes, which import this module again, stay quiet too.
@@ -24,7 +25,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 for _pattern in (".*Experiment logs directory.*", ".*LeafSpec.*", ".*module\\(s\\) in eval mode.*", ".*litlogger.*"):
     warnings.filterwarnings("ignore", message=_pattern)
 
-CONF_DIR = os.environ.get("ENCODERLAB_CONF", str(Path(__file__).resolve().parents[3] / "conf"))
+# encoderlab's conf/ (inside the installed package, or the source checkout's); a user's config dirs go ahead of it
+# on the search path (encoderlab.config.search_path, applied by hydra_plugins.encoderlab_searchpath)
+CONF_DIR = str(packaged_conf_dir())
 log = logging.getLogger("encoderlab")
 
 # The typed schema is the first entry of conf/config.yaml's defaults: every key exists (so any key can be
