@@ -7,7 +7,7 @@ experiment, ...) and a file with a packaged option's name replaces it. They are,
 - ``ENCODERLAB_CONFIG_PATH`` (folders separated by ``os.pathsep``, like ``PATH``; sweep jobs inherit it),
 - ``./conf`` when it holds one of encoderlab's group folders (``conf/task/``, ``conf/experiment/``, ...).
 
-No torch or Lightning import here: Hydra imports this through its search-path plugin in every process.
+encoderlab.cli.hydra_setup.UserConfigDirs (a Hydra search-path plugin) puts them on the search path.
 """
 
 from __future__ import annotations
