@@ -15,7 +15,9 @@ from typing import Any
 from datasets import DatasetDict
 
 from encoderlab.errors import check_choice
+from encoderlab.names import TASK_KINDS
 
+# one entry per encoderlab.names.TASK_KINDS
 _KINDS = {
     "sequence_classification": "encoderlab.models.sequence:KIND",
     "sequence_regression": "encoderlab.models.sequence:KIND",
@@ -52,7 +54,7 @@ class Kind:
 
 
 def get_kind(name: str) -> Kind:
-    check_choice("task.kind", name, _KINDS)
+    check_choice("task.kind", name, TASK_KINDS)
     module, _, attr = _KINDS[name].partition(":")
     return getattr(importlib.import_module(module), attr)
 

@@ -12,11 +12,16 @@ import time
 import warnings
 from pathlib import Path
 
+from hydra.core.config_search_path import ConfigSearchPath, SearchPathQuery
 from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
 from hydra.experimental.callback import Callback
+from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import DictConfig, OmegaConf
 
 from encoderlab.config.schema import LOWER_IS_BETTER, RunConfig
+from encoderlab.config.search_path import packaged_conf_dir, user_config_dirs
+from encoderlab.errors import EncoderlabError
 
 # Keep the console for what the user acts on (details still go to each run's log file). At import, so that
 # joblib's worker processes, which import this module again, stay quiet too.
@@ -24,12 +29,35 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 for _pattern in (".*Experiment logs directory.*", ".*LeafSpec.*", ".*module\\(s\\) in eval mode.*", ".*litlogger.*"):
     warnings.filterwarnings("ignore", message=_pattern)
 
-CONF_DIR = os.environ.get("ENCODERLAB_CONF", str(Path(__file__).resolve().parents[3] / "conf"))
+# encoderlab's conf/ (inside the installed package, or the source checkout's); a user's config dirs go ahead of it
+# on the search path (UserConfigDirs below)
+CONF_DIR = str(packaged_conf_dir())
 log = logging.getLogger("encoderlab")
 
 # The typed schema is the first entry of conf/config.yaml's defaults: every key exists (so any key can be
 # overridden without '+') and a wrong key or type in a YAML file fails while composing.
 ConfigStore.instance().store(name="encoderlab_schema", node=RunConfig)
+
+
+class UserConfigDirs(SearchPathPlugin):
+    """Puts the user's config dirs (encoderlab.config.search_path.user_config_dirs) ahead of encoderlab's conf/, so
+    their files add options to its groups and replace packaged options of the same name; for encoderlab's conf/
+    only. Registered at import rather than found in the ``hydra_plugins`` namespace, which an editable install
+    (setuptools' import-hook finder) hides from Hydra's scan."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        main = [e for e in search_path.get_path() if e.provider == "main"]
+        if not main or not main[0].path or Path(main[0].path.removeprefix("file://")).resolve() != Path(CONF_DIR):
+            return  # another Hydra app, or a compose without encoderlab's conf/
+        try:
+            dirs = user_config_dirs()
+        except EncoderlabError:
+            return  # encoderlab-train reports it in one line before composing
+        for d in dirs:
+            search_path.prepend(provider="encoderlab-user", path=f"file://{d}", anchor=SearchPathQuery(provider="main"))
+
+
+Plugins.instance().register(UserConfigDirs)
 
 
 def _sqlite_url(path: str) -> str:

@@ -1,4 +1,5 @@
-"""``encoderlab-train``: compose a run from conf/ + experiments/ + overrides, validate it, run it.
+"""``encoderlab-train``: compose a run from conf/ + experiments/ + the user's config dirs + overrides, validate it,
+run it. ``--config-dir DIR``, ENCODERLAB_CONFIG_PATH and ./conf add a user's options (encoderlab.config.search_path).
 
 Thin on purpose: all work happens in :mod:`encoderlab.runner`. Bad input ends in one line naming what to
 change (exit code 2), never a traceback. In a multirun a failed job is recorded in its summary.json and
@@ -105,6 +106,33 @@ def hydra_main(cfg: DictConfig):
     return val.get(metric)
 
 
+def _user_config_dirs_first(argv: list[str]) -> list[str]:
+    """Hydra's ``--config-dir DIR`` (``-cd DIR``) would put DIR after encoderlab's conf/, where a file named like a
+    packaged option is never read. Taken out of argv and put first in ENCODERLAB_CONFIG_PATH, DIR's files come
+    first, like those of any user config dir (and sweep jobs, which inherit the environment, see them too)."""
+    from encoderlab.config.search_path import ENV
+
+    rest, dirs, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--config-dir", "-cd") and i + 1 < len(argv):
+            dirs.append(argv[i + 1])
+            i += 2
+            continue
+        if a.startswith("--config-dir="):
+            dirs.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+        i += 1
+    if dirs:
+        for d in dirs:
+            if not Path(d).expanduser().is_dir():
+                _fail(f"--config-dir: no folder {Path(d).expanduser().resolve()}", multirun=False)
+        given = [str(Path(d).expanduser().resolve()) for d in dirs]
+        os.environ[ENV] = os.pathsep.join(given + [p for p in os.environ.get(ENV, "").split(os.pathsep) if p])
+    return rest
+
+
 def main() -> None:
     """Compose errors (unknown option or key, bad override) end in one line and exit code 2, like any bad input.
 
@@ -113,6 +141,13 @@ def main() -> None:
     """
     from hydra.errors import CompactHydraException
 
+    from encoderlab.config.search_path import user_config_dirs
+
+    sys.argv[1:] = _user_config_dirs_first(sys.argv[1:])
+    try:
+        user_config_dirs()
+    except EncoderlabError as e:
+        _fail(str(e), multirun=False)
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:

@@ -13,7 +13,8 @@ from torch import nn
 
 from encoderlab.errors import ConfigError
 
-# which hidden_states to keep (index into HF's tuple: 0 = embeddings, i = layer i), and how to combine them
+# one entry per encoderlab.names.FEATURE_LAYERS: which hidden_states to keep (index into HF's tuple: 0 = embeddings,
+# i = layer i), and how to combine them
 LAYER_CHOICES = {
     "embeddings": (lambda n: [0], "single"),
     "last": (lambda n: [n], "single"),

@@ -43,6 +43,7 @@ def _train_all(model: nn.Module, cfg: FinetuneConfig, n_layers: int) -> None:
     """Nothing to freeze (full); gradual unfreezing works through the LR instead, see GradualUnfreezer."""
 
 
+# one entry per encoderlab.names.STRATEGIES but lora (training/lora.apply_strategy wraps instead of freezing)
 FREEZERS: dict[str, Callable[[nn.Module, FinetuneConfig, int], None]] = {
     "full": _train_all,
     "frozen": _freeze_encoder,

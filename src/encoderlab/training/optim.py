@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch.optim import Optimizer
 
+from encoderlab import names
 from encoderlab.config.schema import OptimizerConfig
 from encoderlab.errors import check_choice
 
@@ -87,7 +88,7 @@ DEFAULTS: dict[str, dict] = {
 
 def resolved(cfg: OptimizerConfig) -> tuple[float, bool]:
     """(eps, bias_correction) of ``cfg``: the configured values, or the named optimizer's own where null."""
-    check_choice("optimizer.name", cfg.name, DEFAULTS)
+    check_choice("optimizer.name", cfg.name, names.OPTIMIZERS)
     own = DEFAULTS[cfg.name]
     eps = own["eps"] if cfg.eps is None else cfg.eps
     bias_correction = own["bias_correction"] if cfg.bias_correction is None else cfg.bias_correction
@@ -103,6 +104,7 @@ def _adamw(groups: list[dict], cfg: OptimizerConfig) -> Optimizer:
     return BertAdamW(groups, bias_correction=False, **common)
 
 
+# one entry per encoderlab.names.OPTIMIZERS (DEFAULTS too)
 OPTIMIZERS: dict[str, Callable[[list[dict], OptimizerConfig], Optimizer]] = {
     "adamw": _adamw,
     "adamw_bert": _adamw,  # the same update; only the defaults above differ
@@ -115,5 +117,5 @@ def build_optimizer(groups: list[dict], cfg: OptimizerConfig) -> Optimizer:
     Per-group keys (``lr``, ``weight_decay``, ``layer_id``, ``base_lr``, ...) override the config's defaults
     and stay in ``optimizer.param_groups``.
     """
-    check_choice("optimizer.name", cfg.name, OPTIMIZERS)
+    check_choice("optimizer.name", cfg.name, names.OPTIMIZERS)
     return OPTIMIZERS[cfg.name](groups, cfg)

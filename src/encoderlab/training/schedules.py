@@ -17,6 +17,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from encoderlab.config.schema import SchedulerConfig
 from encoderlab.errors import check_choice
+from encoderlab.names import SCHEDULERS
 
 Schedule = Callable[[int, int, int, SchedulerConfig], float]
 
@@ -102,6 +103,7 @@ def inverse_sqrt(step: int, total_steps: int, warmup: int, cfg: SchedulerConfig)
     return math.sqrt(scale / (step + scale))
 
 
+# one entry per encoderlab.names.SCHEDULERS
 SCHEDULES: dict[str, Schedule] = {
     "linear": linear,
     "bert_linear": bert_linear,
@@ -119,7 +121,7 @@ def build_scheduler(optimizer: Optimizer, cfg: SchedulerConfig, total_steps: int
     ``lr_scale`` is read at every step, so a scale set on a group (gradual unfreezing sets 0 or 1)
     survives the scheduler rewriting ``lr``. Call ``scheduler.step()`` after every optimizer step.
     """
-    check_choice("scheduler.name", cfg.name, SCHEDULES)
+    check_choice("scheduler.name", cfg.name, SCHEDULERS)
     if total_steps < 1:
         raise ValueError(f"total_steps must be at least 1, got {total_steps}")
     fn = SCHEDULES[cfg.name]
@@ -134,6 +136,6 @@ def build_scheduler(optimizer: Optimizer, cfg: SchedulerConfig, total_steps: int
 
 def lr_curve(cfg: SchedulerConfig, total_steps: int) -> list[float]:
     """The multiplier at steps ``0..total_steps`` (inclusive, so the end value shows), for tests and plots."""
-    check_choice("scheduler.name", cfg.name, SCHEDULES)
+    check_choice("scheduler.name", cfg.name, SCHEDULERS)
     fn, warmup = SCHEDULES[cfg.name], warmup_steps(cfg, total_steps)
     return [fn(step, total_steps, warmup, cfg) for step in range(total_steps + 1)]

@@ -1,0 +1,50 @@
+"""Every user-facing name, once: the schema's checks (config/schema.py) and the builders that select by name
+(kinds.py, training/, models/heads.py, metrics/) read these lists; tests/config/test_names.py checks that each
+builder has exactly these names. No torch import: the schema loads this before anything heavy.
+"""
+
+from __future__ import annotations
+
+TASK_KINDS = (
+    "sequence_classification",
+    "sequence_regression",
+    "token_classification",
+    "question_answering",
+    "pretraining",
+)
+SOURCES = ("package", "hub", "files")
+# encoder: a BERT-style network trained with Lightning; tfidf_logreg: a scikit-learn baseline (no Lightning)
+MODEL_FAMILIES = ("encoder", "tfidf_logreg")
+FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll", "txt", "squad")
+OBJECTIVES = ("none", "nsp", "sop", "electra")
+# objective none/electra: how text becomes examples (run_mlm's group_texts, RoBERTa FULL-SENTENCES, DOC-SENTENCES)
+PACKINGS = ("blocks", "full_sentences", "documents")
+# from-scratch architectures: BERT (post-LayerNorm) or RoBERTa-PreLayerNorm (pre-LN blocks train at higher LRs)
+ARCHITECTURES = ("bert", "roberta_prelayernorm")
+STRATEGIES = ("full", "frozen", "feature_based", "top_k", "gradual_unfreeze", "lora")
+POOLINGS = ("cls", "mean", "pooler")
+FEATURE_LAYERS = (
+    "embeddings",
+    "last",
+    "second_to_last",
+    "concat_last4",
+    "weighted_sum_last4",
+    "weighted_sum_all",
+)
+HEADS = ("linear", "mlp", "bilstm")
+OPTIMIZERS = ("adamw", "adamw_bert")
+LAYER_DECAY_TOPS = ("base", "decayed")
+SCHEDULERS = ("linear", "bert_linear", "cosine", "constant", "slanted_triangular", "polynomial", "inverse_sqrt")
+PADDINGS = ("dynamic", "max_length")
+LONG_TEXT = ("head", "tail", "head_tail", "chunks")
+CHUNK_POOLINGS = ("mean", "max")
+METRICS = {
+    "sequence_classification": ("accuracy", "f1_macro", "matthews_correlation", "f1"),
+    "sequence_regression": ("pearson", "spearman", "mse"),
+    "token_classification": ("entity_f1", "entity_precision", "entity_recall", "token_accuracy"),
+    "question_answering": ("exact_match", "f1"),
+    "pretraining": ("mlm_accuracy", "mlm_loss", "perplexity", "sentence_accuracy", "rtd_accuracy", "rtd_loss"),
+}
+LOWER_IS_BETTER = ("mse", "mlm_loss", "perplexity", "rtd_loss")
+RESUME_MODES = ("auto", "never")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")
