@@ -264,8 +264,8 @@ def _aggregate_group(group: pd.DataFrame, metric: MetricChoice, others: list[str
         col = group[f"{metric.split}/{other}"].astype(float)
         row[f"{metric.split}/{other}_mean"] = col.mean()
         row[f"{metric.split}/{other}_std"] = col.std(ddof=1)
-    for cost in ("train_seconds", "train_samples_per_second", "peak_memory_mb"):
-        row[f"{cost}_mean"] = group[cost].astype(float).mean()
+    for cost in ("train_seconds", "train_samples_per_second", "predict_samples_per_second", "peak_memory_mb"):
+        row[f"{cost}_mean"] = group[cost].astype(float).mean() if cost in group else np.nan
     for size in ("trainable_params", "total_params"):
         row[size] = _first(group[size])
     row["resumed"] = int(group["resumed"].sum()) if "resumed" in group else 0  # runs continued after a kill
