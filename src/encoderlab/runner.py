@@ -53,6 +53,8 @@ def config_hash(run: RunConfig) -> str:
     d = asdict(run)
     for k in _NOT_IDENTITY:
         d.pop(k, None)
+    if run.finetune.strategy != "distill":  # unused: a run's hash stays what it was before distillation existed
+        d.pop("distill", None)
     d["trainer"].pop("enable_progress_bar", None)
     for k in ("rich_progress", "checkpoint_every_n_steps", "checkpoint_every_minutes"):
         d["callbacks"].pop(k, None)

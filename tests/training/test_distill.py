@@ -63,7 +63,7 @@ def make_run(data: Path, cache: Path, layers: int = 4, epochs: int = 6, **distil
             intermediate_size=64,
         ),
         finetune=FinetuneConfig(strategy="distill" if distill else "full"),
-        distill=DistillConfig(**distill),
+        distill=DistillConfig(**({"temperature": 2.0, "alpha": 0.5} | distill)) if distill else DistillConfig(),
         optimizer=OptimizerConfig(lr=3e-3),
         trainer=TrainerConfig(max_epochs=epochs, accelerator="cpu", devices=1, enable_progress_bar=False),
         callbacks=CallbacksConfig(early_stopping=False, rich_progress=False),
@@ -209,6 +209,8 @@ def test_a_distilled_student_learns_records_its_teacher_and_serves(teacher, data
         ({"alpha": 1.5}, "distill.alpha", "[0, 1]"),
         ({"alpha": -0.1}, "distill.alpha", "[0, 1]"),
         ({"teacher": None}, "distill.teacher", "distill.teacher=RUN_DIR"),
+        ({"temperature": None}, "distill.temperature", "set it"),
+        ({"alpha": None}, "distill.alpha", "set it"),
         ({"student_layers": "every_third"}, "distill.student_layers", "every_other"),
         ({"student_layers": [0, 0]}, "distill.student_layers", "once"),
         ({"student_layers": [-1]}, "distill.student_layers", ">= 0"),
@@ -224,7 +226,11 @@ def test_distill_refuses_a_non_classification_task(data, tmp_path):
     from support import ratings_task
 
     run = make_run(data, tmp_path)
-    run.task, run.finetune, run.distill = ratings_task(), FinetuneConfig(strategy="distill"), DistillConfig("RUN")
+    run.task, run.finetune, run.distill = (
+        ratings_task(),
+        FinetuneConfig(strategy="distill"),
+        DistillConfig("RUN", 2.0, 0.5),
+    )
     with pytest.raises(ConfigError, match="sequence_classification only") as e:
         run.check()
     assert e.value.key == "finetune.strategy"
@@ -282,3 +288,15 @@ def test_student_layers_beyond_the_teacher_fail_naming_the_count(teacher, data, 
     with pytest.raises(ConfigError, match=r"\[4\] out of range: the teacher has 4 layers, numbered 0..3") as e:
         D.load_teacher(run)
     assert e.value.key == "distill.student_layers"
+
+
+def test_runs_without_distillation_keep_their_config_hash(data, tmp_path):
+    """The distill section only counts for distill runs: finished runs of other strategies are still recognised."""
+    from encoderlab.runner import config_hash
+
+    run = make_run(data, tmp_path)
+    other = dataclasses.replace(run, distill=DistillConfig(temperature=4.0, alpha=0.1))
+    assert config_hash(other) == config_hash(run)
+    student = make_run(data, tmp_path, teacher="RUN")
+    hotter = dataclasses.replace(student, distill=dataclasses.replace(student.distill, temperature=4.0))
+    assert config_hash(hotter) != config_hash(student)

@@ -380,8 +380,10 @@ class DistillConfig:
     """
 
     teacher: Optional[str] = None  # a finished encoderlab run dir (hf/ + summary.json) of the same task
-    temperature: float = 2.0
-    alpha: float = 0.5
+    # null outside finetune=distill (a report then shows no temperature or alpha for the teacher's own run);
+    # conf/finetune/distill.yaml sets T=2, alpha=0.5
+    temperature: Optional[float] = None
+    alpha: Optional[float] = None
     # null: the student is `model` (a from-scratch size or another pre-trained encoder, its own tokenizer);
     # every_other or a list of teacher layer indices ([0,2,4]): the teacher's network with those layers only,
     # embeddings, layers, pooler and head copied from the teacher (DistilBERT); `model` is then not read
@@ -395,6 +397,9 @@ class DistillConfig:
                 "finetune.strategy",
                 f"distill learns from a teacher's class probabilities: sequence_classification only, not {kind}",
             )
+        for key in ("temperature", "alpha"):
+            if getattr(self, key) is None:
+                raise ConfigError(f"distill.{key}", "set it for finetune=distill (finetune/distill.yaml: 2.0, 0.5)")
         if not self.temperature > 0:
             raise ConfigError("distill.temperature", f"must be > 0, got {self.temperature}")
         if not 0.0 <= self.alpha <= 1.0:

@@ -142,8 +142,10 @@ def group_columns(frame: pd.DataFrame) -> list[str]:
         key = col[len(OVR) :]
         if is_noise(key):
             continue
-        # an override of a leaf key is read from the config, which fills in runs that did not override it
-        target = f"{CFG}{key}" if f"{CFG}{key}" in frame.columns else col
+        # an override of a leaf key is read from the config, which fills in runs that did not override it;
+        # experiment=NAME from experiment_name, which a run made without one (a stage, say) has too
+        leaf = "experiment_name" if key == "experiment" else key
+        target = f"{CFG}{leaf}" if f"{CFG}{leaf}" in frame.columns else col
         if _varies(frame, target) and target not in override_cols:
             override_cols.append(target)
     if not any(c.startswith(CFG) for c in frame.columns):

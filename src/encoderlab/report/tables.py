@@ -133,7 +133,7 @@ def display_rows(report: Report) -> tuple[list[str], list[list[str]]]:
         cells.append(_seconds(values["train_seconds_mean"]))
         if has_sizes:
             params, speed = values["total_params"], values["predict_samples_per_second_mean"]
-            cells += [DASH if _nan(params) else f"{float(params) / 1e6:.1f}M", DASH if _nan(speed) else f"{speed:.0f}"]
+            cells += [DASH if _nan(params) else f"{float(params) / 1e6:.3g}M", DASH if _nan(speed) else f"{speed:.0f}"]
         if has_published:
             passed = values["pass"]
             verdict = DASH if passed is None or _nan(float(passed)) else ("\u2713" if passed else "\u2717")
