@@ -284,7 +284,7 @@ def compute_teacher_logits(run: RunConfig, teacher: Teacher, labels: list[int], 
 
     tokenizer = AutoTokenizer.from_pretrained(teacher.hf)
     teacher_run = dataclasses.replace(run, model=ModelConfig(name="teacher", path=str(teacher.hf)))
-    rows = sequence.prepare(teacher_run, tokenizer, root).datasets["train"]
+    rows = sequence.prepare(teacher_run, tokenizer, root if run.speed.cache_tokenized else None).datasets["train"]
     if list(rows["labels"]) != labels:
         raise DataError(
             f"the training split tokenized for the teacher ({len(rows)} rows) does not line up with the student's "
