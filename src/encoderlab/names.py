@@ -21,7 +21,9 @@ OBJECTIVES = ("none", "nsp", "sop", "electra")
 PACKINGS = ("blocks", "full_sentences", "documents")
 # from-scratch architectures: BERT (post-LayerNorm) or RoBERTa-PreLayerNorm (pre-LN blocks train at higher LRs)
 ARCHITECTURES = ("bert", "roberta_prelayernorm")
-STRATEGIES = ("full", "frozen", "feature_based", "top_k", "gradual_unfreeze", "lora")
+STRATEGIES = ("full", "frozen", "feature_based", "top_k", "gradual_unfreeze", "lora", "distill")
+# distill.student_layers by name (or an explicit list of teacher layer indices)
+STUDENT_LAYERS = ("every_other",)
 POOLINGS = ("cls", "mean", "pooler")
 FEATURE_LAYERS = (
     "embeddings",

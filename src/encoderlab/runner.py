@@ -54,6 +54,8 @@ def config_hash(run: RunConfig) -> str:
     d = asdict(run)
     for k in _NOT_IDENTITY:
         d.pop(k, None)
+    if run.finetune.strategy != "distill":  # unused: a run's hash stays what it was before distillation existed
+        d.pop("distill", None)
     d["trainer"].pop("enable_progress_bar", None)
     for k in ("rich_progress", "checkpoint_every_n_steps", "checkpoint_every_minutes"):
         d["callbacks"].pop(k, None)
@@ -182,6 +184,13 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
             loggers = build_loggers(run, run_dir, hydra_meta or {})
             return _finish_baseline(run_dir, summary | fit_tfidf_logreg(run, run_dir), loggers)
         kind = get_kind(run.task.kind)
+        teacher = None
+        if run.finetune.strategy == "distill":
+            from encoderlab.models.distill import load_teacher, student_run
+
+            teacher = load_teacher(run)  # a wrong teacher fails here, before any data is read
+            run = student_run(run, teacher)  # student_layers: the student starts as the teacher's network
+            summary["model"] = run.model.name
         root = cache_root(run.paths.cache_dir) if run.speed.cache_tokenized else None
         tokenizer = kind.tokenizer(run, run_dir) if kind.tokenizer else load_tokenizer(run.model)
         t_data = time.perf_counter()
@@ -191,6 +200,14 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         trainable, total = count_parameters(module.network)
         log.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
         feature_seconds = 0.0
+        if teacher is not None:
+            from encoderlab.models.distill import attach_teacher_logits, student_layer_indices
+
+            t_teacher = time.perf_counter()
+            prepared = attach_teacher_logits(run, prepared, teacher, cache_root(run.paths.cache_dir))
+            feature_seconds = time.perf_counter() - t_teacher  # ~0 when an earlier run computed the logits
+            layers = student_layer_indices(run.distill.student_layers, teacher.num_layers)
+            summary["distill"] = teacher.describe(run, layers) | {"teacher_seconds": round(feature_seconds, 2)}
         if isinstance(module.network, FeatureModel) and run.speed.cache_features:
             t_feat = time.perf_counter()
             prepared = _cache_features(module, prepared, run, cache_root(run.paths.cache_dir))
@@ -245,6 +262,9 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
             "feature_seconds": round(feature_seconds, 2),
             "train_samples_per_second": round(module.samples_seen / max(module.train_time, 1e-9), 2),
             "train_tokens_per_second": round(module.tokens_seen / max(module.train_time, 1e-9), 1),
+            "predict_samples_per_second": (
+                round(module.test_samples / module.test_time, 2) if module.test_time > 0 else None
+            ),
             "trainable_params": trainable,
             "total_params": total,
             "peak_memory_mb": round(_peak_memory_mb(), 1),

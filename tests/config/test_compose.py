@@ -23,7 +23,10 @@ EXPERIMENTS = ROOT / "experiments"
 # groups whose options are plain run config (hydra/ holds launcher and sweeper plugins, tested apart)
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment"))
 # options that need a value from the user (`???` in the file), with a stand-in
-REQUIRED = {("model", "from_checkpoint"): ["model.path=/some/checkpoint/dir"]}
+REQUIRED = {
+    ("model", "from_checkpoint"): ["model.path=/some/checkpoint/dir"],
+    ("finetune", "distill"): ["distill.teacher=/some/run/dir"],
+}
 # the key in each group that carries the option's name (a file copied without renaming shows up here)
 NAME_KEYS = {"task": "name", "model": "name", "finetune": "strategy", "optimizer": "name", "scheduler": "name"}
 

@@ -97,6 +97,19 @@ def _write_glue_like_files(cfg: DictConfig, folder: Path) -> dict[str, str]:
     return paths
 
 
+def _tiny_teacher(cfg: DictConfig, overrides: dict[str, str], run_dir: Path) -> Path:
+    """The experiment's teacher stage with the tiny budget of its jobs, run in ``run_dir``."""
+    from encoderlab.runner import execute
+
+    tiny = {k: v for k, v in overrides.items() if not k.startswith(("distill.", "seed"))} | {"save_model": "true"}
+    stage = list(cfg.stages.teacher.overrides) + [f"{k}={v}" for k, v in tiny.items()]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        run = validate(compose("config", overrides=stage))
+    run_dir.mkdir()
+    assert execute(run, run_dir, stage)["status"] == "finished"
+    return run_dir
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_experiment_runs_with_a_tiny_budget(name, tmp_path, cache_dir):
@@ -116,6 +129,8 @@ def test_experiment_runs_with_a_tiny_budget(name, tmp_path, cache_dir):
     hub = cfg.task.source not in OFFLINE_SOURCES
     if hub:
         overrides["task.source"] = "files"
+    if cfg.finetune.strategy == "distill":  # the teacher stage, tiny too
+        overrides["distill.teacher"] = str(_tiny_teacher(cfg, overrides, tmp_path / "teacher"))
     args = [f"{k}={v}" for k, v in overrides.items()]
     job = _job_config(_compose(name, args))
     if hub:  # paper/*: the hub task's columns and splits, from tiny local files

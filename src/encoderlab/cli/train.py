@@ -98,9 +98,10 @@ def hydra_main(cfg: DictConfig):
         if metric in test
         else f"val {metric} = {val.get(metric, float('nan')):.4f}"
     )
+    model = summary.get("model", run.model.name)  # a distilled student's own name (distill.student_layers)
     if is_rank_zero():
         print(
-            f"encoderlab: {run.task.name} / {run.model.name} / {run.finetune.strategy}: {shown}  ({run_dir})",
+            f"encoderlab: {run.task.name} / {model} / {run.finetune.strategy}: {shown}  ({run_dir})",
             flush=True,
         )
     return val.get(metric)

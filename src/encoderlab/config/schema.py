@@ -36,6 +36,7 @@ from encoderlab.names import (  # noqa: F401
     SCHEDULERS,
     SOURCES,
     STRATEGIES,
+    STUDENT_LAYERS,
     TASK_KINDS,
 )
 
@@ -348,6 +349,56 @@ class FinetuneConfig:
 
 
 @dataclass
+class DistillConfig:
+    """``finetune=distill``: a student learns from a finished run's soft targets (Hinton et al. 2015).
+
+    Training loss (``encoderlab.models.distill.distillation_loss``), with T = ``temperature``, z the logits::
+
+        alpha * T^2 * KL(softmax(z_teacher / T) || softmax(z_student / T)) + (1 - alpha) * CE(z_student, label)
+
+    T^2 keeps the soft term's gradients on the scale of the hard term's as T grows; alpha=0 is plain fine-tuning
+    on the hard labels (the student without its teacher). Validation and test losses are plain CE.
+    """
+
+    teacher: Optional[str] = None  # a finished encoderlab run dir (hf/ + summary.json) of the same task
+    # null outside finetune=distill (a report then shows no temperature or alpha for the teacher's own run);
+    # conf/finetune/distill.yaml sets T=2, alpha=0.5
+    temperature: Optional[float] = None
+    alpha: Optional[float] = None
+    # null: the student is `model` (a from-scratch size or another pre-trained encoder, its own tokenizer);
+    # every_other or a list of teacher layer indices ([0,2,4]): the teacher's network with those layers only,
+    # embeddings, layers, pooler and head copied from the teacher (DistilBERT); `model` is then not read
+    student_layers: Any = None
+
+    def check(self, kind: str) -> None:
+        if self.teacher is None or not str(self.teacher).strip():
+            raise ConfigError("distill.teacher", "finetune=distill needs a teacher run dir: distill.teacher=RUN_DIR")
+        if kind != "sequence_classification":
+            raise ConfigError(
+                "finetune.strategy",
+                f"distill learns from a teacher's class probabilities: sequence_classification only, not {kind}",
+            )
+        for key in ("temperature", "alpha"):
+            if getattr(self, key) is None:
+                raise ConfigError(f"distill.{key}", "set it for finetune=distill (finetune/distill.yaml: 2.0, 0.5)")
+        if not self.temperature > 0:
+            raise ConfigError("distill.temperature", f"must be > 0, got {self.temperature}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError("distill.alpha", f"must be in [0, 1] (the soft targets' weight), got {self.alpha}")
+        layers = self.student_layers
+        if layers is None or isinstance(layers, str):
+            if layers is not None:
+                check_choice("distill.student_layers", layers, STUDENT_LAYERS)
+            return
+        if not isinstance(layers, (list, tuple)) or not layers:
+            raise ConfigError("distill.student_layers", f"give every_other or a list of layer indices, got {layers!r}")
+        if any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in layers):
+            raise ConfigError("distill.student_layers", f"layer indices are integers >= 0, got {list(layers)}")
+        if len(set(layers)) != len(layers):
+            raise ConfigError("distill.student_layers", f"each teacher layer may appear once, got {list(layers)}")
+
+
+@dataclass
 class OptimizerConfig:
     name: str = "adamw"
     lr: float = 2e-5
@@ -559,6 +610,7 @@ class RunConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -611,10 +663,22 @@ class RunConfig:
                 f"'chunks' scores every window with the encoder, which finetune={self.finetune.strategy} encodes "
                 "once per example; use head, tail or head_tail",
             )
+        self._check_distill()
         if self.finetune.head == "bilstm" and self.task.kind != "token_classification":
             raise ConfigError("finetune.head", "'bilstm' is a head for token_classification tasks")
         if self.model.family == "tfidf_logreg":
             self._check_tfidf()
+
+    def _check_distill(self) -> None:
+        if self.finetune.strategy != "distill":
+            if self.distill.teacher is not None:
+                raise ConfigError("distill.teacher", "a teacher is set: add finetune=distill")
+            return
+        self.distill.check(self.task.kind)
+        if self.model.family != "encoder":
+            raise ConfigError("model", "the student of finetune=distill is an encoder (e.g. model=minilm_l6)")
+        if self.task.long_text == "chunks":
+            raise ConfigError("task.long_text", "distill takes one window per text: use head, tail or head_tail")
 
     def _check_tfidf(self) -> None:
         if self.task.kind != "sequence_classification":

@@ -44,6 +44,9 @@ class EncoderModule(pl.LightningModule):
         self.tokens_seen = 0
         self.train_time = 0.0
         self._t0: float | None = None
+        # inference speed on the test split (forward + metrics, eval_batch_size): predict samples/s in summary.json
+        self.test_samples = 0
+        self.test_time = 0.0
 
     # ---- what a kind implements -------------------------------------------------------------------
     def step(self, batch: dict) -> tuple[torch.Tensor, dict]:
@@ -76,6 +79,17 @@ class EncoderModule(pl.LightningModule):
         self.samples_seen += _batch_size(batch)
         if "attention_mask" in batch:
             self.tokens_seen += int(batch["attention_mask"].sum())
+
+    def on_test_batch_start(self, batch, batch_idx, dataloader_idx=0):
+        self._t0 = time.perf_counter()
+
+    def on_test_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0):
+        if self._t0 is not None:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()  # kernels run asynchronously: count them within this batch
+            self.test_time += time.perf_counter() - self._t0
+            self._t0 = None
+        self.test_samples += _batch_size(batch)
 
     def _eval_step(self, stage: str, batch) -> None:
         loss, outputs = self.step(batch)

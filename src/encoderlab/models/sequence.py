@@ -16,6 +16,7 @@ from encoderlab.data.collate import PadCollator
 from encoderlab.data.sources import cv_fingerprint, load_raw
 from encoderlab.errors import ConfigError
 from encoderlab.kinds import Kind, Prepared
+from encoderlab.models.distill import DistillSequenceModule, keep_layers, student_layer_indices
 from encoderlab.models.encoder import build_config, build_model, check_length, save_pretrained
 from encoderlab.models.heads import FeatureHead, FeatureModel, layer_indices
 from encoderlab.models.module import ChunkedSequenceModule, SequenceModule
@@ -93,7 +94,13 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> SequenceModule:
         network: nn.Module = feature_model(run, config, num_labels)
     else:
         network = build_model(run.model, AutoModelForSequenceClassification, config)
-        network = apply_strategy(network, run.finetune, config.num_hidden_layers)
+        if run.finetune.strategy == "distill":  # the student; with student_layers, model.path is the teacher's hf/
+            layers = student_layer_indices(run.distill.student_layers, config.num_hidden_layers)
+            if layers is not None:
+                network = keep_layers(network, layers)
+        network = apply_strategy(network, run.finetune, network.config.num_hidden_layers)
+    if run.finetune.strategy == "distill":
+        return DistillSequenceModule(network, run, num_labels, n_layers=network.config.num_hidden_layers)
     cls = ChunkedSequenceModule if run.task.long_text == "chunks" else SequenceModule
     return cls(network, run, num_labels, n_layers=config.num_hidden_layers)
 

@@ -142,8 +142,10 @@ def group_columns(frame: pd.DataFrame) -> list[str]:
         key = col[len(OVR) :]
         if is_noise(key):
             continue
-        # an override of a leaf key is read from the config, which fills in runs that did not override it
-        target = f"{CFG}{key}" if f"{CFG}{key}" in frame.columns else col
+        # an override of a leaf key is read from the config, which fills in runs that did not override it;
+        # experiment=NAME from experiment_name, which a run made without one (a stage, say) has too
+        leaf = "experiment_name" if key == "experiment" else key
+        target = f"{CFG}{leaf}" if f"{CFG}{leaf}" in frame.columns else col
         if _varies(frame, target) and target not in override_cols:
             override_cols.append(target)
     if not any(c.startswith(CFG) for c in frame.columns):
@@ -264,8 +266,8 @@ def _aggregate_group(group: pd.DataFrame, metric: MetricChoice, others: list[str
         col = group[f"{metric.split}/{other}"].astype(float)
         row[f"{metric.split}/{other}_mean"] = col.mean()
         row[f"{metric.split}/{other}_std"] = col.std(ddof=1)
-    for cost in ("train_seconds", "train_samples_per_second", "peak_memory_mb"):
-        row[f"{cost}_mean"] = group[cost].astype(float).mean()
+    for cost in ("train_seconds", "train_samples_per_second", "predict_samples_per_second", "peak_memory_mb"):
+        row[f"{cost}_mean"] = group[cost].astype(float).mean() if cost in group else np.nan
     for size in ("trainable_params", "total_params"):
         row[size] = _first(group[size])
     row["resumed"] = int(group["resumed"].sum()) if "resumed" in group else 0  # runs continued after a kill

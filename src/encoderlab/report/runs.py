@@ -47,6 +47,7 @@ SUMMARY_FIELDS = (
     "train_seconds",
     "train_samples_per_second",
     "train_tokens_per_second",
+    "predict_samples_per_second",  # test split forward passes per second (eval_batch_size)
     "epochs",
     "steps",
     "trainable_params",
@@ -250,6 +251,7 @@ def records_to_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
     numeric = (
         "train_seconds",
         "train_samples_per_second",
+        "predict_samples_per_second",
         "peak_memory_mb",
         "published_value",
         "published_tolerance",

@@ -103,10 +103,17 @@ def display_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     others = [o for o in report.other_metrics if o not in _HIDDEN_METRICS]
     other_scales = {o: metric_scale(o, _metric_values(report, o)) for o in others}
     has_published = report.table["published"].notna().any()
+    # model size and inference speed, when the groups differ in size (a distillation study, say)
+    sizes = report.table["total_params"].dropna() if "total_params" in report.table else []
+    has_sizes = len(set(sizes)) > 1
+    speed = report.table.get("predict_samples_per_second_mean")
+    has_sizes = has_sizes and speed is not None
 
     headers = ["#", *report.group_names, f"{m.split} {scale.header(m.name)}", RANGE_HEADER, "n"]
     headers += [f"{m.split} {other_scales[o].header(o)}" for o in others]
     headers += ["train s"]
+    if has_sizes:
+        headers += ["params", "predict/s"]
     if has_published:
         headers += ["published", "\u0394", "pass"]
 
@@ -124,6 +131,9 @@ def display_rows(report: Report) -> tuple[list[str], list[list[str]]]:
             fmt_mean_std(values[f"{m.split}/{o}_mean"], values[f"{m.split}/{o}_std"], other_scales[o]) for o in others
         ]
         cells.append(_seconds(values["train_seconds_mean"]))
+        if has_sizes:
+            params, speed = values["total_params"], values["predict_samples_per_second_mean"]
+            cells += [DASH if _nan(params) else f"{float(params) / 1e6:.3g}M", DASH if _nan(speed) else f"{speed:.0f}"]
         if has_published:
             passed = values["pass"]
             verdict = DASH if passed is None or _nan(float(passed)) else ("\u2713" if passed else "\u2717")

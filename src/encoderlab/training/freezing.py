@@ -50,6 +50,7 @@ FREEZERS: dict[str, Callable[[nn.Module, FinetuneConfig, int], None]] = {
     "feature_based": _freeze_encoder,
     "top_k": _freeze_below_top_k,
     "gradual_unfreeze": _train_all,
+    "distill": _train_all,  # the student trains every weight; what differs is its loss (models/distill.py)
 }
 
 
