@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--train", type=int, default=1000, help="training snippets")
-    ap.add_argument("--val", type=int, default=1500, help="validation snippets (disjoint from the training ones)")
+    ap.add_argument("--val", type=int, default=1500, help="validation snippets, from the 10,001st on")
     ap.add_argument("--seeds", default="1")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -106,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
 
     ds = rotten_tomatoes(TaskConfig()).shuffle(seed=0)
     rows = list(zip(ds["text"], ds["label"], strict=True))
-    data = (AutoTokenizer.from_pretrained(args.model_dir), rows[: args.train], rows[-args.val :])
+    if args.train > 10_000:
+        raise SystemExit("pretrain_gap.py: --train must be at most 10000 (the validation snippets start there)")
+    data = (AutoTokenizer.from_pretrained(args.model_dir), rows[: args.train], rows[10_000 : 10_000 + args.val])
     print(f"{args.model_dir}: {args.train} training snippets, {args.val} validation snippets, {args.epochs} epochs")
     for pooling in args.pooling.split(","):
         for lr in (float(x) for x in args.lr.split(",")):
