@@ -248,12 +248,17 @@ def _trained_module(tmp_path, strategy="full", steps: int = 4, **finetune):
     return module, before, tokenizer, dm
 
 
-def test_exported_task_models_load_with_pipeline_and_predict_as_the_trained_model(tmp_path, cache_dir):
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+def test_exported_task_models_load_with_pipeline_and_predict_as_the_trained_model(tmp_path, cache_dir, strategy):
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, pipeline
 
     from encoderlab.models import multitask as kind
 
-    module, _, tokenizer, dm = _trained_module(tmp_path, steps=6)
+    module, before, tokenizer, dm = _trained_module(tmp_path, strategy, steps=6)
+    if strategy == "lora":  # adapters on the shared encoder; its own weights stay, the heads train
+        trainable = {n for n, p in module.network.named_parameters() if p.requires_grad}
+        assert any("lora_" in n for n in trainable) and any("heads.ner.classifier" in n for n in trainable)
+        assert not any("encoder.encoder.layer" in n and "lora_" not in n for n in trainable)
     module.eval()
     out = tmp_path / "hf"
     kind.export(module, tokenizer, out, None)
@@ -353,3 +358,32 @@ def test_sub_tasks_come_from_their_task_files_with_a_shared_cap_and_own_override
         _compose(["task=multitask", "task.tasks=[rotten_tomatoes,squad_v1]"])
     with pytest.raises(ConfigError, match="finetune.strategy"):
         _compose(["task=multitask", "finetune=feature_based"])
+
+
+# ---------------------------------------------------------------- report
+
+
+def test_report_task_view_puts_a_multitask_run_beside_the_single_task_runs_of_that_task():
+    from encoderlab.report import build_report, records_to_frame
+    from encoderlab.report.runs import RunRecord, select_task
+
+    def record(i, task, kind, test, data=None):
+        summary = {"status": "finished", "task": task, "kind": kind, "seed": i % 3, "test": test, "data": data or {}}
+        summary["primary_metric"] = "mean" if kind == "multitask" else "accuracy"
+        return RunRecord(f"run{i}", summary, {"task": {"name": task}, "seed": i % 3})
+
+    multi = {"tasks": {"rt": {"primary_metric": "accuracy"}, "ner": {"primary_metric": "entity_f1"}}}
+    records = [record(i, "rt", "sequence_classification", {"accuracy": 0.7 + i / 100}) for i in range(3)]
+    records += [record(3 + i, "bbc", "sequence_classification", {"accuracy": 0.9}) for i in range(3)]
+    records += [
+        record(6 + i, "multitask", "multitask", {"rt/accuracy": 0.8, "ner/entity_f1": 0.4, "mean": 0.6}, multi)
+        for i in range(3)
+    ]
+    chosen = select_task(records, "rt")
+    assert len(chosen) == 6 and all(r.summary["task"] == "rt" for r in chosen)
+    report = build_report(records_to_frame(chosen))
+    assert report.metric.column == "test/accuracy"
+    means = sorted(round(float(m), 4) for m in report.table["mean"])
+    assert means == [0.71, 0.8]
+    with pytest.raises(Exception, match="--task nope"):
+        select_task(records, "nope")

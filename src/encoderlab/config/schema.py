@@ -694,6 +694,13 @@ class RunConfig:
                 "feature_based heads are single-task; with task=multitask use full, frozen, top_k, gradual_unfreeze "
                 "or lora",
             )
+        if self.trainer.strategy in ("ddp", "ddp_spawn", "ddp_fork"):
+            raise ConfigError(
+                "trainer.strategy",
+                f"a multitask step trains one task's head and leaves the others without gradients, which plain "
+                f"{self.trainer.strategy} refuses; use "
+                f"trainer.strategy={self.trainer.strategy}_find_unused_parameters_true",
+            )
 
     def _check_tfidf(self) -> None:
         if self.task.kind != "sequence_classification":

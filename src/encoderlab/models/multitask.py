@@ -60,8 +60,9 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
             splits[split] += [row | {TASK_ID: i} for row in rows]
             lengths[split] += _lengths(part, split, rows)
             sizes[split].append(len(rows))
+    own = {name: {"primary_metric": run.task.subtasks[name].primary_metric} for name in parts}
     meta = {
-        "tasks": {name: part.meta for name, part in parts.items()},
+        "tasks": {name: part.meta | own[name] for name, part in parts.items()},
         "sizes": {split: dict(zip(parts, sizes[split], strict=True)) for split in SPLITS},
         "sampling": run.task.sampling,
     }
@@ -152,9 +153,10 @@ class MultiTaskModule(EncoderModule):
     def compute_metrics(self, stage):
         """``<task>/<metric>`` for every task evaluated this epoch, and ``mean`` of their primary metrics."""
         values: dict[str, float] = {}
-        primaries = []
+        primaries, missed = [], []
         for name in self.names:
             if name not in self._seen[stage]:  # a capped evaluation (trainer.limit_val_batches) that missed it
+                missed.append(name)
                 continue
             sub = self._tasks[name]
             scores = sub.compute_metrics(stage)
@@ -162,6 +164,15 @@ class MultiTaskModule(EncoderModule):
             if sub.run.task.primary_metric in scores:
                 primaries.append(float(scores[sub.run.task.primary_metric]))
         self._seen[stage] = set()
+        if missed and primaries:
+            log.warning(
+                "%s: no batch of %s was evaluated (trainer.limit_%s_batches below the number of tasks?); "
+                "%s/mean is the mean of the others",
+                stage,
+                ", ".join(missed),
+                stage,
+                stage,
+            )
         if primaries:
             values["mean"] = sum(primaries) / len(primaries)
         return values
