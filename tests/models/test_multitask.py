@@ -209,6 +209,11 @@ def test_a_tiny_multitask_run_learns_each_task_and_logs_per_task_metrics_and_the
         config = json.loads((run_dir / "hf" / name / "config.json").read_text())
         assert config["architectures"] == [kind]
         assert f"{name} / tiny / full" in (run_dir / "hf" / name / "README.md").read_text()  # its own model card
+    from encoderlab.deploy.served import ServeError, describe_hf
+
+    assert describe_hf(run_dir / "hf" / "ner")["kind"] == "token_classification"
+    with pytest.raises(ServeError, match="one model per task"):  # encoderlab-predict RUN_DIR names the task folders
+        describe_hf(run_dir / "hf")
 
 
 def _trained_module(tmp_path, strategy="full", steps: int = 4, **finetune):
