@@ -17,7 +17,6 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from encoderlab.config.schema import LOWER_IS_BETTER, RunConfig
-from encoderlab.config.subtasks import CONF_DIR as CONF_DIR  # the conf/ dir (multitask runs read task files there too)
 
 # Keep the console for what the user acts on (details still go to each run's log file). At import, so that
 # joblib's worker processes, which import this module again, stay quiet too.
@@ -25,6 +24,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 for _pattern in (".*Experiment logs directory.*", ".*LeafSpec.*", ".*module\\(s\\) in eval mode.*", ".*litlogger.*"):
     warnings.filterwarnings("ignore", message=_pattern)
 
+CONF_DIR = os.environ.get("ENCODERLAB_CONF", str(Path(__file__).resolve().parents[3] / "conf"))
 log = logging.getLogger("encoderlab")
 
 # The typed schema is the first entry of conf/config.yaml's defaults: every key exists (so any key can be

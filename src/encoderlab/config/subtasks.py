@@ -20,6 +20,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from encoderlab.config.schema import TaskConfig
 from encoderlab.errors import ConfigError
 
+# encoderlab's own conf/, as encoderlab.cli.hydra_setup.CONF_DIR (which the config package must not import)
 CONF_DIR = os.environ.get("ENCODERLAB_CONF", str(Path(__file__).resolve().parents[3] / "conf"))
 _CAPS = ("max_train_samples", "max_eval_samples")
 

@@ -24,7 +24,7 @@ def task_probabilities(sizes: Sequence[int], sampling: str, temperature: float =
     """The share of train batches each task gets: proportional ``n_i / sum(n)``, temperature
     ``n_i^(1/T) / sum(n_j^(1/T))``, round_robin ``1 / len(sizes)``."""
     if sampling == "round_robin":
-        weights = [1.0] * len(sizes)
+        weights = [1.0 if n > 0 else 0.0 for n in sizes]
     elif sampling == "temperature":
         weights = [float(n) ** (1.0 / temperature) for n in sizes]
     else:
@@ -87,7 +87,8 @@ class MultiTaskBatchSampler(BucketBatchSampler):
         total = self._num_batches()
         g = torch.Generator().manual_seed(_mix(self.seed, "order", epoch))
         if self.sampling == "round_robin":
-            return [j % len(self.sizes) for j in range(total)]
+            turns = [t for t, n in enumerate(self.sizes) if n > 0]
+            return [turns[j % len(turns)] for j in range(total)]
         if self.sampling == "temperature":
             p = torch.tensor(self.probabilities, dtype=torch.float64)
             return torch.multinomial(p, total, replacement=True, generator=g).tolist()
