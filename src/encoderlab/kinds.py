@@ -1,4 +1,4 @@
-"""The five task kinds, each a bundle of data preparation, model building and export.
+"""The task kinds, each a bundle of data preparation, model building and export.
 
 A kind lives in its own module and is imported only when a run needs it, so a kind's heavy imports
 (seqeval, tokenizer training) cost nothing elsewhere.
@@ -24,6 +24,7 @@ _KINDS = {
     "token_classification": "encoderlab.models.token_classification:KIND",
     "question_answering": "encoderlab.models.question_answering:KIND",
     "pretraining": "encoderlab.models.pretraining:KIND",
+    "multitask": "encoderlab.models.multitask:KIND",
 }
 
 
@@ -37,6 +38,8 @@ class Prepared:
     extras: dict[str, Any] = field(default_factory=dict)  # anything else (raw examples for QA post-processing)
     # per-row lengths for length-bucketed batches; None: sample uniformly
     lengths: dict[str, list[int]] | None = None
+    # multitask: which rows may share a batch and which task trains next (data.multitask.TaskBatching)
+    batching: Any = None
 
 
 @dataclass

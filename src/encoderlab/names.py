@@ -11,7 +11,12 @@ TASK_KINDS = (
     "token_classification",
     "question_answering",
     "pretraining",
+    "multitask",
 )
+# the kinds a multitask run can train together on one encoder
+MULTITASK_KINDS = ("sequence_classification", "sequence_regression", "token_classification")
+# multitask: which task the next train batch comes from
+SAMPLINGS = ("proportional", "temperature", "round_robin")
 SOURCES = ("package", "hub", "files")
 # encoder: a BERT-style network trained with Lightning; tfidf_logreg: a scikit-learn baseline (no Lightning)
 MODEL_FAMILIES = ("encoder", "tfidf_logreg")
@@ -46,6 +51,8 @@ METRICS = {
     "token_classification": ("entity_f1", "entity_precision", "entity_recall", "token_accuracy"),
     "question_answering": ("exact_match", "f1"),
     "pretraining": ("mlm_accuracy", "mlm_loss", "perplexity", "sentence_accuracy", "rtd_accuracy", "rtd_loss"),
+    # the mean over the sub-tasks of each one's primary metric (each sub-task's own metrics are logged too)
+    "multitask": ("mean",),
 }
 LOWER_IS_BETTER = ("mse", "mlm_loss", "perplexity", "rtd_loss")
 RESUME_MODES = ("auto", "never")

@@ -220,6 +220,7 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
             run.speed,
             seed=run.seed,
             lengths=prepared.lengths,
+            batching=prepared.batching,
         )
         loggers = build_loggers(run, run_dir, hydra_meta or {}, attempt.wandb_id)
         keep_metrics(loggers, attempt)
@@ -303,7 +304,13 @@ def _model_card(hf_dir: Path, run: RunConfig, metrics: dict, meta: dict, overrid
     from encoderlab.deploy.card import write_model_card
 
     try:
-        write_model_card(hf_dir, run, metrics, meta, overrides)
+        if run.task.kind == "multitask":  # one card per task model, with that task's own config and metrics
+            from encoderlab.models.multitask import per_task
+
+            for name, sub, sub_metrics, sub_meta in per_task(run, metrics, meta):
+                write_model_card(hf_dir / name, sub, sub_metrics, sub_meta, overrides)
+        else:
+            write_model_card(hf_dir, run, metrics, meta, overrides)
     except Exception as err:
         log.warning("could not write the model card: %s", err)
 

@@ -183,3 +183,32 @@ def test_a_rerun_sweep_resumes_its_killed_job_and_skips_the_finished_one(tmp_pat
     assert p.log.count("skipping") == 1 and summary(done)["finished_at"] == finished_at
     assert summary(killed)["resumed_from"] == str(killed / "checkpoints" / "last.ckpt")
     assert_same_run(killed, reference)
+
+
+def test_a_multitask_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
+    """Two tasks, batches drawn by temperature: the resumed run draws the rest of the killed epoch's batches."""
+    args = [
+        *FINETUNE,
+        "task=multitask",
+        "task.tasks=[csv_example,rotten_tomatoes]",
+        "task.sampling=temperature",
+        "task.max_train_samples=40",
+        "task.max_eval_samples=16",
+        "trainer.limit_val_batches=4",  # every task's validation batches (debug evaluates 2)
+    ]
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    ok(cli([*args, f"hydra.run.dir={reference}"]))
+    killed_at(7, [*args, f"hydra.run.dir={run}"])
+    p = ok(cli([*args, f"hydra.run.dir={run}"]))
+
+    assert "resuming from" in p.log
+    a, b = summary(run), summary(reference)
+    assert a["resumed_from"] and a["status"] == b["status"] == "finished"
+    assert a["val"] == b["val"] and a["test"] == b["test"] and a["steps"] == b["steps"]
+    assert {"csv_example/accuracy", "rotten_tomatoes/accuracy", "mean"} <= set(a["val"])
+    assert val_curve(run) == val_curve(reference)
+    from safetensors.torch import load_file
+
+    for task in ("csv_example", "rotten_tomatoes"):
+        wa, wb = (load_file(d / "hf" / task / "model.safetensors") for d in (run, reference))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -1,6 +1,6 @@
 """``encoderlab-report``: compare finished runs as a mean ± std table and plots.
 
-encoderlab-report PATH... [--out DIR] [--metric NAME] [--split test|val]
+encoderlab-report PATH... [--out DIR] [--metric NAME] [--split test|val] [--task NAME]
                   [--wandb ENTITY/PROJECT [--group NAME]] [--no-plots] [--mistakes N] [--explain]
 """
 
@@ -26,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="DIR", help="output folder (default: PATH/report for one PATH, else ./report)")
     parser.add_argument("--metric", metavar="NAME", help="compare this metric instead of the runs' primary metric")
     parser.add_argument("--split", choices=("test", "val"), help="split of the metric (default: test, else val)")
+    parser.add_argument(
+        "--task",
+        metavar="NAME",
+        help="only the runs of this task, with each multitask run that trained it (its metrics for this task)",
+    )
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read runs from this W&B project")
     parser.add_argument("--group", metavar="NAME", help="with --wandb: only runs of this W&B group")
     parser.add_argument("--no-plots", action="store_true", help="write the tables only")
@@ -60,7 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from rich.measure import Measurement
 
     from encoderlab.report import build_report, default_out_dir, records_to_frame, write_report
-    from encoderlab.report.runs import discover_run_dirs, load_run
+    from encoderlab.report.runs import discover_run_dirs, load_run, select_task
     from encoderlab.report.tables import rich_table, size_rich_table, summary_lines
     from encoderlab.report.wandb_source import load_wandb_runs
 
@@ -68,6 +73,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         records = [load_run(d) for d in discover_run_dirs(args.paths)]
         if args.wandb:
             records += load_wandb_runs(args.wandb, args.group)
+        if args.task:
+            records = select_task(records, args.task)
         report = build_report(records_to_frame(records), metric=args.metric, split=args.split)
         out = Path(args.out) if args.out else default_out_dir(args.paths)
         written = write_report(report, out, plots=not args.no_plots, mistakes=args.mistakes, explain=args.explain)

@@ -26,6 +26,7 @@ from encoderlab.names import (  # noqa: F401
     LOWER_IS_BETTER,
     METRICS,
     MODEL_FAMILIES,
+    MULTITASK_KINDS,
     OBJECTIVES,
     OPTIMIZERS,
     PACKINGS,
@@ -33,6 +34,7 @@ from encoderlab.names import (  # noqa: F401
     POOLINGS,
     PRECISIONS,
     RESUME_MODES,
+    SAMPLINGS,
     SCHEDULERS,
     SOURCES,
     STRATEGIES,
@@ -124,11 +126,24 @@ class TaskConfig:
     short_seq_prob: float = 0.1  # nsp/sop: chance of a shorter target length, as BERT
     validation_documents: float = 0.05  # fraction of documents held out for validation
 
+    # multitask (MT-DNN; Sun et al. 2019 Sec. 5.4): one shared encoder, one head per task. `tasks` names other
+    # conf/task configs; `subtasks.<name>` overrides keys of one of them (task.subtasks.wnut16.max_seq_length=64)
+    # and, once validated, holds each one's whole TaskConfig. task.max_train_samples / max_eval_samples set here
+    # cap every sub-task. sampling: proportional (every batch of every task once per epoch, shuffled),
+    # temperature (task i drawn with p_i ~ n_i^(1/temperature)) or round_robin (one batch of each task in turn)
+    tasks: list[str] = field(default_factory=list)
+    sampling: str = "proportional"
+    temperature: float = 2.0
+    subtasks: dict[str, Any] = field(default_factory=dict)
+
     # free text shown in reports
     description: str = ""
 
     def check(self) -> None:
         check_choice("task.kind", self.kind, TASK_KINDS)
+        if self.kind == "multitask":
+            self._check_multitask()
+            return
         check_choice("task.source", self.source, SOURCES)
         if self.format is not None:
             check_choice("task.format", self.format, FILE_FORMATS)
@@ -185,6 +200,37 @@ class TaskConfig:
             if self.objective == "electra" and not 0.0 < self.generator_size <= 1.0:
                 raise ConfigError(
                     "task.generator_size", f"must be in (0, 1] (of the hidden size), got {self.generator_size}"
+                )
+
+    def _check_multitask(self) -> None:
+        check_choice("task.sampling", self.sampling, SAMPLINGS)
+        if self.temperature <= 0:
+            raise ConfigError("task.temperature", f"must be > 0 (1: proportional to size), got {self.temperature}")
+        for m in self.metrics:
+            check_choice("task.metrics", m, METRICS["multitask"])
+        check_choice("task.primary_metric", self.primary_metric, self.metrics)
+        if not self.tasks:
+            raise ConfigError("task.tasks", "name two or more task configs, e.g. [rotten_tomatoes,bbc_news]")
+        repeated = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
+        if repeated:
+            raise ConfigError("task.tasks", f"each task may appear once; repeated: {', '.join(repeated)}")
+        for name in self.tasks:
+            sub = self.subtasks.get(name)
+            if not isinstance(sub, TaskConfig):
+                raise ConfigError("task.tasks", f"'{name}' was not resolved to a task config (conf/task/{name}.yaml)")
+            if sub.kind not in MULTITASK_KINDS:
+                raise ConfigError(
+                    "task.tasks", f"'{name}' is a {sub.kind} task; multitask trains {', '.join(MULTITASK_KINDS)} tasks"
+                )
+            try:
+                sub.check()
+            except ConfigError as e:
+                inner = e.key.removeprefix("task.")
+                raise ConfigError(f"task.subtasks.{name}.{inner}", str(e).split(": ", 1)[1]) from None
+            if not sub.greater_is_better:
+                raise ConfigError(
+                    f"task.subtasks.{name}.primary_metric",
+                    f"'{sub.primary_metric}' is lower-is-better, so it cannot enter the mean; pick another metric",
                 )
 
     def _check_long_text(self) -> None:
@@ -664,6 +710,8 @@ class RunConfig:
                 "once per example; use head, tail or head_tail",
             )
         self._check_distill()
+        if self.task.kind == "multitask":
+            self._check_multitask()
         if self.finetune.head == "bilstm" and self.task.kind != "token_classification":
             raise ConfigError("finetune.head", "'bilstm' is a head for token_classification tasks")
         if self.model.family == "tfidf_logreg":
@@ -679,6 +727,21 @@ class RunConfig:
             raise ConfigError("model", "the student of finetune=distill is an encoder (e.g. model=minilm_l6)")
         if self.task.long_text == "chunks":
             raise ConfigError("task.long_text", "distill takes one window per text: use head, tail or head_tail")
+
+    def _check_multitask(self) -> None:
+        if self.finetune.strategy == "feature_based":
+            raise ConfigError(
+                "finetune.strategy",
+                "feature_based heads are single-task; with task=multitask use full, frozen, top_k, gradual_unfreeze "
+                "or lora",
+            )
+        if self.trainer.strategy in ("ddp", "ddp_spawn", "ddp_fork"):
+            raise ConfigError(
+                "trainer.strategy",
+                f"a multitask step trains one task's head and leaves the others without gradients, which plain "
+                f"{self.trainer.strategy} refuses; use "
+                f"trainer.strategy={self.trainer.strategy}_find_unused_parameters_true",
+            )
 
     def _check_tfidf(self) -> None:
         if self.task.kind != "sequence_classification":

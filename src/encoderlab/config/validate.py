@@ -61,5 +61,9 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     except OmegaConfBaseException as e:
         raise ConfigError(getattr(e, "full_key", None) or "?", str(e).splitlines()[0]) from None
     assert isinstance(run, RunConfig)
+    if run.task.kind == "multitask":
+        from encoderlab.config.subtasks import resolve_subtasks
+
+        run.task.subtasks = resolve_subtasks(plain)
     run.check()
     return run

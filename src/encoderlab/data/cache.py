@@ -34,6 +34,11 @@ _NOT_DATA = {
     "n_best_size",
     "max_answer_length",
     "null_score_diff_threshold",
+    # multitask: which tasks train together and how batches are drawn (each sub-task has its own fingerprint)
+    "tasks",
+    "sampling",
+    "temperature",
+    "subtasks",
 }
 
 

@@ -49,6 +49,7 @@ class EncoderDataModule(pl.LightningDataModule):
         speed: SpeedConfig,
         seed: int = 0,
         lengths: dict[str, list[int]] | None = None,
+        batching=None,
     ):
         super().__init__()
         self.rows = {k: RowDataset(to_rows(v)) for k, v in splits.items()}
@@ -58,6 +59,8 @@ class EncoderDataModule(pl.LightningDataModule):
         self.speed = speed
         self.seed = seed
         self.lengths = lengths or {k: _lengths(v.rows) for k, v in self.rows.items()}
+        # multitask: a data.multitask.TaskBatching, so that every batch holds the rows of one task
+        self.batching = batching
         self._train_sampler: BucketBatchSampler | None = None
         self._resume: dict | None = None  # from a checkpoint: applied to the next train loader
 
@@ -71,7 +74,8 @@ class EncoderDataModule(pl.LightningDataModule):
         data = self.rows["train"]
         lengths = self.lengths.get("train") or [0] * len(data)
         world, rank = self._world()
-        sampler = BucketBatchSampler(
+        make = self.batching.train_sampler if self.batching is not None else BucketBatchSampler
+        sampler = make(
             lengths,
             self.batch_size,
             seed=self.seed,
@@ -104,7 +108,9 @@ class EncoderDataModule(pl.LightningDataModule):
         data = self.rows[split]
         lengths = self.lengths.get(split) or [1] * len(data)  # no lengths: batches in row order
         world, rank = self._world()
-        if world > 1:  # every rank evaluates its own batches; torchmetrics gathers the states, each row once
+        if self.batching is not None:
+            batches = self.batching.eval_batches(split, lengths, self.eval_batch_size, world, rank)
+        elif world > 1:  # every rank evaluates its own batches; torchmetrics gathers the states, each row once
             batches = eval_shard(lengths, self.eval_batch_size, world, rank, split)
         else:
             batches = sorted_batches(lengths, self.eval_batch_size)

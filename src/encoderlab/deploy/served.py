@@ -137,6 +137,12 @@ def describe_hf(folder: Path) -> dict:
         return {"kind": kind, "label_names": names, "feature": True}
     cfg_file = folder / "config.json"
     if not cfg_file.is_file():
+        per_task = sorted(d.name for d in folder.glob("*") if (d / "config.json").is_file())
+        if per_task:  # a multitask run: one model per task
+            raise ServeError(
+                f"'{folder}' holds one model per task of a multitask run: give one of them, "
+                + ", ".join(str(folder / name) for name in per_task)
+            )
         raise ServeError(
             f"'{folder}' is not a model export: it has neither config.json nor feature_head.json; {_hint()}"
         )

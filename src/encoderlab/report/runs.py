@@ -170,6 +170,37 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunRecord:
     )
 
 
+def select_task(records: Sequence[RunRecord], task: str) -> list[RunRecord]:
+    """The runs of ``task`` alone, and each multitask run that trained it, reduced to that task's own metrics
+    (``test/<task>/accuracy`` becomes ``test/accuracy``): single-task vs multitask, side by side."""
+    out = []
+    for record in records:
+        s = record.summary
+        if s.get("task") == task and s.get("kind") != "multitask":
+            out.append(record)
+            continue
+        data = s.get("data") if isinstance(s.get("data"), Mapping) else {}
+        own = (data.get("tasks") or {}).get(task) if s.get("kind") == "multitask" else None
+        if not isinstance(own, Mapping):
+            continue
+        prefix = f"{task}/"
+        sizes = {k: v.get(task) for k, v in (data.get("sizes") or {}).items() if isinstance(v, Mapping)}
+        summary = dict(s) | {
+            "task": task,
+            "primary_metric": own.get("primary_metric"),
+            "greater_is_better": True,  # a multitask run refuses lower-is-better primary metrics
+            "data": dict(own) | {"sizes": sizes},
+        }
+        for split in SPLITS:
+            values = s.get(split) if isinstance(s.get(split), Mapping) else {}
+            summary[split] = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
+        out.append(RunRecord(record.run_dir, summary, record.config, record.overrides, record.metrics_csv))
+    if not out:
+        tasks = sorted({str(r.summary.get("task")) for r in records})
+        raise EncoderlabError(f"--task {task}: no run trained it; tasks of these runs: {', '.join(tasks)}")
+    return out
+
+
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dict -> dotted keys; lists become JSON text so every value is hashable and comparable."""
     out: dict[str, Any] = {}
