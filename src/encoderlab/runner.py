@@ -335,7 +335,8 @@ def _check_val_interval(run: RunConfig, train_rows: int) -> None:
     """Lightning refuses a val_check_interval (in steps) longer than an epoch only once the run has started."""
     t = run.trainer
     steps = t.extra.get("val_check_interval", t.val_check_interval)
-    if not isinstance(steps, int) or isinstance(steps, bool) or t.check_val_every_n_epoch is None:
+    every_n_epochs = t.extra.get("check_val_every_n_epoch", t.check_val_every_n_epoch)  # extra wins, as in Lightning's
+    if not isinstance(steps, int) or isinstance(steps, bool) or every_n_epochs is None:
         return
     batches = max(1, -(-train_rows // run.batch_size))
     if steps > batches:

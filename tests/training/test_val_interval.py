@@ -26,4 +26,5 @@ def test_a_step_interval_longer_than_an_epoch_names_the_fix():
     assert e.value.key == "trainer.val_check_interval"
     assert "check_val_every_n_epoch=null" in str(e.value) and "32 batches" in str(e.value)
     _check_val_interval(_run(check_val_every_n_epoch=None, extra={"val_check_interval": 500}), train_rows=1000)
+    _check_val_interval(_run(extra={"val_check_interval": 500, "check_val_every_n_epoch": None}), train_rows=1000)
     _check_val_interval(_run(extra={"val_check_interval": 0.5}), train_rows=1000)  # a fraction of an epoch
