@@ -60,3 +60,12 @@ def test_benchmark_script_runs_in_its_tiny_mode(script, tmp_path):
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert last_words in proc.stdout
+
+
+def test_gpu_check_exits_cleanly_without_a_gpu(tmp_path):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHON=sys.executable)
+    proc = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu_check.sh")], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    assert "no CUDA GPU" in proc.stdout
