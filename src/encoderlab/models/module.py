@@ -41,7 +41,8 @@ class EncoderModule(pl.LightningModule):
         # as integers, which is wrong when ranks evaluate different numbers of rows (they do: no repeated rows)
         self.eval_loss = nn.ModuleDict({s: MeanMetric().set_dtype(torch.float64) for s in STAGES})
         self.samples_seen = 0
-        self.tokens_seen = 0
+        self._tokens: list[torch.Tensor] = []  # per-batch counts, read once: reading each would sync a GPU every step
+        self._tokens_read = 0
         self.train_time = 0.0
         self._t0: float | None = None
 
@@ -75,7 +76,17 @@ class EncoderModule(pl.LightningModule):
             self.train_time += time.perf_counter() - self._t0
         self.samples_seen += _batch_size(batch)
         if "attention_mask" in batch:
-            self.tokens_seen += int(batch["attention_mask"].sum())
+            self._tokens.append(batch["attention_mask"].sum())
+            if len(self._tokens) >= 256:
+                self._tokens = [torch.stack(self._tokens).sum()]
+
+    @property
+    def tokens_seen(self) -> int:
+        """Non-padding tokens trained on so far."""
+        if self._tokens:
+            self._tokens_read += int(torch.stack(self._tokens).sum())
+            self._tokens = []
+        return self._tokens_read
 
     def _eval_step(self, stage: str, batch) -> None:
         loss, outputs = self.step(batch)
