@@ -399,11 +399,7 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
         prec = ["precision=bf16-mixed"] if bf else []
         add(lambda bf=bf, p=p: hf_side(f"HF Trainer, dynamic padding,{p}", s, b, False, bf, dev, n, m, ev))
         add(lambda prec=prec, p=p: encoderlab_side(f"encoderlab, buckets,{p}", s, b, [*subset, *prec], dev, ev))
-        add(
-            lambda prec=prec, p=p: plain_side(
-                f"plain PyTorch loop, same batches/optimizer,{p}", s, b, [*subset, *prec], dev
-            )
-        )
+        add(lambda prec=prec, p=p: plain_side(f"plain PyTorch loop,{p}", s, b, [*subset, *prec], dev))
     frozen = [*subset, "finetune=frozen"] + ([] if args.no_bf16 else ["precision=bf16-mixed"])
     add(
         lambda: encoderlab_side(
