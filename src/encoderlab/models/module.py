@@ -117,7 +117,8 @@ class EncoderModule(pl.LightningModule):
     def configure_optimizers(self):
         opt = optimizer_config(self.run)
         groups = build_param_groups(self.network, opt, self.n_layers)
-        optimizer = build_optimizer(groups, opt)
+        # fp16 with a loss scaler: the scaler unscales before clipping, which a fused kernel would do itself
+        optimizer = build_optimizer(groups, opt, fused=self.run.precision not in ("16-mixed", "16"))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = build_scheduler(optimizer, self.run.scheduler, total)
         if self.run.finetune.strategy == "gradual_unfreeze":
@@ -125,6 +126,19 @@ class EncoderModule(pl.LightningModule):
             self.unfreezer = GradualUnfreezer.from_config(self.run.finetune, self.n_layers, total, per_epoch)
             log.info("gradual unfreezing: thaws at optimizer steps %s of %d", list(self.unfreezer.thaw_steps), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Lightning's clipping, also for a fused optimizer under bf16-mixed: Lightning refuses any optimizer that
+        unscales gradients itself under mixed precision, though without a loss scaler (bf16) there is nothing to
+        unscale and the gradients are the true ones, as in fp32."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if not gradient_clip_val or scaler is not None:
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
 
 
 def optimizer_config(run: RunConfig) -> OptimizerConfig:

@@ -126,28 +126,30 @@ def resolved(cfg: OptimizerConfig) -> tuple[float, bool]:
     return eps, bias_correction
 
 
-def _adamw(groups: list[dict], cfg: OptimizerConfig) -> Optimizer:
-    """``torch.optim.AdamW`` when bias-corrected, else :class:`BertAdamW` without the correction."""
+def _adamw(groups: list[dict], cfg: OptimizerConfig, fused: bool = True) -> Optimizer:
+    """``torch.optim.AdamW`` when bias-corrected (fused when ``fused`` and the parameters allow it, else foreach),
+    else :class:`BertAdamW` without the correction."""
     eps, bias_correction = resolved(cfg)
     common = dict(lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=eps, weight_decay=cfg.weight_decay)
     if bias_correction:
         # fused: one kernel per parameter for the whole update, the same math up to float rounding
-        fused = _fused_ok(groups)
+        fused = fused and _fused_ok(groups)
         return torch.optim.AdamW(groups, fused=fused, foreach=None if fused else True, **common)
     return BertAdamW(groups, bias_correction=False, **common)
 
 
-OPTIMIZERS: dict[str, Callable[[list[dict], OptimizerConfig], Optimizer]] = {
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "adamw": _adamw,
     "adamw_bert": _adamw,  # the same update; only the defaults above differ
 }
 
 
-def build_optimizer(groups: list[dict], cfg: OptimizerConfig) -> Optimizer:
+def build_optimizer(groups: list[dict], cfg: OptimizerConfig, fused: bool = True) -> Optimizer:
     """The optimizer named by ``cfg.name`` over ``groups`` (from :func:`build_param_groups`).
 
     Per-group keys (``lr``, ``weight_decay``, ``layer_id``, ``base_lr``, ...) override the config's defaults
-    and stay in ``optimizer.param_groups``.
+    and stay in ``optimizer.param_groups``. ``fused=False`` keeps torch's fused kernel out (a loss scaler must unscale
+    the gradients before they are clipped, which the fused kernel would do itself, after).
     """
     check_choice("optimizer.name", cfg.name, OPTIMIZERS)
-    return OPTIMIZERS[cfg.name](groups, cfg)
+    return OPTIMIZERS[cfg.name](groups, cfg, fused=fused)
