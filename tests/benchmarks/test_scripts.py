@@ -12,13 +12,15 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 TINY = {
     "finetune_throughput.py": (
-        ["--steps", "2", "--batch", "4", "--no-bf16", "--max-train-samples", "32", "--frozen-steps-factor", "1"],
-        "ratios against 'HF Trainer, dynamic padding'",
+        ["--steps", "2", "--batch", "4", "--no-bf16", "--max-train-samples", "32", "--frozen-steps-factor", "1"]
+        + ["--max-eval-samples", "16"],
+        "framework overhead vs plain loop",  # the plain PyTorch loop and the evaluation rows ran too
     ),
     "pretrain_throughput.py": (
         ["--steps", "2", "--rounds", "1", "--warmup", "0", "--size", "tiny", "--max-documents", "20"]
-        + ["--batch-size", "4", "--max-seq-length", "32", "--device", "cpu"],
-        "speed-up (ours / baseline)",
+        + ["--batch-size", "4", "--max-seq-length", "32", "--device", "cpu", "--quality-seconds", "0"]
+        + ["--eval-blocks", "8"],
+        "held-out MLM accuracy after",
     ),
     "inference_throughput.py": (
         ["--train-samples", "32", "--limit", "16", "--batch-size", "8"],
@@ -66,3 +68,12 @@ def test_benchmark_script_runs_in_its_tiny_mode(script, tmp_path):
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert last_words in proc.stdout
+
+
+def test_gpu_check_exits_cleanly_without_a_gpu(tmp_path):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHON=sys.executable)
+    proc = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu_check.sh")], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    assert "no CUDA GPU" in proc.stdout

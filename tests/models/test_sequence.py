@@ -358,3 +358,40 @@ def test_regression_predicts_one_number_and_exports_a_regression_head(tokenizer,
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, module.logits(batch), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_gradients_reach_the_fused_optimizer_clipped_in_every_precision(prepared, tokenizer, precision):
+    """Lightning refuses to clip for a fused optimizer under mixed precision; bf16 has no loss scaler, so the module
+    clips itself: the optimizer sees gradients whose total norm is the clip value."""
+    run = make_run("full")
+    torch.manual_seed(0)
+    module = kind.build(run, prepared, tokenizer)
+    norms: list[float] = []
+
+    class Watch(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            opt = trainer.optimizers[0]
+            assert opt.defaults.get("fused") is True
+            params = [p for g in opt.param_groups for p in g["params"]]
+
+            def seen(optimizer, args, kwargs):
+                grads = [p.grad for p in params if p.grad is not None]
+                norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+            opt.register_step_post_hook(seen)  # Lightning runs the backward inside step(closure)
+
+    dm = EncoderDataModule(prepared.datasets, prepared.collator, 8, 16, run.speed, seed=0)
+    pl.Trainer(
+        max_steps=3,
+        precision=precision,
+        gradient_clip_val=1e-3,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Watch()],
+        accelerator="cpu",
+    ).fit(module, datamodule=dm)
+    assert len(norms) == 3 and all(n == pytest.approx(1e-3, rel=1e-3) for n in norms)

@@ -146,3 +146,53 @@ def test_unknown_optimizer_name_names_the_key_and_the_choices():
     with pytest.raises(ConfigError, match="adamw_bert") as err:
         build_optimizer([{"params": [torch.nn.Parameter(torch.ones(1))]}], OptimizerConfig(name="sgd"))
     assert err.value.key == "optimizer.name"
+
+
+def test_built_adamw_matches_the_per_tensor_update_within_float_noise():
+    """The whole-tensor kernels (fused AdamW, foreach BertAdamW) change speed, not the training math."""
+
+    def train(make, steps=20):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Embedding(50, 8), torch.nn.Flatten(), torch.nn.Linear(24, 2))
+        groups = [
+            {"params": list(net[0].parameters()), "lr": 1e-2, "weight_decay": 0.0},
+            {"params": list(net[2].parameters()), "lr": 3e-2, "weight_decay": 0.1},
+        ]
+        opt = make(groups)
+        x, y = torch.randint(0, 50, (16, 3)), torch.randint(0, 2, (16,))
+        for _ in range(steps):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+        return [p.detach() for p in net.parameters()]
+
+    for cfg, ref in [
+        (OptimizerConfig(name="adamw"), lambda g: torch.optim.AdamW(g, eps=1e-8, foreach=False)),
+        (
+            OptimizerConfig(name="adamw_bert"),
+            lambda g: _PerTensorBertAdamW(g, eps=1e-6, weight_decay=0.0, bias_correction=False),
+        ),
+    ]:
+        ours = train(lambda g, cfg=cfg: build_optimizer(g, cfg))
+        for a, b in zip(ours, train(ref), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+class _PerTensorBertAdamW(torch.optim.Optimizer):
+    """The uncorrected BERT update written one tensor at a time: the reference for the foreach kernels."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, bias_correction=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            (b1, b2), lr = group["betas"], group["lr"]
+            for p in group["params"]:
+                st = self.state[p]
+                if not st:
+                    st["m"], st["v"] = torch.zeros_like(p), torch.zeros_like(p)
+                st["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
+                st["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                p.mul_(1 - lr * group["weight_decay"])
+                p.addcdiv_(st["m"], st["v"].sqrt().add_(group["eps"]), value=-lr)

@@ -41,7 +41,8 @@ class EncoderModule(pl.LightningModule):
         # as integers, which is wrong when ranks evaluate different numbers of rows (they do: no repeated rows)
         self.eval_loss = nn.ModuleDict({s: MeanMetric().set_dtype(torch.float64) for s in STAGES})
         self.samples_seen = 0
-        self.tokens_seen = 0
+        self._tokens: list[torch.Tensor] = []  # per-batch counts, read once: reading each would sync a GPU every step
+        self._tokens_read = 0
         self.train_time = 0.0
         self._t0: float | None = None
         # inference speed on the test split (forward + metrics, eval_batch_size): predict samples/s in summary.json
@@ -78,7 +79,17 @@ class EncoderModule(pl.LightningModule):
             self.train_time += time.perf_counter() - self._t0
         self.samples_seen += _batch_size(batch)
         if "attention_mask" in batch:
-            self.tokens_seen += int(batch["attention_mask"].sum())
+            self._tokens.append(batch["attention_mask"].sum())
+            if len(self._tokens) >= 256:
+                self._tokens = [torch.stack(self._tokens).sum()]
+
+    @property
+    def tokens_seen(self) -> int:
+        """Non-padding tokens trained on so far."""
+        if self._tokens:
+            self._tokens_read += int(torch.stack(self._tokens).sum())
+            self._tokens = []
+        return self._tokens_read
 
     def on_test_batch_start(self, batch, batch_idx, dataloader_idx=0):
         self._t0 = time.perf_counter()
@@ -120,7 +131,8 @@ class EncoderModule(pl.LightningModule):
     def configure_optimizers(self):
         opt = optimizer_config(self.run)
         groups = build_param_groups(self.network, opt, self.n_layers)
-        optimizer = build_optimizer(groups, opt)
+        # fp16 with a loss scaler: the scaler unscales before clipping, which a fused kernel would do itself
+        optimizer = build_optimizer(groups, opt, fused=self.run.precision not in ("16-mixed", "16"))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = build_scheduler(optimizer, self.run.scheduler, total)
         if self.run.finetune.strategy == "gradual_unfreeze":
@@ -128,6 +140,19 @@ class EncoderModule(pl.LightningModule):
             self.unfreezer = GradualUnfreezer.from_config(self.run.finetune, self.n_layers, total, per_epoch)
             log.info("gradual unfreezing: thaws at optimizer steps %s of %d", list(self.unfreezer.thaw_steps), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Lightning's clipping, also for a fused optimizer under bf16-mixed: Lightning refuses any optimizer that
+        unscales gradients itself under mixed precision, though without a loss scaler (bf16) there is nothing to
+        unscale and the gradients are the true ones, as in fp32."""
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if not gradient_clip_val or scaler is not None:
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
 
 
 def optimizer_config(run: RunConfig) -> OptimizerConfig:

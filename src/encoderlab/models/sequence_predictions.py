@@ -1,7 +1,7 @@
 """``predictions_test.jsonl`` for sequence classification and regression: one line per test example with its
 text, the gold label, the prediction and (classification) the class probabilities, for error analysis.
 
-The test set is scored once more in its own order (the evaluation loader sorts by length), with the weights that
+The test set is scored once more (in length-sorted batches, put back in its own order), with the weights that
 ``trainer.test`` used. Texts come from the raw test split, read and filtered as ``prepare`` did.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from encoderlab.data.collate import sorted_batches
 from encoderlab.kinds import Prepared
 
 log = logging.getLogger(__name__)
@@ -24,20 +25,32 @@ def _to(batch: dict, device) -> dict:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def split_logits(module, prepared: Prepared, batch_size: int, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits [N, C], labels [N]) of ``split`` in dataset order."""
+    """(logits [N, C], labels [N]) of ``split`` in dataset order.
+
+    Batches are formed in length order (least padding), in the run's precision (bf16 autocast for bf16 runs, as in
+    its evaluation); rows go back to dataset order at the end.
+    """
     rows = prepared.datasets[split]
     rows = rows.to_list() if hasattr(rows, "to_list") else list(rows)
+    lengths = [len(r["input_ids"]) if "input_ids" in r else 0 for r in rows]
+    bf16 = module.run.precision.startswith("bf16")
     was_training = module.training
     module.eval()
-    logits, labels = [], []
-    for i in range(0, len(rows), batch_size):
-        batch = _to(prepared.collator(rows[i : i + batch_size]), module.device)
-        logits.append(module.logits(batch).float().cpu())
+    logits, labels, order = [], [], []
+    for idx in sorted_batches(lengths, batch_size):
+        batch = _to(prepared.collator([rows[i] for i in idx]), module.device)
+        with torch.autocast(module.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits.append(module.logits(batch).float().cpu())
         labels.append(batch["labels"].cpu())
+        order += idx
     module.train(was_training)
-    return torch.cat(logits), torch.cat(labels)
+    if not order:
+        return torch.zeros(0), torch.zeros(0, dtype=torch.long)
+    back = torch.empty(len(order), dtype=torch.long)
+    back[torch.tensor(order)] = torch.arange(len(order))
+    return torch.cat(logits)[back], torch.cat(labels)[back]
 
 
 def split_texts(run, n: int) -> list[dict] | None:
