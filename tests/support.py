@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from encoderlab.config.schema import TaskConfig
+from encoderlab.config.schema import ModelConfig, TaskConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -51,3 +51,11 @@ def ratings_task(**kw) -> TaskConfig:
         primary_metric="pearson",
     )
     return TaskConfig(**(base | kw))
+
+
+def tiny_model(**kw) -> ModelConfig:
+    """A randomly initialised 2-layer BERT of hidden size 32: learns the fixtures' tasks in seconds."""
+    base = dict(
+        name="tiny", from_scratch=True, num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64
+    )
+    return ModelConfig(**(base | kw))

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import FIXTURES, reviews_task
+from support import FIXTURES, reviews_task, tiny_model
 
-from encoderlab.config.schema import CallbacksConfig, ModelConfig, OptimizerConfig, RunConfig, TaskConfig, TrainerConfig
+from encoderlab.config.schema import CallbacksConfig, OptimizerConfig, RunConfig, TaskConfig, TrainerConfig
 from encoderlab.data.multitask import MultiTaskBatchSampler, TaskBatching, task_probabilities
 from encoderlab.errors import ConfigError
 
@@ -152,15 +152,7 @@ def multitask_run(tmp_path, subtasks: dict[str, TaskConfig], strategy: str = "fu
     )
     run = RunConfig(
         task=task,
-        model=ModelConfig(
-            name="tiny",
-            from_scratch=True,
-            num_hidden_layers=2,
-            hidden_size=32,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=128,
-        ),
+        model=tiny_model(max_position_embeddings=128),
         optimizer=OptimizerConfig(lr=3e-3),
         trainer=TrainerConfig(max_epochs=6, accelerator="cpu", devices=1, enable_progress_bar=False),
         callbacks=CallbacksConfig(early_stopping=False, rich_progress=False),

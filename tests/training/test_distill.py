@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import reviews_task
+from support import reviews_task, tiny_model
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from encoderlab.config.schema import (
     CallbacksConfig,
     DistillConfig,
     FinetuneConfig,
-    ModelConfig,
     OptimizerConfig,
     PathsConfig,
     RunConfig,
@@ -54,14 +53,7 @@ def make_run(data: Path, cache: Path, layers: int = 4, epochs: int = 6, **distil
     )
     run = RunConfig(
         task=task,
-        model=ModelConfig(
-            name="tiny",
-            from_scratch=True,
-            num_hidden_layers=layers,
-            hidden_size=H,
-            num_attention_heads=2,
-            intermediate_size=64,
-        ),
+        model=tiny_model(num_hidden_layers=layers, hidden_size=H),
         finetune=FinetuneConfig(strategy="distill" if distill else "full"),
         distill=DistillConfig(**({"temperature": 2.0, "alpha": 0.5} | distill)) if distill else DistillConfig(),
         optimizer=OptimizerConfig(lr=3e-3),
