@@ -59,3 +59,37 @@ def tiny_model(**kw) -> ModelConfig:
         name="tiny", from_scratch=True, num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64
     )
     return ModelConfig(**(base | kw))
+
+
+def keyword_csv(path: Path, n: int = 240, filler_words: int = 6) -> Path:
+    """Random filler words and one keyword that decides the label (``text,label``, pos/neg alternating):
+    learnable only through the encoder, in seconds by a tiny model."""
+    import csv
+    import random
+
+    rng = random.Random(0)
+    filler = "the a movie film plot actor scene story time long short old new some many".split()
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(n):
+            words = [rng.choice(filler) for _ in range(filler_words)]
+            words.insert(rng.randrange(filler_words + 1), "wonderful" if i % 2 else "terrible")
+            w.writerow([" ".join(words), "pos" if i % 2 else "neg"])
+    return path
+
+
+def keyword_task(path: Path, **kw) -> TaskConfig:
+    """A :func:`keyword_csv` file as a task, split 60/20/20."""
+    return reviews_task(
+        **(
+            {
+                "name": "keywords",
+                "data_files": {"train": str(path)},
+                "text_fields": ["text"],
+                "label_field": "label",
+                "max_seq_length": 16,
+            }
+            | kw
+        )
+    )

@@ -341,7 +341,10 @@ class FinetuneConfig:
     """Which weights learn: the freezing strategy."""
 
     strategy: str = "full"
-    pooling: Optional[str] = None  # frozen / feature_based sentence vector; null: model.pooling
+    # the sentence vector: frozen / feature_based read it (null: model.pooling); with a strategy that trains the
+    # encoder (full, top_k, gradual_unfreeze), cls | mean put a linear head on that vector of the last layer instead
+    # of the model's own *ForSequenceClassification head (null), exported as a feature-based model
+    pooling: Optional[str] = None
     layers: str = "last"  # feature_based: which hidden states (BERT Table 7)
     head: str = "linear"  # feature_based: linear | mlp | bilstm (bilstm: token tasks)
     head_hidden_size: int = 256
@@ -368,6 +371,12 @@ class FinetuneConfig:
         check_choice("finetune.strategy", self.strategy, STRATEGIES)
         if self.pooling is not None:
             check_choice("finetune.pooling", self.pooling, POOLINGS)
+            if self.strategy in ("lora", "distill") and self.pooling != "pooler":
+                raise ConfigError(
+                    "finetune.pooling",
+                    f"finetune={self.strategy} trains the model's own classification head: leave "
+                    "finetune.pooling=null (a pooled head trains with finetune=full, top_k or gradual_unfreeze)",
+                )
         check_choice("finetune.layers", self.layers, FEATURE_LAYERS)
         check_choice("finetune.head", self.head, HEADS)
         if self.k < 1:

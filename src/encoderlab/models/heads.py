@@ -138,8 +138,10 @@ class FeatureModel(nn.Module):
         )
         if self.pooling == "pooler":
             return out.pooler_output[:, None, :]
-        layers = range(len(out.hidden_states)) if all_layers else self.layers
-        hidden = torch.stack([out.hidden_states[i] for i in layers], dim=2)  # [B, T, n, H]
+        # the last layer as the model outputs it: pre-LayerNorm models (RoBERTa-PreLN) normalise after the last block
+        states = (*out.hidden_states[:-1], out.last_hidden_state)
+        layers = range(len(states)) if all_layers else self.layers
+        hidden = torch.stack([states[i] for i in layers], dim=2)  # [B, T, n, H]
         if self.pooling is None:
             return hidden
         return pool(hidden, attention_mask, self.pooling)
@@ -150,3 +152,30 @@ class FeatureModel(nn.Module):
             feats = self.encode(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
         mask = batch.get("attention_mask") if self.pooling is None else None
         return self.head(feats, mask)
+
+
+class PooledModel(nn.Module):
+    """A *trainable* encoder with a linear classifier on its last layer's [CLS] vector or mean over real tokens.
+
+    ``finetune.pooling=cls|mean`` with a strategy that trains the encoder (full, top_k, gradual_unfreeze): the
+    sentence vector of sentence-transformers, fine-tuned end to end, instead of the model's own
+    ``*ForSequenceClassification`` head (BERT's pooler on [CLS]). It matters for encoders whose [CLS] was never
+    trained, such as one pre-trained by masked-LM alone. Same attributes as :class:`FeatureModel`, so it exports
+    the same way (``hf/encoder`` + the head) and :func:`encoderlab.models.sequence.load_feature_model` reloads it.
+    """
+
+    def __init__(self, encoder: nn.Module, head: FeatureHead, pooling: str):
+        super().__init__()
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # unused by this head: no weights without gradients (DDP, weight decay)
+        self.encoder = encoder
+        self.head = head
+        self.layers = [encoder.config.num_hidden_layers]
+        self.pooling = pooling
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        mask = batch["attention_mask"]
+        hidden = self.encoder(
+            input_ids=batch["input_ids"], attention_mask=mask, token_type_ids=batch.get("token_type_ids")
+        ).last_hidden_state
+        return self.head(pool(hidden[:, :, None, :], mask, self.pooling))

@@ -18,7 +18,7 @@ from encoderlab.errors import ConfigError
 from encoderlab.kinds import Kind, Prepared
 from encoderlab.models.distill import DistillSequenceModule, keep_layers, student_layer_indices
 from encoderlab.models.encoder import build_config, build_model, check_length, save_pretrained
-from encoderlab.models.heads import FeatureHead, FeatureModel, layer_indices
+from encoderlab.models.heads import FeatureHead, FeatureModel, PooledModel, layer_indices
 from encoderlab.models.module import ChunkedSequenceModule, SequenceModule
 from encoderlab.training.lora import apply_strategy, merged
 
@@ -80,6 +80,14 @@ def feature_model(run: RunConfig, config, num_outputs: int, token_level: bool = 
     return FeatureModel(encoder, head_mod, idx, pooling)
 
 
+def pooled_model(run: RunConfig, config, num_outputs: int) -> PooledModel:
+    """``finetune.pooling=cls|mean`` with a strategy that trains the encoder: see :class:`PooledModel`."""
+    ft = run.finetune
+    encoder = build_model(run.model, AutoModel, config)
+    head = FeatureHead(1, config.hidden_size, num_outputs, "single", "linear", dropout=config.hidden_dropout_prob)
+    return PooledModel(encoder, head, ft.pooling)
+
+
 def build(run: RunConfig, prepared: Prepared, tokenizer) -> SequenceModule:
     names = prepared.meta.get("label_names")
     num_labels = len(names) if names else 1
@@ -92,6 +100,8 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> SequenceModule:
     check_length(run.task.max_seq_length, config)
     if run.finetune.frozen_encoder:
         network: nn.Module = feature_model(run, config, num_labels)
+    elif run.finetune.pooling in ("cls", "mean"):  # a trainable encoder with a pooled linear head
+        network = apply_strategy(pooled_model(run, config, num_labels), run.finetune, config.num_hidden_layers)
     else:
         network = build_model(run.model, AutoModelForSequenceClassification, config)
         if run.finetune.strategy == "distill":  # the student; with student_layers, model.path is the teacher's hf/
@@ -105,7 +115,7 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> SequenceModule:
     return cls(network, run, num_labels, n_layers=config.num_hidden_layers)
 
 
-def export_feature_model(network: FeatureModel, tokenizer, out: Path, meta: dict) -> None:
+def export_feature_model(network: FeatureModel | PooledModel, tokenizer, out: Path, meta: dict) -> None:
     """The frozen encoder in ``out/encoder`` (Hugging Face format) and the trained head beside it.
 
     ``out`` itself holds no config.json on purpose: ``transformers.pipeline`` would otherwise load the encoder with
@@ -127,7 +137,7 @@ def export_feature_model(network: FeatureModel, tokenizer, out: Path, meta: dict
     }
     (out / "feature_head.json").write_text(json.dumps(desc, indent=2))
     (out / "README.md").write_text(
-        "A frozen encoder (encoder/) with a trained feature-based head (feature_head.pt). Load both with\n\n"
+        "An encoder (encoder/) with a trained head on its pooled hidden states (feature_head.pt). Load both with\n\n"
         "    from encoderlab.models.sequence import load_feature_model\n"
         "    model, tokenizer, desc = load_feature_model(PATH)\n"
         "    logits = model(tokenizer(texts, return_tensors='pt', padding=True))\n"
@@ -156,6 +166,9 @@ def load_feature_model(path: str | Path) -> tuple[FeatureModel, object, dict]:
 
 def export(module: SequenceModule, tokenizer, out: Path, prepared: Prepared) -> None:
     net = module.network
+    if isinstance(net, PooledModel):  # no Hugging Face class has this head: exported as a feature-based model
+        export_feature_model(net, tokenizer, out, {"label_names": prepared.meta.get("label_names")})
+        return
     if not isinstance(net, FeatureModel):
         save_pretrained(merged(net), tokenizer, out)  # LoRA adapters folded into the weights
         return
