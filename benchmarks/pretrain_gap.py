@@ -43,7 +43,9 @@ class Classifier(nn.Module):
         return self.out(self.dropout(x))
 
 
-def finetune(path: str, data, pretrained: bool, pooling: str, lr: float, epochs: int, batch: int, seed: int) -> float:
+def finetune(
+    path: str, data, pretrained: bool, pooling: str, lr: float, epochs: int, batch: int, seed: int, emb_scale: float
+) -> float:
     """Best validation accuracy over ``epochs`` (AdamW, weight decay 0.01, 10% warmup, linear decay, dropout 0.1)."""
     from transformers import AutoConfig, AutoModel
 
@@ -52,7 +54,12 @@ def finetune(path: str, data, pretrained: bool, pooling: str, lr: float, epochs:
     config = AutoConfig.from_pretrained(path, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
     encoder = AutoModel.from_pretrained(path, config=config) if pretrained else AutoModel.from_config(config)
     model = Classifier(encoder, pooling)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    # the embeddings at emb_scale x lr (0: frozen), everything else at lr
+    emb = list(encoder.embeddings.parameters())
+    rest = [p for p in model.parameters() if all(p is not q for q in emb)]
+    groups = [{"params": rest, "lr": lr}] + ([{"params": emb, "lr": lr * emb_scale}] if emb_scale > 0 else [])
+    encoder.embeddings.requires_grad_(emb_scale > 0)
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01)
     steps = max(1, epochs * (len(train) // batch))
     warm = max(1, round(0.1 * steps))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -95,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train", type=int, default=1000, help="training snippets")
     ap.add_argument("--val", type=int, default=1500, help="validation snippets, from the 10,001st on")
     ap.add_argument("--seeds", default="1")
+    ap.add_argument("--embedding-lr-scale", default="1", help="comma-separated: the embeddings' LR / lr (0: frozen)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -110,17 +118,24 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("pretrain_gap.py: --train must be at most 10000 (the validation snippets start there)")
     data = (AutoTokenizer.from_pretrained(args.model_dir), rows[: args.train], rows[10_000 : 10_000 + args.val])
     print(f"{args.model_dir}: {args.train} training snippets, {args.val} validation snippets, {args.epochs} epochs")
-    for pooling in args.pooling.split(","):
-        for lr in (float(x) for x in args.lr.split(",")):
-            for seed in (int(s) for s in args.seeds.split(",")):
-                t0 = time.perf_counter()
-                ours = finetune(args.model_dir, data, True, pooling, lr, args.epochs, args.batch, seed)
-                twin = finetune(args.model_dir, data, False, pooling, lr, args.epochs, args.batch, seed)
-                print(
-                    f"pooling={pooling:4s} lr={lr:g} seed={seed}: pre-trained {100 * ours:.1f}  random init "
-                    f"{100 * twin:.1f}  gap {100 * (ours - twin):+.1f} points  ({time.perf_counter() - t0:.0f} s)",
-                    flush=True,
-                )
+    grid = [
+        (pooling, lr, float(scale), seed)
+        for pooling in args.pooling.split(",")
+        for scale in args.embedding_lr_scale.split(",")
+        for lr in (float(x) for x in args.lr.split(","))
+        for seed in (int(s) for s in args.seeds.split(","))
+    ]
+    for pooling, lr, scale, seed in grid:
+        t0 = time.perf_counter()
+        run = (pooling, lr, args.epochs, args.batch, seed, scale)
+        ours = finetune(args.model_dir, data, True, *run)
+        twin = finetune(args.model_dir, data, False, *run)
+        print(
+            f"pooling={pooling:4s} lr={lr:g} embedding_lr_scale={scale:g} seed={seed}: pre-trained "
+            f"{100 * ours:.1f}  random init "
+            f"{100 * twin:.1f}  gap {100 * (ours - twin):+.1f} points  ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
