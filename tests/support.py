@@ -70,7 +70,7 @@ def keyword_csv(path: Path, n: int = 240, filler_words: int = 6) -> Path:
     rng = random.Random(0)
     filler = "the a movie film plot actor scene story time long short old new some many".split()
     with path.open("w", newline="") as f:
-        w = csv.writer(f)
+        w = csv.writer(f, lineterminator="\n")
         w.writerow(["text", "label"])
         for i in range(n):
             words = [rng.choice(filler) for _ in range(filler_words)]

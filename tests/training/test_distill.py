@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from support import reviews_task, tiny_model
+from support import keyword_csv, reviews_task, tiny_model
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from encoderlab.config.schema import (
@@ -31,20 +30,6 @@ from encoderlab.models import sequence as kind
 torch.set_num_threads(1)
 
 H = 32
-
-
-def _keyword_csv(path: Path, n: int = 240) -> Path:
-    """Random filler words and one keyword that decides the label: learnable only through the encoder."""
-    rng = random.Random(0)
-    filler = "the a movie film plot actor scene story time long short old new some many".split()
-    rows = ["text,label"]
-    for i in range(n):
-        label = i % 2
-        words = [rng.choice(filler) for _ in range(6)]
-        words.insert(rng.randrange(7), "wonderful" if label else "terrible")
-        rows.append(f"{' '.join(words)},{'pos' if label else 'neg'}")
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 def make_run(data: Path, cache: Path, layers: int = 4, epochs: int = 6, **distill) -> RunConfig:
@@ -77,7 +62,7 @@ def execute(run: RunConfig, run_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return _keyword_csv(tmp_path_factory.mktemp("data") / "kw.csv")
+    return keyword_csv(tmp_path_factory.mktemp("data") / "kw.csv")
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,10 @@ tiny run learns a keyword task well above chance."""
 from __future__ import annotations
 
 import json
-import random
-from pathlib import Path
 
 import pytest
 import torch
-from support import reviews_task
+from support import keyword_csv, reviews_task
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from encoderlab.config.schema import (
@@ -133,26 +131,12 @@ def test_merged_export_is_a_plain_model_with_the_same_logits(prepared, tokenizer
         assert got["pos"] == pytest.approx(float(p[1]), abs=1e-4)
 
 
-def _keyword_csv(path: Path, n: int = 240) -> Path:
-    """Random filler words and one keyword that decides the label: learnable only through the encoder."""
-    rng = random.Random(0)
-    filler = "the a movie film plot actor scene story time long short old new some many".split()
-    rows = ["text,label"]
-    for i in range(n):
-        label = i % 2
-        words = [rng.choice(filler) for _ in range(6)]
-        words.insert(rng.randrange(7), "wonderful" if label else "terrible")
-        rows.append(f"{' '.join(words)},{'pos' if label else 'neg'}")
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
 def test_a_tiny_lora_run_learns_and_records_its_trainable_parameters(tmp_path, cache_dir):
     from encoderlab.runner import execute
 
     task = reviews_task(
         name="keywords",
-        data_files={"train": str(_keyword_csv(tmp_path / "kw.csv"))},
+        data_files={"train": str(keyword_csv(tmp_path / "kw.csv"))},
         text_fields=["text"],
         label_field="label",
         max_seq_length=16,
