@@ -283,9 +283,10 @@ def _group_runs(report: Report) -> list[tuple[str, str, list[tuple[str, Any, lis
 def hf_dir(predictions_dir: str | Path) -> Path:
     """The exported model beside a predictions folder: ``<run>/hf``, or ``<run>/hf/<task>`` for a multitask task."""
     folder = Path(predictions_dir)
-    if folder.parent.name == TASKS_DIR:
+    own = folder / "hf"
+    if folder.parent.name == TASKS_DIR and not own.is_dir():
         return folder.parent.parent / "hf" / folder.name
-    return folder / "hf"
+    return own
 
 
 def _explain_mistakes(mistakes: pd.DataFrame) -> list[str]:
