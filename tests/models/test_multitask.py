@@ -207,6 +207,29 @@ def test_a_tiny_multitask_run_learns_each_task_and_logs_per_task_metrics_and_the
     with pytest.raises(ServeError, match="one model per task"):  # encoderlab-predict RUN_DIR names the task folders
         describe_hf(run_dir / "hf")
 
+    # each task's test predictions, in the files a single-task run of its kind writes, scored as the run scored them
+    def rows(name):
+        return [json.loads(line) for line in (run_dir / "tasks" / name / "predictions_test.jsonl").open()]
+
+    kw = rows("kw")
+    assert len(kw) == summary["data"]["sizes"]["test"]["kw"]
+    assert {"text", "gold", "pred", "probabilities"} <= set(kw[0])
+    assert sum(r["correct"] for r in kw) / len(kw) == pytest.approx(test["kw/accuracy"])
+    ner = rows("ner")
+    assert len(ner) == summary["data"]["sizes"]["test"]["ner"]
+    assert {"tokens", "entities", "gold_entities"} <= set(ner[0])
+    scores = json.loads((run_dir / "tasks" / "ner" / "entity_scores_test.json").read_text())
+    assert scores["entity_f1"] == pytest.approx(test["ner/entity_f1"])
+
+    # and encoderlab-report analyses the errors of each task
+    from encoderlab.cli.report import main as report
+
+    out = tmp_path / "report"
+    assert report([str(run_dir), "--out", str(out)]) == 0
+    sections = [line for line in (out / "errors.md").read_text().splitlines() if line.startswith("## ")]
+    assert sections == ["## all runs · kw", "## all runs · ner"]
+    assert len(list(out.glob("confusion_*kw*.png"))) == 1
+
 
 def _trained_module(tmp_path, strategy="full", steps: int = 4, **finetune):
     """A multitask module on the two fixtures, trained ``steps`` optimizer steps outside Lightning."""

@@ -127,3 +127,78 @@ def test_ner_report_lists_per_type_errors_and_sentences(tmp_path):
     assert per_type.loc["person", "missed"] == 1 and per_type.loc["person", "precision"] == 0.0
     md = (tmp_path / "runs" / "report" / "errors.md").read_text()
     assert "Bob likes Rome" in md and "Paris is nice" not in md
+
+
+def _ner_row(i: int, tokens: list[str], gold: list[dict], pred: list[dict]) -> dict:
+    return {"index": i, "tokens": tokens, "tags": [], "entities": pred, "gold_entities": gold}
+
+
+@pytest.fixture()
+def multitask_sweep(tmp_path) -> Path:
+    """Two single-task reviews runs and two multitask runs (reviews + NER), as multitask_study leaves them."""
+    root = tmp_path / "multirun"
+    for job, seed in enumerate((1, 2)):
+        d = write_run(root / str(job), seed=seed, overrides=["task=rotten_tomatoes", f"seed={seed}"])
+        _write_predictions(d, [_row(0, "pos", "pos", 0.9, "a joy"), _row(1, "neg", "pos", 0.7, "single-task miss")])
+    for job, seed in enumerate((1, 2), start=2):
+        d = write_run(
+            root / str(job),
+            seed=seed,
+            overrides=["task=multitask", f"seed={seed}"],
+            config={"task.name": "multitask", "task.kind": "multitask", "task.tasks": ["wnut16", "rotten_tomatoes"]},
+        )
+        summary = json.loads((d / "summary.json").read_text())
+        summary |= {
+            "task": "multitask",
+            "kind": "multitask",
+            "primary_metric": "mean",
+            "test": {"rotten_tomatoes/accuracy": 0.5, "wnut16/entity_f1": 0.5, "mean": 0.5},
+            "data": {
+                "tasks": {"rotten_tomatoes": {"primary_metric": "accuracy"}, "wnut16": {"primary_metric": "entity_f1"}}
+            },
+        }
+        (d / "summary.json").write_text(json.dumps(summary))
+        (d / "tasks" / "rotten_tomatoes").mkdir(parents=True)
+        (d / "tasks" / "wnut16").mkdir()
+        _write_predictions(
+            d / "tasks" / "rotten_tomatoes",
+            [_row(0, "pos", "neg", 0.95, f"multitask miss (seed {seed})"), _row(1, "neg", "neg", 0.8, "a bore")],
+        )
+        tokens = ["Bob", "likes", "Rome"]
+        _write_predictions(
+            d / "tasks" / "wnut16",
+            [_ner_row(0, tokens, [_ent("person", 0, 1, "Bob")], [_ent("location", 2, 3, "Rome")])],
+        )
+    return root
+
+
+def _sections(md: str) -> dict[str, str]:
+    return {part.split("\n", 1)[0]: part for part in md.split("## ")[1:]}
+
+
+def test_a_multitask_run_gets_an_error_analysis_per_task_from_its_task_folders(multitask_sweep, tmp_path):
+    out = tmp_path / "report"
+    assert main([str(multitask_sweep / "2"), str(multitask_sweep / "3"), "--out", str(out)]) == 0
+    sections = _sections((out / "errors.md").read_text())
+    # one section per task, in the runs' task.tasks order
+    assert list(sections) == ["all runs · wnut16", "all runs · rotten_tomatoes"]
+    rt = sections["all runs · rotten_tomatoes"]
+    assert "2 run(s)" in rt and "multitask miss (seed 2)" in rt and "single-task miss" not in rt
+    assert "missed" in sections["all runs · wnut16"] and "Bob likes Rome" in sections["all runs · wnut16"]
+    pngs = [p.name for p in out.glob("confusion_*.png")]
+    assert len(pngs) == 1 and "rotten_tomatoes" in pngs[0]  # none for NER
+    per_class = pd.read_csv(out / "per_class.csv")
+    ner = per_class[per_class["group"] == "all runs · wnut16"].set_index("type")
+    assert ner.loc["person", "missed"] == 2 and ner.loc["location", "spurious"] == 2  # summed over both seeds
+    rt_rows = per_class[per_class["group"] == "all runs · rotten_tomatoes"].set_index("label")
+    assert rt_rows.loc["pos", "recall"] == 0.0 and rt_rows.loc["neg", "support"] == 2
+
+
+def test_the_task_view_puts_that_task_of_a_multitask_run_beside_its_single_task_runs(multitask_sweep):
+    assert main([str(multitask_sweep), "--task", "rotten_tomatoes"]) == 0
+    out = multitask_sweep / "report"
+    sections = _sections((out / "errors.md").read_text())
+    assert set(sections) == {"task=rotten_tomatoes", "task=multitask"}
+    assert "multitask miss" in sections["task=multitask"] and "Bob likes Rome" not in sections["task=multitask"]
+    assert "single-task miss" in sections["task=rotten_tomatoes"]
+    assert len(list(out.glob("confusion_*.png"))) == 2

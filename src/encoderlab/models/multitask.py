@@ -3,7 +3,8 @@
 Each task is prepared and built by its own kind (sequence classification/regression, token classification), so a
 task trains with the very loss, metrics and label maps of a single-task run of it. Its network is a Hugging Face
 ``*For<Task>`` model whose base model is then replaced by the one shared encoder: a forward pass of task ``t`` is
-that model's own forward, and ``hf/<t>/`` is that model saved alone, which ``transformers.pipeline`` loads. The
+that model's own forward, and ``hf/<t>/`` is that model saved alone, which ``transformers.pipeline`` loads; its test
+predictions go to ``tasks/<t>/``, the very files a single-task run of it writes (``predictions_test.jsonl``). The
 freezing strategy and layer-wise LR decay see the shared encoder as *the* encoder (``MultiTaskNetwork.base_model``)
 and every task's head as the head. Validation and test score each task on its own splits
 (``val/<task>/<metric>``); ``val/mean``, the mean of the tasks' primary metrics, is the run's primary metric.
@@ -29,6 +30,7 @@ from encoderlab.training.lora import apply_strategy, merged
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
+TASKS_DIR = "tasks"  # run_dir/tasks/<task>/: that task's predictions files, as a single-task run writes them
 
 
 def sub_run(run: RunConfig, name: str) -> RunConfig:
@@ -221,6 +223,24 @@ def export(module: MultiTaskModule, tokenizer, out: Path, prepared: Prepared) ->
         save_pretrained(task_model(network, module.run, name), tokenizer, out / name)
 
 
+def predict(module: MultiTaskModule, trainer, datamodule, prepared: Prepared, run_dir: Path) -> dict:
+    """Each task's own predictions files (its kind's ``predict``) in ``run_dir/tasks/<task>/``, so error analysis
+    reads a task of a multitask run as it reads a single-task run of it."""
+    extra: dict = {}
+    for name in module.names:
+        sub = module._tasks[name]
+        kind = get_kind(sub.run.task.kind)
+        if kind.predict is None:
+            continue
+        out = run_dir / TASKS_DIR / name
+        if trainer.is_global_zero:
+            out.mkdir(parents=True, exist_ok=True)
+        sub.to(module.device)  # not a child module: its device is the one it was built on until told
+        more = kind.predict(sub, trainer, datamodule, prepared.extras["tasks"][name], out) or {}
+        extra |= {f"{name}/{k}": v for k, v in more.items()}
+    return extra
+
+
 def per_task(run: RunConfig, metrics: dict[str, dict], meta: dict):
     """(name, its single-task run config, its metrics by split, its data meta) for each task, for model cards."""
     for name in run.task.tasks:
@@ -232,4 +252,4 @@ def per_task(run: RunConfig, metrics: dict[str, dict], meta: dict):
         yield name, dataclasses.replace(run, task=run.task.subtasks[name]), own, meta.get("tasks", {}).get(name, {})
 
 
-KIND = Kind(prepare=prepare, build=build, export=export)
+KIND = Kind(prepare=prepare, build=build, export=export, predict=predict)

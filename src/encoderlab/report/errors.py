@@ -4,6 +4,9 @@ Reads the ``predictions_test.jsonl`` each run writes. Classification: a confusio
 group's seeds, as PNG), per-class precision / recall / F1 and the most confident mistakes with their text.
 NER: per entity type, the errors by sort (missed, spurious, wrong type, wrong boundary) and the sentences with
 the most errors. Regression: the largest errors. Written to ``errors.md`` and ``per_class.csv``.
+
+A multitask run writes each task's predictions in ``tasks/<task>/``, as a single-task run of that task writes them;
+its group gets one section per task (``<group> · <task>``), or, in the task view (``--task``), the one task's.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pandas as pd
 from encoderlab.report.aggregate import Report
 
 PREDICTIONS = "predictions_test.jsonl"
+TASKS_DIR = "tasks"  # a multitask run's per-task folders (encoderlab.models.multitask.TASKS_DIR)
 ERRORS_MD = "errors.md"
 PER_CLASS_CSV = "per_class.csv"
 ERROR_SORTS = ("missed", "spurious", "wrong_type", "wrong_boundary")
@@ -231,20 +235,58 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _task_order(row: dict) -> list[str]:
+    """A multitask run's ``task.tasks`` (flattened to JSON text in the runs frame), [] when not known."""
+    try:
+        tasks = json.loads(row.get("cfg.task.tasks") or "[]")
+    except (TypeError, ValueError):
+        return []
+    return [str(t) for t in tasks] if isinstance(tasks, list) else []
+
+
+def prediction_dirs(run_dir: str | Path, kind: str, task: str, tasks: list[str] | None = None) -> dict[str, Path]:
+    """{sub-task or "": the folder holding its predictions file} of one run.
+
+    A single-task run: its own dir. A multitask run: ``tasks/<task>/`` for each of its tasks (in ``tasks`` order
+    when given), or only the one named ``task`` when the run is seen through the task view (``--task``).
+    """
+    run_dir = Path(run_dir)
+    if kind != "multitask":
+        return {"": run_dir}
+    root = run_dir / TASKS_DIR
+    if (root / task).is_dir():
+        return {"": root / task}
+    found = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+    order = [t for t in tasks or [] if t in found] + [t for t in found if t not in (tasks or [])]
+    return {t: root / t for t in order}
+
+
 def _group_runs(report: Report) -> list[tuple[str, str, list[tuple[str, Any, list[dict]]]]]:
-    """(label, kind, [(run dir, seed, rows)]) for each group, best first, with the runs that wrote predictions."""
+    """(label, kind, [(predictions dir, seed, rows)]) for each group, best first, with the runs that wrote
+    predictions; a group of multitask runs gives one entry per task (label ``<group> · <task>``)."""
     out = []
     for label in report.table["group"]:
         group = report.runs[report.runs["group"] == label]
-        runs = []
-        for r in group.itertuples():
-            rows = read_predictions(r.run_dir)
-            if rows:
-                runs.append((str(r.run_dir), r.seed, rows))
+        by_task: dict[str, list[tuple[str, Any, list[dict]]]] = {}
+        for r in group.to_dict("records"):
+            kind, task = str(r.get("kind") or ""), str(r.get("task") or "")
+            for sub, folder in prediction_dirs(r["run_dir"], kind, task, _task_order(r)).items():
+                rows = read_predictions(folder)
+                if rows:
+                    by_task.setdefault(sub, []).append((str(folder), r.get("seed"), rows))
         kind = str(group["kind"].iloc[0]) if "kind" in group and len(group) else ""
-        if runs:
-            out.append((str(label), kind, runs))
+        for sub, runs in by_task.items():
+            out.append((f"{label} · {sub}" if sub else str(label), kind if not sub else "", runs))
     return out
+
+
+def hf_dir(predictions_dir: str | Path) -> Path:
+    """The exported model beside a predictions folder: ``<run>/hf``, or ``<run>/hf/<task>`` for a multitask task."""
+    folder = Path(predictions_dir)
+    own = folder / "hf"
+    if folder.parent.name == TASKS_DIR and not own.is_dir():
+        return folder.parent.parent / "hf" / folder.name
+    return own
 
 
 def _explain_mistakes(mistakes: pd.DataFrame) -> list[str]:
@@ -254,7 +296,7 @@ def _explain_mistakes(mistakes: pd.DataFrame) -> list[str]:
     models: dict[str, tuple | None] = {}
     out = []
     for m in mistakes.itertuples():
-        hf = Path(m.run_dir) / "hf"
+        hf = hf_dir(m.run_dir)
         if m.run_dir not in models:
             models[m.run_dir] = load_classifier(hf) if (hf / "config.json").is_file() else None
         pair = models[m.run_dir]
