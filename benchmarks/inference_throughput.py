@@ -1,12 +1,17 @@
-"""Inference throughput: the Hugging Face pipeline vs encoderlab-predict (PyTorch, ONNX, ONNX int8), one process.
+"""Inference throughput: the Hugging Face pipeline vs encoderlab-predict (PyTorch, ONNX, ONNX int8) and the
+distilled student, one process.
 
 Same model (a MiniLM-L6 run fine-tuned on Rotten Tomatoes), same inputs (the Rotten Tomatoes test split, raw
 texts), same batch size (32) and thread count for every side; each side is warmed up on a few texts, then timed
-by wall clock over all texts, pre- and post-processing included. Printed: samples/s, the ratio to the pipeline
-and test accuracy per side. Never run it beside other work.
+by wall clock over all texts, pre- and post-processing included. The distilled student is that run's network with
+every other layer (3 of 6), initialised from it and trained on its soft targets (`finetune=distill
+distill.student_layers=every_other`, 2 epochs on the same snippets), served by encoderlab-predict with PyTorch and
+with ONNX int8. Printed: samples/s, the ratio to the pipeline and test accuracy per side. Never run it beside other
+work.
 
-    python benchmarks/inference_throughput.py --threads 2                 # trains a short MiniLM run first
-    python benchmarks/inference_throughput.py --run-dir outputs/default/DATE/TIME
+    python benchmarks/inference_throughput.py --threads 2                 # trains a short MiniLM run and its student
+    python benchmarks/inference_throughput.py --run-dir outputs/default/DATE/TIME --student-dir STUDENT_RUN_DIR
+    python benchmarks/inference_throughput.py --run-dir outputs/default/DATE/TIME --no-student
 """
 
 from __future__ import annotations
@@ -42,6 +47,24 @@ def train_run(run_dir: Path, samples: int) -> Path:
     return run_dir
 
 
+def train_student(teacher: Path, run_dir: Path, samples: int) -> Path:
+    """The teacher's network with every other layer, distilled from the teacher on the same snippets."""
+    cli = Path(sys.executable).parent / "encoderlab-train"
+    cmd = [
+        str(cli),
+        "finetune=distill",
+        f"distill.teacher={teacher}",
+        "distill.student_layers=every_other",
+        "trainer.max_epochs=2",
+        f"task.max_train_samples={samples}",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+    ]
+    print("training the student:", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    return run_dir
+
+
 def test_texts(run_dir: Path, limit: int | None) -> tuple[list[str], list[int], list[str]]:
     """The run's own test split, rebuilt from its config: raw texts, label ids, label names."""
     from omegaconf import OmegaConf
@@ -71,6 +94,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run-dir", type=Path, help="a finished Rotten Tomatoes run (default: train a short one)")
     ap.add_argument("--train-samples", type=int, default=4000, help="training snippets when training a run")
+    ap.add_argument("--student-dir", type=Path, help="a finished distilled student of --run-dir (default: train one)")
+    ap.add_argument("--no-student", action="store_true", help="leave out the distilled student")
     ap.add_argument("--limit", type=int, help="time only the first N test texts (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -88,17 +113,26 @@ def main() -> None:
     run_dir = args.run_dir or train_run(
         ROOT / "outputs" / "bench_inference" / time.strftime("%Y%m%d-%H%M%S"), args.train_samples
     )
-    if not (run_dir / "onnx" / "model.int8.onnx").is_file():
-        export_run(run_dir, quantize="int8", evaluate=False)
+    student_dir = None
+    if not args.no_student:
+        student_dir = args.student_dir or train_student(
+            run_dir, run_dir.parent / f"{run_dir.name}-student", args.train_samples
+        )
+    for folder in (run_dir, student_dir):
+        if folder is not None and not (folder / "onnx" / "model.int8.onnx").is_file():
+            export_run(folder, quantize="int8", evaluate=False)
     texts, gold, names = test_texts(run_dir, args.limit)
 
     pipe = pipeline("text-classification", model=str(run_dir / "hf"), device="cpu")
     sides = {
         "HF pipeline (fp32)": lambda xs: [r["label"] for r in pipe(xs, batch_size=args.batch_size, truncation=True)]
     }
-    for backend in ("torch", "onnx", "onnx-int8"):
-        served = load(run_dir, backend, threads=args.threads)
-        sides[f"encoderlab-predict {backend}"] = lambda xs, s=served: [
+    served = [(f"encoderlab-predict {b}", run_dir, b) for b in ("torch", "onnx", "onnx-int8")]
+    if student_dir is not None:
+        served += [(f"distilled student {b}", student_dir, b) for b in ("torch", "onnx-int8")]
+    for name, folder, backend in served:
+        model = load(folder, backend, threads=args.threads)
+        sides[name] = lambda xs, s=model: [
             r["label"] for r in predict_rows(s, [{"text": x} for x in xs], batch_size=args.batch_size, progress=False)
         ]
 
@@ -111,6 +145,8 @@ def main() -> None:
 
     base_rate, base_acc = results[0][1], results[0][2]
     print(f"\n{len(texts)} Rotten Tomatoes test texts, batch {args.batch_size}, {args.threads} threads; run {run_dir}")
+    if student_dir is not None:
+        print(f"distilled student: {student_dir}")
     print(f"| {'side':<30} | {'samples/s':>9} | {'vs pipeline':>11} | {'accuracy':>8} | {'Δ acc (points)':>14} |")
     print(f"|{'-' * 32}|{'-' * 10}:|{'-' * 12}:|{'-' * 9}:|{'-' * 15}:|")
     for name, rate, acc in results:
