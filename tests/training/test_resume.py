@@ -106,6 +106,19 @@ def test_a_finetuning_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_
     assert_same_run(run, reference)
 
 
+@pytest.mark.slow
+def test_a_gradually_unfrozen_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
+    """The resumed run thaws its layers at the steps of the uninterrupted run (all thawed by 90% of the 12 steps)."""
+    args = [*FINETUNE, "finetune=gradual_unfreeze", "finetune.unfreeze_by=0.9"]
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    ok(cli([*args, f"hydra.run.dir={reference}"]))
+    killed_at(7, [*args, f"hydra.run.dir={run}"])
+    ok(cli([*args, f"hydra.run.dir={run}"]))
+
+    assert summary(run)["resumed_from"]
+    assert_same_run(run, reference)
+
+
 def test_resume_never_starts_over_and_a_finished_run_is_not_resumed(tmp_path, cache_dir):
     run = tmp_path / "run"
     args = [*FINETUNE, "trainer.max_epochs=2", f"hydra.run.dir={run}"]
@@ -212,3 +225,57 @@ def test_a_multitask_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_r
     for task in ("csv_example", "rotten_tomatoes"):
         wa, wb = (load_file(d / "hf" / task / "model.safetensors") for d in (run, reference))
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_resumed_run_logs_to_the_same_wandb_run(tmp_path, cache_dir):
+    """W&B offline: the killed attempt and the resumed one write to one W&B run id, the one kept in the run dir."""
+    run = tmp_path / "run"
+    args = [*FINETUNE, "trainer.max_epochs=2", "logger=wandb", f"hydra.run.dir={run}"]
+    killed_at(5, args)
+    run_id = (run / "wandb_id").read_text().strip()
+
+    ok(cli(args))
+
+    attempts = sorted((run / "wandb").glob("offline-run-*"))
+    assert len(attempts) == 2 and {a.name.rsplit("-", 1)[1] for a in attempts} == {run_id}
+    assert summary(run)["resumed_from"] and summary(run)["attempts"] == 2
+
+
+def _mtimes(folder: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*.safetensors")}
+
+
+@pytest.mark.slow
+def test_a_feature_based_run_resumes_on_its_cached_features_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
+    args = [*FINETUNE, "finetune=feature_based"]
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    killed_at(7, [*args, f"hydra.run.dir={run}"])
+    cached = _mtimes(cache_dir / "features")
+    assert cached  # train, validation and test features
+
+    p = ok(cli([*args, f"hydra.run.dir={run}"]))
+
+    assert "resuming from" in p.log and "using cached features" in p.log
+    assert _mtimes(cache_dir / "features") == cached  # the resumed attempt encoded nothing
+    ok(cli([*args, f"hydra.run.dir={reference}"], {"ENCODERLAB_CACHE": str(tmp_path / "fresh")}))  # encodes anew
+    assert summary(run)["resumed_from"]
+    assert_same_run(run, reference)
+
+
+@pytest.mark.slow
+def test_a_distilled_run_resumes_on_its_cached_teacher_logits_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
+    teacher = tmp_path / "teacher"
+    ok(cli([*FINETUNE, "trainer.max_epochs=2", f"hydra.run.dir={teacher}"]))
+    args = [*FINETUNE, "finetune=distill", f"distill.teacher={teacher}"]
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    killed_at(7, [*args, f"hydra.run.dir={run}"])
+    cached = _mtimes(cache_dir / "teacher_logits")
+    assert cached
+
+    p = ok(cli([*args, f"hydra.run.dir={run}"]))
+
+    assert "resuming from" in p.log and "using cached teacher logits" in p.log
+    assert _mtimes(cache_dir / "teacher_logits") == cached
+    ok(cli([*args, f"hydra.run.dir={reference}"], {"ENCODERLAB_CACHE": str(tmp_path / "fresh")}))
+    assert summary(run)["resumed_from"]
+    assert_same_run(run, reference)
