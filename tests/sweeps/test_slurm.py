@@ -206,6 +206,10 @@ def test_jobs_requeued_mid_run_resume_from_their_checkpoints_and_end_as_an_unint
         (array_job,) = {j.split("_")[0] for j in _squeue(env, "%i")}
         subprocess.run(["scontrol", "requeue", f"{array_job}_0"], env=env, check=True)
         subprocess.run(["scancel", "--signal=USR1", f"{array_job}_1"], env=env, check=True)
+        for task in (f"{array_job}_0", f"{array_job}_1"):  # SLURM holds a requeued job 2 minutes: start it now
+            _wait_for(f"{task} requeued", lambda t=task: _squeue(env, "%T:%r", t) == ["PENDING:BeginTime"], proc,
+                      slurm_cluster, log)  # fmt: skip
+            subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], env=env, check=True)
         proc.wait(timeout=1200)
     finally:
         if proc.poll() is None:
@@ -231,5 +235,6 @@ def _job_number(run_dir: Path) -> int:
     return int(yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["num"])
 
 
-def _squeue(env: dict, fmt: str) -> list[str]:
-    return subprocess.run(["squeue", "-h", "-o", fmt], capture_output=True, text=True, env=env).stdout.split()
+def _squeue(env: dict, fmt: str, job: str | None = None) -> list[str]:
+    which = ["-j", job] if job else []
+    return subprocess.run(["squeue", "-h", *which, "-o", fmt], capture_output=True, text=True, env=env).stdout.split()
