@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,13 +96,14 @@ def test_a_finetuning_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert not list((run / "checkpoints").glob(".*.tmp"))
     assert s["train_seconds"] > 0  # the heartbeat of epoch 0
+    seconds_before = s["train_seconds"]
 
     p = ok(cli([*FINETUNE, f"hydra.run.dir={run}"]))  # the same command
 
     assert "resuming from" in p.log and "not resumable" not in p.log
     s = summary(run)
     assert s["resumed_from"] == str(run / "checkpoints" / "last.ckpt") and s["attempts"] == 2
-    assert s["train_seconds"] > 0
+    assert s["train_seconds"] > seconds_before  # both attempts' time
     assert not (run / "checkpoints").exists()  # hf/ holds the result
     assert_same_run(run, reference)
 
@@ -129,6 +131,19 @@ def test_resume_never_starts_over_and_a_finished_run_is_not_resumed(tmp_path, ca
     s = summary(run)
     assert s["status"] == "finished" and s["resumed_from"] is None and s["attempts"] == 1
     assert len(val_curve(run)) == 2  # a fresh metrics.csv, not the killed attempt's rows plus these
+
+
+def test_resume_from_a_checkpoint_path_continues_it_in_another_run_dir(tmp_path, cache_dir):
+    args = [*FINETUNE, "trainer.max_epochs=2"]
+    killed_at(5, [*args, f"hydra.run.dir={tmp_path / 'killed'}"])  # its last.ckpt: the end of epoch 0, step 4
+    ckpt = tmp_path / "epoch0.ckpt"
+    shutil.copy(tmp_path / "killed" / "checkpoints" / "last.ckpt", ckpt)
+
+    ok(cli([*args, f"resume={ckpt}", f"hydra.run.dir={tmp_path / 'run'}"]))
+
+    s = summary(tmp_path / "run")
+    assert s["status"] == "finished" and s["resumed_from"] == str(ckpt) and s["steps"] == 8
+    assert len(val_curve(tmp_path / "run")) == 1  # only epoch 1 was trained (and validated) here
 
 
 def test_resume_names_a_missing_checkpoint_file(tmp_path, cache_dir):
