@@ -262,7 +262,7 @@ def _mtimes(folder: Path) -> dict[Path, int]:
 
 @pytest.mark.slow
 def test_a_feature_based_run_resumes_on_its_cached_features_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
-    args = [*FINETUNE, "finetune=feature_based"]
+    args = [*FINETUNE, "finetune=feature_based", "finetune.layers=last"]
     reference, run = tmp_path / "reference", tmp_path / "run"
     killed_at(7, [*args, f"hydra.run.dir={run}"])
     cached = _mtimes(cache_dir / "features")
