@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from encoderlab.config.schema import RunConfig
+from encoderlab.errors import ConfigError
 from encoderlab.training.callbacks import checkpoint_dir
 from encoderlab.training.checkpoints import LAST
 
@@ -97,8 +98,17 @@ def _clear(run_dir: Path) -> None:
 
 
 def _global_step(ckpt: Path) -> int:
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    return int(state.get("global_step", 0))
+    """The checkpoint's optimizer step; a file that is not a training checkpoint fails here, naming ``resume``."""
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)  # no pickle: as Lightning loads it to resume
+    except Exception as e:
+        why = f"is not a checkpoint torch can load ({type(e).__name__})"
+        raise ConfigError("resume", f"'{ckpt}' {why}; set resume=never to start over") from None
+    if not isinstance(state, dict) or "global_step" not in state or "state_dict" not in state:
+        raise ConfigError("resume", f"'{ckpt}' is not a Lightning training checkpoint; give a run's last.ckpt")
+    if "optimizer_states" not in state:
+        raise ConfigError("resume", f"'{ckpt}' holds weights only (a best.ckpt); give a run's last.ckpt")
+    return int(state["global_step"])
 
 
 def _metrics_before(path: Path, step: int) -> list[dict[str, str]]:

@@ -39,7 +39,7 @@ from encoderlab.models.heads import FeatureModel
 from encoderlab.redact import redact
 from encoderlab.resuming import keep_metrics, plan_attempt
 from encoderlab.training.callbacks import build_callbacks, build_loggers, checkpoint_dir
-from encoderlab.training.checkpoints import AtomicCheckpointIO
+from encoderlab.training.checkpoints import AtomicCheckpointIO, cluster_plugins
 from encoderlab.training.freezing import count_parameters
 
 log = logging.getLogger("encoderlab")
@@ -233,7 +233,7 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
             callbacks=callbacks,
             precision=run.precision,
             use_distributed_sampler=False,  # the datamodule shards each loader (evaluation without repeated rows)
-            plugins=[AtomicCheckpointIO()],
+            plugins=[AtomicCheckpointIO(), *cluster_plugins()],
             **_trainer_kwargs(run),
         )
         trainer.fit(module, datamodule=dm, ckpt_path=attempt.ckpt)

@@ -52,6 +52,7 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
         ("finetune=prefix_tuning", ["full", "frozen", "feature_based", "top_k", "gradual_unfreeze", "lora"]),
         ("scheduler=exponential", ["linear", "cosine", "slanted_triangular", "inverse_sqrt"]),
         ("experiment=no_such_study", ["pretrain_vs_scratch"]),
+        ("hydra/launcher=kubernetes", ["basic", "joblib", "slurm"]),
     ],
 )
 def test_unknown_option_lists_the_options(tmp_path, cache_dir, override, options):
@@ -216,3 +217,85 @@ def test_gradual_unfreezing_that_would_never_thaw_everything(tmp_path, cache_dir
     args = TINY + ["task=csv_example", "finetune=gradual_unfreeze", "finetune.unfreeze_interval=1"]
     msg = fails(args, tmp_path / "run")
     assert "finetune.unfreeze_interval" in msg and "never train" in msg and "finetune.unfreeze_by" in msg
+
+
+# ---- mistakes a new user makes (each fails before any training) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "words"),
+    [
+        ("batch_size=0", "batch_size", "at least 1"),
+        ("optimizer.lr=-1", "optimizer.lr", "> 0"),
+        ("seed=abc", "seed", "abc"),
+        ("callbacks.checkpoint_every_n_steps=0", "callbacks.checkpoint_every_n_steps", "at least 1"),
+        ("task.max_seq_length=5000", "task.max_seq_length", "position limit (512)"),
+        ("optimizer.weight_decay=-0.1", "optimizer.weight_decay", ">= 0"),
+        ("optimizer.betas=[1.5,0.9]", "optimizer.betas", "[0, 1)"),
+        ("callbacks.patience=-1", "callbacks.patience", ">= 0"),
+    ],
+)
+def test_a_number_a_new_user_gets_wrong_names_the_key(tmp_path, cache_dir, override, key, words):
+    msg = fails(TINY + ["task=csv_example", override], tmp_path / "run")
+    assert f"'{key}'" in msg and words in msg
+
+
+def test_a_data_path_that_is_a_folder_says_to_give_a_file(tmp_path, cache_dir):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    msg = fails(TINY + csv_task(folder), tmp_path / "run")
+    assert str(folder) in msg and "folder" in msg and "task.data_files.train" in msg
+
+
+def test_an_empty_data_file_names_it(tmp_path, cache_dir):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    msg = fails(TINY + csv_task(empty), tmp_path / "run")
+    assert str(empty) in msg and "empty" in msg
+
+
+def test_a_row_without_a_label_names_the_row_and_the_column(tmp_path, cache_dir):
+    rows = [(f"review number {i}", "pos" if i % 2 else "neg") for i in range(30)]
+    path = write_csv(tmp_path / "gap.csv", rows)
+    path.write_text(path.read_text().replace('"review number 7",pos', '"review number 7",'))
+    msg = fails(TINY + csv_task(path), tmp_path / "run")
+    assert "no label in column 'sentiment'" in msg and "review number 7" in msg
+
+
+def test_a_training_split_with_one_class_only_names_the_label_column(tmp_path, cache_dir):
+    path = write_csv(tmp_path / "all_pos.csv", [(f"review number {i}", "pos") for i in range(30)])
+    msg = fails(TINY + csv_task(path), tmp_path / "run")
+    assert "'pos'" in msg and "task.label_field" in msg and "at least 2" in msg
+
+
+def test_resume_from_a_folder_or_a_file_that_is_no_checkpoint_names_resume(tmp_path, cache_dir):
+    msg = fails(TINY + ["task=csv_example", f"resume={tmp_path}"], tmp_path / "run")
+    assert "'resume'" in msg and str(tmp_path) in msg
+    junk = tmp_path / "model.ckpt"
+    junk.write_text("not a checkpoint")
+    msg = fails(TINY + ["task=csv_example", f"resume={junk}"], tmp_path / "run2")
+    assert "'resume'" in msg and str(junk) in msg and "resume=never" in msg
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "words"),
+    [
+        ("broken.jsonl", '{"review": "fine", "sentiment": "pos"}\n{"review": "oops, "sentiment": "neg"}\n', "line 2"),
+        ("ragged.tsv", "review\tsentiment\nfine\tpos\ndull\tneg\textra\tcells\n", "line 3"),
+        ("reviews.xlsx", "not a spreadsheet encoderlab reads", "task.format"),
+    ],
+    ids=["jsonl_bad_line", "tsv_ragged_row", "unknown_extension"],
+)
+def test_a_data_file_that_cannot_be_parsed_names_the_file_and_where(tmp_path, cache_dir, name, text, words):
+    path = tmp_path / name
+    path.write_text(text)
+    msg = fails(TINY + csv_task(path), tmp_path / "run")
+    assert str(path) in msg and words in msg
+
+
+def test_a_run_dir_given_as_the_model_points_to_its_hf_folder(tmp_path, cache_dir):
+    run = tmp_path / "finished_run"
+    (run / "hf").mkdir(parents=True)
+    (run / "hf" / "config.json").write_text("{}")
+    msg = fails(["task=csv_example", "model=from_checkpoint", f"model.path={run}"], tmp_path / "run")
+    assert f"model.path={run / 'hf'}" in msg

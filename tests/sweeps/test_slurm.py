@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TINY, run_dirs, summary, train
+from .conftest import TINY, TRAIN, run_dirs, summary, train
 
 pytestmark = pytest.mark.slow
 
@@ -160,3 +160,81 @@ def test_a_two_job_sweep_runs_as_slurm_jobs_and_both_finish(tmp_path, cli_env, s
     (script,) = sweep.glob(".submitit/*/*_submission.sh")
     assert "#SBATCH --array=0-1" in script.read_text()
     assert len(list(sweep.glob(".submitit/*_*/*_log.out"))) == 2
+
+
+def _wait_for(what: str, predicate, proc: subprocess.Popen, cluster: Cluster, out: Path, timeout: float = 900):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if value := predicate():
+            return value
+        time.sleep(0.2)
+    state = f"exit {proc.returncode}" if proc.poll() is not None else "still running"
+    raise AssertionError(f"no {what} after {timeout:.0f} s ({state})\n{out.read_text()[-3000:]}\n{cluster.logs()}")
+
+
+def _job_log(run_dir: Path) -> str:
+    return "".join(f.read_text(errors="replace") for f in run_dir.glob("*.log"))
+
+
+def test_jobs_requeued_mid_run_resume_from_their_checkpoints_and_end_as_an_uninterrupted_run(
+    tmp_path, cli_env, slurm_cluster
+):
+    """Two jobs of the same run, each stopped at step 7 of 12: one by ``scontrol requeue`` (SIGTERM; SLURM starts it
+    again and it continues from the last.ckpt of step 6), one by the requeue signal SIGUSR1 (it saves last.ckpt at
+    step 7 and requeues itself). Both end exactly as an uninterrupted run."""
+    sweep, reference = tmp_path / "sweep", tmp_path / "reference"
+    env = cli_env | {"SLURM_CONF": str(slurm_cluster.conf)}
+    launcher = ["hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=null"]
+    # 38 training reviews in batches of 8, 4 batches an epoch (trainer=debug), 3 epochs: 12 optimizer steps
+    args = ["task=csv_example", *TINY, "trainer.accelerator=cpu", "batch_size=8", "trainer.max_epochs=3",
+            "optimizer.lr=1e-3", "trainer.deterministic=true", "seed=1"]  # fmt: skip
+    train([*args, f"hydra.run.dir={reference}"], env, tmp_path)
+
+    # last.ckpt every 3 steps; tags change nothing a run computes: both jobs must end as the reference
+    cmd = [TRAIN, "-m", "hydra/launcher=slurm", *args, "callbacks.checkpoint_every_n_steps=3", "tags=[term],[usr1]",
+           *launcher, "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    log = tmp_path / "sweep.out"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, env=env | {"ENCODERLAB_WAIT_AT_STEP": "7"}, cwd=tmp_path, stdout=out,
+                                stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        runs = _wait_for("job dirs", lambda: len(run_dirs(sweep)) == 2 and run_dirs(sweep), proc, slurm_cluster, log)
+        by_term, by_usr1 = sorted(runs, key=_job_number)  # array tasks 0 and 1
+        for run_dir in runs:  # both jobs wait at step 7 for a signal
+            _wait_for(f"step 7 in {run_dir.name}", lambda d=run_dir: "waiting at step 7" in _job_log(d), proc,
+                      slurm_cluster, log)  # fmt: skip
+        (array_job,) = {j.split("_")[0] for j in _squeue(env, "%i")}
+        subprocess.run(["scontrol", "requeue", f"{array_job}_0"], env=env, check=True)
+        subprocess.run(["scancel", "--signal=USR1", f"{array_job}_1"], env=env, check=True)
+        for task in (f"{array_job}_0", f"{array_job}_1"):  # SLURM holds a requeued job 2 minutes: start it now
+            _wait_for(f"{task} requeued", lambda t=task: _squeue(env, "%T:%r", t) == ["PENDING:BeginTime"], proc,
+                      slurm_cluster, log)  # fmt: skip
+            subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], env=env, check=True)
+        proc.wait(timeout=1200)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, log.read_text()[-4000:]
+
+    ref = summary(reference)
+    for run_dir in (by_term, by_usr1):
+        s = summary(run_dir)
+        assert s["status"] == "finished" and s["attempts"] == 2, (s, _job_log(run_dir)[-3000:])
+        assert s["resumed_from"] == str(run_dir / "checkpoints" / "last.ckpt")
+        assert s["test"] == ref["test"] and s["val"] == ref["val"] and s["steps"] == ref["steps"] == 12
+        assert s["train_seconds"] > 0
+        assert not (run_dir / "checkpoints").exists() and (run_dir / "hf").is_dir()
+        assert not list(run_dir.glob("hpc_ckpt_*.ckpt"))  # Lightning's own SLURM requeue stayed out
+    assert "SIGUSR1: saved last.ckpt at step 7" in _job_log(by_usr1)
+    assert "requeued SLURM job" in _job_log(by_usr1)
+
+
+def _job_number(run_dir: Path) -> int:
+    import yaml
+
+    return int(yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["num"])
+
+
+def _squeue(env: dict, fmt: str, job: str | None = None) -> list[str]:
+    which = ["-j", job] if job else []
+    return subprocess.run(["squeue", "-h", *which, "-o", fmt], capture_output=True, text=True, env=env).stdout.split()

@@ -3,16 +3,20 @@ RNG states, and the config keys that say nothing about what a run computes."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from encoderlab.config.schema import RunConfig
 from encoderlab.data.collate import BucketBatchSampler, SeededCollate
 from encoderlab.errors import ConfigError
-from encoderlab.training.checkpoints import AtomicCheckpointIO, RngState
+from encoderlab.training.checkpoints import LAST, AtomicCheckpointIO, LastCheckpoint, RngState, cluster_plugins
 
 
 def test_a_checkpoint_write_that_dies_halfway_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
@@ -106,3 +110,87 @@ def test_bad_resume_settings_name_their_key(key, value, named):
 
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         validate(cfg)
+
+
+# ---- LastCheckpoint's triggers, in a tiny Lightning run -------------------------------------------------------------
+
+
+class _Linear(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.randn(40, 4)), batch_size=4)  # 10 steps an epoch
+
+
+class _AtStep(pl.Callback):
+    """Calls ``fn(trainer)`` when optimizer step ``step`` ends, before the checkpoint callbacks of that step."""
+
+    def __init__(self, step: int, fn):
+        self.step, self.fn = step, fn
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            self.fn(trainer)
+
+
+def _fit(tmp_path, last: LastCheckpoint, *callbacks, steps: int = 4) -> None:
+    trainer = pl.Trainer(
+        max_steps=steps,
+        logger=False,
+        callbacks=[last, *callbacks],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        accelerator="cpu",
+    )
+    trainer.fit(_Linear())
+
+
+def _step_on_disk(path) -> int | None:
+    return torch.load(path, weights_only=True)["global_step"] if path.is_file() else None
+
+
+@pytest.mark.parametrize(("minutes", "seen_at_step_3"), [(None, None), (1e-9, 2)])
+def test_last_ckpt_every_m_minutes_is_written_mid_epoch(tmp_path, minutes, seen_at_step_3):
+    last, seen = tmp_path / "ckpt" / LAST, []
+    _fit(
+        tmp_path,
+        LastCheckpoint(tmp_path / "ckpt", every_minutes=minutes),
+        _AtStep(3, lambda t: seen.append(_step_on_disk(last))),
+    )
+
+    assert seen == [seen_at_step_3]  # without a trigger, the first last.ckpt comes at the epoch end
+
+
+def test_the_requeue_signal_saves_last_ckpt_at_the_step_end_and_requeues_once(tmp_path, monkeypatch):
+    import encoderlab.training.checkpoints as C
+
+    requeued = []
+    monkeypatch.setattr(C, "requeue_slurm_job", lambda: requeued.append(True) or True)
+    before = signal.getsignal(signal.SIGUSR1)
+    last, seen = tmp_path / "ckpt" / LAST, []
+    send = _AtStep(2, lambda t: os.kill(os.getpid(), signal.SIGUSR1))
+    look = _AtStep(3, lambda t: seen.append(_step_on_disk(last)))
+
+    _fit(tmp_path, LastCheckpoint(tmp_path / "ckpt", requeue_signal=signal.SIGUSR1), send, look)
+
+    assert seen == [2] and requeued == [True]  # saved at the step the signal came in, then training went on
+    assert signal.getsignal(signal.SIGUSR1) == before  # the handler is the fit's only
+
+
+def test_on_slurm_lightning_does_not_requeue_by_itself(monkeypatch):
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    assert cluster_plugins() == []
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_JOB_NAME", "encoderlab")
+    (env,) = cluster_plugins()
+    assert isinstance(env, SLURMEnvironment) and not env.auto_requeue  # no hpc_ckpt_N.ckpt behind resume's back

@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,14 +96,28 @@ def test_a_finetuning_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert not list((run / "checkpoints").glob(".*.tmp"))
     assert s["train_seconds"] > 0  # the heartbeat of epoch 0
+    seconds_before = s["train_seconds"]
 
     p = ok(cli([*FINETUNE, f"hydra.run.dir={run}"]))  # the same command
 
     assert "resuming from" in p.log and "not resumable" not in p.log
     s = summary(run)
     assert s["resumed_from"] == str(run / "checkpoints" / "last.ckpt") and s["attempts"] == 2
-    assert s["train_seconds"] > 0
+    assert s["train_seconds"] > seconds_before  # both attempts' time
     assert not (run / "checkpoints").exists()  # hf/ holds the result
+    assert_same_run(run, reference)
+
+
+@pytest.mark.slow
+def test_a_gradually_unfrozen_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
+    """The resumed run thaws its layers at the steps of the uninterrupted run (all thawed by 90% of the 12 steps)."""
+    args = [*FINETUNE, "finetune=gradual_unfreeze", "finetune.unfreeze_by=0.9"]
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    ok(cli([*args, f"hydra.run.dir={reference}"]))
+    killed_at(7, [*args, f"hydra.run.dir={run}"])
+    ok(cli([*args, f"hydra.run.dir={run}"]))
+
+    assert summary(run)["resumed_from"]
     assert_same_run(run, reference)
 
 
@@ -116,6 +131,19 @@ def test_resume_never_starts_over_and_a_finished_run_is_not_resumed(tmp_path, ca
     s = summary(run)
     assert s["status"] == "finished" and s["resumed_from"] is None and s["attempts"] == 1
     assert len(val_curve(run)) == 2  # a fresh metrics.csv, not the killed attempt's rows plus these
+
+
+def test_resume_from_a_checkpoint_path_continues_it_in_another_run_dir(tmp_path, cache_dir):
+    args = [*FINETUNE, "trainer.max_epochs=2"]
+    killed_at(5, [*args, f"hydra.run.dir={tmp_path / 'killed'}"])  # its last.ckpt: the end of epoch 0, step 4
+    ckpt = tmp_path / "epoch0.ckpt"
+    shutil.copy(tmp_path / "killed" / "checkpoints" / "last.ckpt", ckpt)
+
+    ok(cli([*args, f"resume={ckpt}", f"hydra.run.dir={tmp_path / 'run'}"]))
+
+    s = summary(tmp_path / "run")
+    assert s["status"] == "finished" and s["resumed_from"] == str(ckpt) and s["steps"] == 8
+    assert len(val_curve(tmp_path / "run")) == 1  # only epoch 1 was trained (and validated) here
 
 
 def test_resume_names_a_missing_checkpoint_file(tmp_path, cache_dir):
@@ -212,3 +240,61 @@ def test_a_multitask_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_r
     for task in ("csv_example", "rotten_tomatoes"):
         wa, wb = (load_file(d / "hf" / task / "model.safetensors") for d in (run, reference))
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_resumed_run_logs_to_the_same_wandb_run(tmp_path, cache_dir):
+    """W&B offline: the killed attempt and the resumed one write to one W&B run id, the one kept in the run dir."""
+    run = tmp_path / "run"
+    args = [*FINETUNE, "trainer.max_epochs=2", "logger=wandb", f"hydra.run.dir={run}"]
+    killed_at(5, args)
+    run_id = (run / "wandb_id").read_text().strip()
+
+    ok(cli(args))
+
+    attempts = sorted((run / "wandb").glob("offline-run-*"))
+    assert len(attempts) == 2 and {a.name.rsplit("-", 1)[1] for a in attempts} == {run_id}
+    assert summary(run)["resumed_from"] and summary(run)["attempts"] == 2
+
+
+def _mtimes(folder: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*.safetensors")}
+
+
+@pytest.mark.slow
+def test_a_feature_based_run_resumes_on_its_cached_features_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
+    args = [*FINETUNE, "finetune=feature_based", "finetune.layers=last"]
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    killed_at(7, [*args, f"hydra.run.dir={run}"])
+    cached = _mtimes(cache_dir / "features")
+    assert cached  # train, validation and test features
+
+    p = ok(cli([*args, f"hydra.run.dir={run}"]))
+
+    assert "resuming from" in p.log and "using cached features" in p.log
+    assert _mtimes(cache_dir / "features") == cached  # the resumed attempt encoded nothing
+    ok(cli([*args, f"hydra.run.dir={reference}"], {"ENCODERLAB_CACHE": str(tmp_path / "fresh")}))  # encodes anew
+    a, b = summary(run), summary(reference)
+    assert a["resumed_from"] and a["status"] == b["status"] == "finished"
+    assert a["val"] == b["val"] and a["test"] == b["test"] and a["steps"] == b["steps"]
+    assert val_curve(run) == val_curve(reference)
+    ha, hb = (torch.load(d / "hf" / "feature_head.pt", weights_only=True) for d in (run, reference))  # the head
+    assert ha.keys() == hb.keys() and all(torch.equal(ha[k], hb[k]) for k in ha)
+
+
+@pytest.mark.slow
+def test_a_distilled_run_resumes_on_its_cached_teacher_logits_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
+    teacher = tmp_path / "teacher"
+    ok(cli([*FINETUNE, "trainer.max_epochs=2", f"hydra.run.dir={teacher}"]))
+    args = [*FINETUNE, "finetune=distill", f"distill.teacher={teacher}"]
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    killed_at(7, [*args, f"hydra.run.dir={run}"])
+    cached = _mtimes(cache_dir / "teacher_logits")
+    assert cached
+
+    p = ok(cli([*args, f"hydra.run.dir={run}"]))
+
+    assert "resuming from" in p.log and "using cached teacher logits" in p.log
+    assert _mtimes(cache_dir / "teacher_logits") == cached
+    ok(cli([*args, f"hydra.run.dir={reference}"], {"ENCODERLAB_CACHE": str(tmp_path / "fresh")}))
+    assert summary(run)["resumed_from"]
+    assert_same_run(run, reference)

@@ -481,6 +481,10 @@ class OptimizerConfig:
             raise ConfigError("optimizer.layer_decay", f"must be in (0, 1], got {self.layer_decay}")
         if len(self.betas) != 2:
             raise ConfigError("optimizer.betas", "give two values, e.g. [0.9, 0.999]")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError("optimizer.betas", f"each must be in [0, 1), got {list(self.betas)}")
+        if self.weight_decay < 0:
+            raise ConfigError("optimizer.weight_decay", f"must be >= 0 (0: none), got {self.weight_decay}")
 
 
 @dataclass
@@ -606,6 +610,10 @@ class CallbacksConfig:
     checkpoint_every_minutes: Optional[float] = None
 
     def check(self) -> None:
+        if self.patience < 0:
+            raise ConfigError("callbacks.patience", f"must be >= 0 (validations to wait), got {self.patience}")
+        if self.min_delta < 0:
+            raise ConfigError("callbacks.min_delta", f"must be >= 0 (the least gain that counts), got {self.min_delta}")
         n, m = self.checkpoint_every_n_steps, self.checkpoint_every_minutes
         if n is not None and n < 1:
             raise ConfigError("callbacks.checkpoint_every_n_steps", f"must be at least 1 (or null), got {n}")

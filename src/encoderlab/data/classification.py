@@ -111,6 +111,18 @@ def _encode_regression(ds: datasets.Dataset, task: TaskConfig, split: str) -> da
     return ds.remove_columns(task.label_field).add_column("labels", out)
 
 
+def _check_classes(train: datasets.Dataset, task: TaskConfig, names: list[str]) -> None:
+    """A training split with a single label teaches nothing: usually the wrong column or a sorted, cut file."""
+    seen = set(train["labels"])
+    if len(names) > 1 and len(seen) == 1:
+        (only,) = seen
+        raise DataError(
+            f"task '{task.name}': every train row has label {names[only]!r} in column '{task.label_field}'; a "
+            f"classifier needs rows of at least 2 of task.label_names ({choices(names)}): check the data file "
+            "and task.label_field"
+        )
+
+
 def prepare_labels(raw: DatasetDict, task: TaskConfig) -> tuple[DatasetDict, list[str] | None]:
     """Check columns, drop rows with empty text, and turn labels into ``labels`` ids / floats."""
     names = label_names_of(raw, task) if task.kind == "sequence_classification" else None
@@ -125,6 +137,8 @@ def prepare_labels(raw: DatasetDict, task: TaskConfig) -> tuple[DatasetDict, lis
             )
         if names is not None:
             ds = _encode_labels(ds, task, names, split)
+            if split == "train":
+                _check_classes(ds, task, names)
         else:
             ds = _encode_regression(ds, task, split)
         out[split] = ds

@@ -62,7 +62,10 @@ def load_tokenizer(cfg: ModelConfig):
         tok = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:  # transformers 5 raises ValueError for a folder without the files
         if _is_local(path):
-            raise ConfigError(key, f"'{path}' holds no tokenizer files (tokenizer.json or vocab.txt)") from None
+            hint = ""
+            if os.path.isfile(os.path.join(path, "hf", "config.json")):  # an encoderlab run dir, not its model
+                hint = f"; it is a run dir: give its model, {key}={os.path.join(path, 'hf')}"
+            raise ConfigError(key, f"'{path}' holds no tokenizer files (tokenizer.json or vocab.txt){hint}") from None
         raise _offline_error("tokenizer", ident, key, e) from None
     if not getattr(tok, "is_fast", False):
         raise ConfigError(key, f"'{ident}' has no fast tokenizer (tokenizer.json); encoderlab needs one for offsets")

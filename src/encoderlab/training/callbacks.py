@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -16,7 +17,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from encoderlab.config.schema import RunConfig
 from encoderlab.redact import redact
-from encoderlab.training.checkpoints import KillAtStep, LastCheckpoint, RngState
+from encoderlab.training.checkpoints import KillAtStep, LastCheckpoint, RngState, WaitAtStep, on_slurm
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +118,15 @@ def build_callbacks(
     callbacks.append(LearningRateMonitor(logging_interval="step"))
     # after the best-weights checkpoint: Lightning runs checkpoint callbacks last, in this order
     every = run.callbacks
+    requeue_signal = signal.SIGUSR1 if on_slurm() else None
     callbacks.append(
-        LastCheckpoint(checkpoint_dir(run_dir), every.checkpoint_every_n_steps, every.checkpoint_every_minutes)
+        LastCheckpoint(
+            checkpoint_dir(run_dir), every.checkpoint_every_n_steps, every.checkpoint_every_minutes, requeue_signal
+        )
     )
-    if fault := KillAtStep.from_env():
-        callbacks.append(fault)
+    for fault in (KillAtStep.from_env(), WaitAtStep.from_env()):
+        if fault is not None:
+            callbacks.append(fault)
     return callbacks, ckpt, timer
 
 

@@ -5,13 +5,23 @@ callbacks: early stopping, best checkpoint, the run timer; the data module: whic
 RNG states). It is written at every epoch end and, when asked, every N optimizer steps and/or M minutes. Every
 checkpoint goes to a temporary name first and is renamed over the old one, so a run killed while writing keeps
 its previous checkpoint intact.
+
+On SLURM, the requeue signal (SIGUSR1, as ``sbatch --signal=USR1@90`` sends it before a job's time limit) writes
+``last.ckpt`` at the end of the current optimizer step and requeues the job (``scontrol requeue``); SLURM then stops
+this attempt and starts the job again, which continues from ``last.ckpt`` (``resume=auto``). Lightning's own SLURM
+auto-requeue is off (:func:`cluster_plugins`): it saves ``hpc_ckpt_N.ckpt`` mid-step, into the run dir, and a later
+fit picks that file up by itself, past ``resume=never`` and the run's own bookkeeping.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
+import subprocess
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,10 +29,22 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 LAST = "last.ckpt"
+log = logging.getLogger("encoderlab")
+
+
+def on_slurm() -> bool:
+    """A SLURM job (not an interactive ``srun bash``), as Lightning decides it."""
+    return SLURMEnvironment.detect()
+
+
+def cluster_plugins() -> list:
+    """On SLURM: Lightning's SLURM environment without its auto-requeue (LastCheckpoint handles the signal)."""
+    return [SLURMEnvironment(auto_requeue=False)] if on_slurm() else []
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -50,7 +72,13 @@ class LastCheckpoint(ModelCheckpoint):
     last-checkpoint rule only saves when a top-k checkpoint was saved at that step.
     """
 
-    def __init__(self, dirpath: Path, every_n_steps: int | None = None, every_minutes: float | None = None):
+    def __init__(
+        self,
+        dirpath: Path,
+        every_n_steps: int | None = None,
+        every_minutes: float | None = None,
+        requeue_signal: signal.Signals | None = None,
+    ):
         super().__init__(
             dirpath=str(dirpath),
             save_top_k=0,
@@ -60,6 +88,9 @@ class LastCheckpoint(ModelCheckpoint):
         )
         self._train_time_interval = timedelta(minutes=every_minutes) if every_minutes else None
         self._every_n_epochs = 0
+        self.requeue_signal = requeue_signal
+        self._requeue_asked = False
+        self._previous_handler = None
 
     @property
     def state_key(self) -> str:
@@ -72,6 +103,60 @@ class LastCheckpoint(ModelCheckpoint):
         if trainer.sanity_checking or trainer.fast_dev_run:
             return
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    # --- the requeue signal ---------------------------------------------------------------------------------------
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit" and self.requeue_signal is not None and threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(self.requeue_signal, self._ask_requeue)
+
+    def _ask_requeue(self, signum, frame) -> None:
+        self._requeue_asked = True  # acted on at the end of the optimizer step (a consistent state to save)
+
+    def _restore_handler(self) -> None:
+        if self._previous_handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(self.requeue_signal, self._previous_handler)
+            self._previous_handler = None
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restore_handler()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore_handler()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.requeue_signal is None or trainer.fit_loop.epoch_loop._should_accumulate():
+            return
+        # every process decides at the same step (one asked is enough): the save below waits for all of them
+        if not trainer.strategy.reduce_boolean_decision(self._requeue_asked, all=False):
+            return
+        self._requeue_asked = False
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        log.info("%s: saved %s at step %d", signal.Signals(self.requeue_signal).name, LAST, trainer.global_step)
+        if trainer.is_global_zero:
+            requeue_slurm_job()
+
+
+def requeue_slurm_job() -> bool:
+    """``scontrol requeue`` this job (an array task by its array id); SLURM then stops it (SIGTERM) and starts it again.
+    Where the requeue fails (a job submitted with ``--no-requeue``), the run goes on."""
+    array_id = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{array_id}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_id else os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return False
+    try:
+        p = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.warning("could not requeue SLURM job %s (%s); training goes on", job, e)
+        return False
+    if p.returncode != 0:
+        log.warning("could not requeue SLURM job %s (%s); training goes on", job, p.stderr.strip())
+        return False
+    log.info("requeued SLURM job %s: it continues from %s when it starts again", job, LAST)
+    return True
 
 
 class RngState(pl.Callback):
@@ -124,3 +209,29 @@ class KillAtStep(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.step and self.run_filter in str(trainer.default_root_dir):
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class WaitAtStep(pl.Callback):
+    """A fault for testing preemption: when optimizer step ``step`` ends in a run that did not resume, wait (at most
+    ``timeout`` seconds) for a SIGTERM or the requeue signal, as a job does until SLURM requeues or preempts it.
+    Set by ENCODERLAB_WAIT_AT_STEP."""
+
+    def __init__(self, step: int, timeout: float = 600.0):
+        self.step = step
+        self.timeout = timeout
+
+    @classmethod
+    def from_env(cls) -> WaitAtStep | None:
+        step = os.environ.get("ENCODERLAB_WAIT_AT_STEP")
+        return cls(int(step)) if step else None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step != self.step or trainer.ckpt_path is not None:
+            return
+        last = next((c for c in trainer.checkpoint_callbacks if isinstance(c, LastCheckpoint)), None)
+        deadline = time.monotonic() + self.timeout
+        log.info("waiting at step %d for a signal", self.step)
+        while time.monotonic() < deadline and not trainer.received_sigterm:
+            if last is not None and last._requeue_asked:
+                return
+            time.sleep(0.1)
