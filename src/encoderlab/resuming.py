@@ -87,7 +87,41 @@ def _checkpoint(run: RunConfig, run_dir: Path, previous: dict | None, same_run: 
         why = "finished" if previous and previous.get("status") == "finished" else "made with another config"
         log.warning("not resuming from %s: its run %s; starting over", last, why)
         return None
+    _rebase(last, checkpoint_dir(run_dir))
     return last
+
+
+def _rebase(ckpt: Path, folder: Path) -> None:
+    """Point the checkpoint callbacks' state in ``ckpt`` at ``folder`` when the run dir has moved since.
+
+    A run dir copied from a cluster or renamed keeps checkpoints that name its old folder; Lightning then forgets the
+    best score so far and tests a best.ckpt that is elsewhere or gone. Their files moved with the run dir.
+    """
+    import os
+
+    here = os.path.realpath(folder)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    moved = False
+    for cb in (state.get("callbacks") or {}).values():
+        old = cb.get("dirpath") if isinstance(cb, dict) else None
+        if not isinstance(old, str) or not old or old == here:
+            continue
+
+        def rebased(path, old=old):
+            return here + path[len(old) :] if isinstance(path, str) and path.startswith(old) else path
+
+        cb["dirpath"] = here
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if key in cb:
+                cb[key] = rebased(cb[key])
+        if isinstance(cb.get("best_k_models"), dict):
+            cb["best_k_models"] = {rebased(k): v for k, v in cb["best_k_models"].items()}
+        moved = True
+    if moved:
+        tmp = ckpt.with_name(f".{ckpt.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, ckpt)
+        log.info("the run dir has moved: its checkpoints now name %s", here)
 
 
 def _clear(run_dir: Path) -> None:

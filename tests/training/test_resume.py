@@ -109,6 +109,20 @@ def test_a_finetuning_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_
 
 
 @pytest.mark.slow
+def test_a_killed_run_whose_run_dir_was_moved_resumes_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
+    """A run dir copied off a cluster (or renamed) before the rerun: its checkpoints name the old folder."""
+    reference, killed, run = tmp_path / "reference", tmp_path / "killed", tmp_path / "moved"
+    ok(cli([*FINETUNE, f"hydra.run.dir={reference}"]))
+    killed_at(7, [*FINETUNE, f"hydra.run.dir={killed}"])
+    shutil.move(killed, run)
+
+    p = ok(cli([*FINETUNE, f"hydra.run.dir={run}"]))
+
+    assert "the run dir has moved" in p.log and summary(run)["attempts"] == 2
+    assert_same_run(run, reference)
+
+
+@pytest.mark.slow
 def test_a_gradually_unfrozen_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
     """The resumed run thaws its layers at the steps of the uninterrupted run (all thawed by 90% of the 12 steps)."""
     args = [*FINETUNE, "finetune=gradual_unfreeze", "finetune.unfreeze_by=0.9"]
