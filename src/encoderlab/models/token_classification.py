@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from datasets import DatasetDict
 from torch import nn
 from transformers import AutoModelForTokenClassification
@@ -33,6 +32,7 @@ from encoderlab.data.token_classification import (
 )
 from encoderlab.kinds import Kind, Prepared, write_json
 from encoderlab.metrics.ner import NerScores, ner_scores
+from encoderlab.metrics.rows import RowOutputs
 from encoderlab.models.encoder import build_config, build_model, check_length, save_pretrained
 from encoderlab.models.heads import FeatureModel
 from encoderlab.models.module import STAGES, EncoderModule
@@ -105,18 +105,6 @@ def export_token_model(module: EncoderModule, tokenizer, out: Path, auto_cls, he
     export_feature_model(net, tokenizer, out, meta)
 
 
-def gather_dict(local: dict) -> dict:
-    """The union of a dict over all processes (eval batches are split between ranks under DDP)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return local
-    parts: list = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, local)
-    merged: dict = {}
-    for p in parts:
-        merged.update(p)
-    return merged
-
-
 # ---------------------------------------------------------------- data
 
 
@@ -162,7 +150,9 @@ class TokenClassificationModule(EncoderModule):
         super().__init__(network, run, n_layers)
         self.label_names = list(label_names)
         self.sentences = sentences  # split -> {"tokens": [...], "tags": [...]}
-        self._preds: dict[str, dict[int, list[int]]] = {s: {} for s in STAGES}
+        self.word_tags = nn.ModuleDict(
+            {s: WordTags(sentences[EVAL_SPLITS[s]]["tags"], self.label_names) for s in STAGES}
+        )
         self.predictions: dict[str, dict[int, list[str]]] = {}
         self.scores: dict[str, NerScores] = {}
 
@@ -177,25 +167,39 @@ class TokenClassificationModule(EncoderModule):
 
     def update_metrics(self, stage, batch, outputs):
         gold = self.sentences[EVAL_SPLITS[stage]]["tags"]
-        index = batch[EXAMPLE_INDEX].tolist()
-        n_words = [len(gold[i]) for i in index]
+        index = batch[EXAMPLE_INDEX]
+        n_words = torch.tensor([len(gold[i]) for i in index.tolist()], dtype=torch.long)
         word_ids = batch["word_ids"][:, : outputs["preds"].shape[1]]
-        words = word_level(outputs["preds"], word_ids, max(n_words, default=0)).tolist()
-        for i, n, w in zip(index, n_words, words, strict=True):
-            self._preds[stage][i] = w[:n]
+        words = word_level(outputs["preds"], word_ids, int(n_words.max()) if len(n_words) else 0)
+        self.word_tags[stage].update(index, n_words, tags=words)
 
     def compute_metrics(self, stage):
-        preds = gather_dict(self._preds[stage])
-        self._preds[stage] = {}
-        if not preds:
+        result = self.word_tags[stage].compute()
+        self.word_tags[stage].reset()
+        if result is None:
             return {}
-        gold = self.sentences[EVAL_SPLITS[stage]]["tags"]
-        order = sorted(preds)
-        tags = {i: to_tags([None if p < 0 else p for p in preds[i]], self.label_names) for i in order}
-        scores = ner_scores([gold[i] for i in order], [tags[i] for i in order])
-        self.predictions[stage], self.scores[stage] = tags, scores
-        values = scores.as_dict()
+        self.predictions[stage], self.scores[stage] = result
+        values = self.scores[stage].as_dict()
         return {m: values[m] for m in self.run.task.metrics}
+
+
+class WordTags(RowOutputs):
+    """The predicted tag id of each word of every evaluated sentence (-1: a word cut off by ``max_seq_length``,
+    tagged 'O'); ``compute``: the tags by sentence index and their strict IOB2 scores against ``gold``."""
+
+    def __init__(self, gold: list[list[str]], label_names: list[str]):
+        super().__init__(("tags",))
+        self.gold = gold
+        self.label_names = list(label_names)
+
+    def compute(self) -> tuple[dict[int, list[str]], NerScores] | None:
+        preds = self.rows()
+        if not preds:
+            return None
+        tags = {
+            i: to_tags([None if p < 0 else p for p in v.long().tolist()], self.label_names) for i, (v,) in preds.items()
+        }
+        return tags, ner_scores([self.gold[i] for i in tags], list(tags.values()))
 
 
 def build(run: RunConfig, prepared: Prepared, tokenizer) -> TokenClassificationModule:
