@@ -93,6 +93,7 @@ def collator(run: RunConfig, tokenizer) -> MLMCollator:
         mlm_probability=task.mlm_probability,
         mask_replace_prob=task.mask_replace_prob,
         random_replace_prob=task.random_replace_prob,
+        keep_prob=task.keep_prob,
         whole_word_mask=task.whole_word_mask,
         pad_to_multiple_of=run.speed.pad_to_multiple_of,
         max_length=task.max_seq_length if run.speed.padding == "max_length" else None,
