@@ -39,7 +39,7 @@ from encoderlab.data.pretraining import check_max_positions, preprocess_pretrain
 from encoderlab.data.sources import load_source, subsample
 from encoderlab.data.wordpiece import train_wordpiece
 from encoderlab.errors import ConfigError
-from encoderlab.kinds import Kind, Prepared
+from encoderlab.kinds import KindFunctions, Prepared
 from encoderlab.models.encoder import (
     build_config,
     build_model,
@@ -367,7 +367,7 @@ def export(module: PretrainingModule, tokenizer, out: Path, prepared: Prepared) 
     save_pretrained(module.network, tokenizer, out)
 
 
-KIND = Kind(prepare=prepare, build=build, export=export, tokenizer=tokenizer)
+KIND = KindFunctions(prepare=prepare, build=build, export=export, tokenizer=tokenizer)
 
 __all__ = [
     "KIND",

@@ -18,6 +18,7 @@ from transformers import AutoModelForQuestionAnswering
 
 from encoderlab.config.schema import RunConfig, TaskConfig
 from encoderlab.data import cache as data_cache
+from encoderlab.data.collate import pad_collator
 from encoderlab.data.question_answering import (
     EXAMPLE_ID,
     FEATURE_INDEX,
@@ -29,13 +30,12 @@ from encoderlab.data.question_answering import (
     preprocess_question_answering,
 )
 from encoderlab.data.sources import cv_fingerprint, load_raw
-from encoderlab.kinds import Kind, Prepared
+from encoderlab.kinds import KindFunctions, Prepared
 from encoderlab.metrics.rows import RowOutputs
 from encoderlab.metrics.squad import squad_scores
 from encoderlab.models.encoder import build_config
 from encoderlab.models.module import STAGES, EncoderModule
-from encoderlab.models.sequence import pad_collator
-from encoderlab.models.token_classification import (
+from encoderlab.models.token_level import (
     EVAL_SPLITS,
     SPLITS,
     build_token_network,
@@ -235,6 +235,6 @@ class QuestionAnswerer:
         return result[0] if single else result
 
 
-KIND = Kind(prepare=prepare, build=build, export=export, predict=predict)
+KIND = KindFunctions(prepare=prepare, build=build, export=export, predict=predict)
 
 __all__ = ["KIND", "QuestionAnswerer", "QuestionAnsweringModule"]
