@@ -154,15 +154,15 @@ def encoderlab_side(
     import pytorch_lightning as pl
 
     from encoderlab.data.datamodule import EncoderDataModule
+    from encoderlab.models.features import cache_features
     from encoderlab.models.heads import FeatureModel
-    from encoderlab.runner import _cache_features
 
     run, prepared, module = _encoderlab_parts(batch, overrides)
     counter = None if isinstance(module.network, FeatureModel) else TokenCounter(module.network)
     _sync(device)
     t0 = time.perf_counter()
     if isinstance(module.network, FeatureModel) and run.speed.cache_features:
-        prepared = _cache_features(module, prepared, run, None)  # encoding time is counted, not cached on disk
+        prepared = cache_features(module, prepared, run, None)  # encoding time is counted, not cached on disk
     dm = EncoderDataModule(prepared.datasets, prepared.collator, run.batch_size, run.eval_batch_size, run.speed, 0)
     clock = StepClock(device)
 

@@ -1,31 +1,29 @@
-"""The task kinds, each a bundle of data preparation, model building and export.
+"""The task kinds, each a bundle of data preparation, model building, predictions and export.
 
-A kind lives in its own module and is imported only when a run needs it, so a kind's heavy imports
-(seqeval, tokenizer training) cost nothing elsewhere.
+A kind is anything with the members of the :class:`Kind` protocol; each kind's module defines ``KIND``, a
+:class:`KindFunctions` of its module-level functions. :func:`get_kind` imports the module of the kind a run needs
+and no other, so a kind's heavy imports (seqeval, tokenizer training) cost nothing elsewhere; its imports are
+written out, so go-to-definition and type checkers follow them.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from datasets import DatasetDict
 
 from encoderlab.errors import check_choice
 from encoderlab.names import TASK_KINDS
 
-# one entry per encoderlab.names.TASK_KINDS
-_KINDS = {
-    "sequence_classification": "encoderlab.models.sequence:KIND",
-    "sequence_regression": "encoderlab.models.sequence:KIND",
-    "token_classification": "encoderlab.models.token_classification:KIND",
-    "question_answering": "encoderlab.models.question_answering:KIND",
-    "pretraining": "encoderlab.models.pretraining:KIND",
-    "multitask": "encoderlab.models.multitask:KIND",
-}
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+    from encoderlab.config.schema import RunConfig
+    from encoderlab.data.datamodule import EncoderDataModule
+    from encoderlab.models.module import EncoderModule
 
 
 @dataclass
@@ -42,24 +40,90 @@ class Prepared:
     batching: Any = None
 
 
-@dataclass
-class Kind:
-    # (run, tokenizer, cache root or None) -> Prepared
-    prepare: Callable[..., Prepared]
-    # (run, prepared, tokenizer) -> EncoderModule with freezing applied
-    build: Callable[..., Any]
-    # (module, tokenizer, out_dir, prepared) -> None: a Hugging Face folder that transformers.pipeline loads
-    export: Callable[..., None]
-    # (module, trainer, datamodule, prepared, run_dir) -> extra metrics dict; writes predictions files
-    predict: Callable[..., dict] | None = None
-    # the tokenizer to use: (run) -> tokenizer; None: the model's own (encoder.load_tokenizer)
-    tokenizer: Callable[..., Any] | None = None
+class PrepareFn(Protocol):
+    def __call__(self, run: RunConfig, tokenizer: Any, cache_root: Path | None) -> Prepared:
+        """Raw splits -> :class:`Prepared` (tokenized splits, collator, meta, lengths); ``cache_root`` None: no
+        cache."""
+        ...
+
+
+class BuildFn(Protocol):
+    def __call__(self, run: RunConfig, prepared: Prepared, tokenizer: Any) -> EncoderModule:
+        """The network with its head, the strategy's freezing applied, in an :class:`EncoderModule`."""
+        ...
+
+
+class ExportFn(Protocol):
+    def __call__(self, module: EncoderModule, tokenizer: Any, out_dir: Path, prepared: Prepared) -> None:
+        """``out_dir``: a Hugging Face folder that ``transformers.pipeline`` loads (where the network allows)."""
+        ...
+
+
+class PredictFn(Protocol):
+    def __call__(
+        self,
+        module: EncoderModule,
+        trainer: pl.Trainer,
+        datamodule: EncoderDataModule,
+        prepared: Prepared,
+        run_dir: Path,
+    ) -> dict:
+        """Writes predictions files into ``run_dir``; returns extra test metrics (computed outside the loop)."""
+        ...
+
+
+class TokenizerFn(Protocol):
+    def __call__(self, run: RunConfig, run_dir: Path) -> Any:
+        """The run's tokenizer when it is not the model's own (pre-training may train a WordPiece vocabulary)."""
+        ...
+
+
+class Kind(Protocol):
+    """What a task kind provides to the runner (and to multitask, which builds on the other kinds)."""
+
+    prepare: PrepareFn
+    build: BuildFn
+    export: ExportFn
+    predict: PredictFn | None  # None: no predictions files, no extra metrics
+    tokenizer: TokenizerFn | None  # None: the model's own (models/encoder.load_tokenizer)
+
+
+@dataclass(frozen=True)
+class KindFunctions:
+    """A :class:`Kind` made of functions: what each kind's module puts in its ``KIND``."""
+
+    prepare: PrepareFn
+    build: BuildFn
+    export: ExportFn
+    predict: PredictFn | None = None
+    tokenizer: TokenizerFn | None = None
 
 
 def get_kind(name: str) -> Kind:
+    """The kind named by ``task.kind``; imports its module (only that one) on first use."""
     check_choice("task.kind", name, TASK_KINDS)
-    module, _, attr = _KINDS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    if name in ("sequence_classification", "sequence_regression"):
+        from encoderlab.models.sequence import KIND as sequence
+
+        return sequence
+    if name == "token_classification":
+        from encoderlab.models.token_classification import KIND as token_classification
+
+        return token_classification
+    if name == "question_answering":
+        from encoderlab.models.question_answering import KIND as question_answering
+
+        return question_answering
+    if name == "pretraining":
+        from encoderlab.models.pretraining import KIND as pretraining
+
+        return pretraining
+    if name == "multitask":
+        from encoderlab.models.multitask import KIND as multitask
+
+        return multitask
+    # names.TASK_KINDS and the branches above list the same kinds (tests/config/test_names.py checks it)
+    raise AssertionError(f"task.kind {name!r} has no module in get_kind")
 
 
 def write_json(path: Path, obj) -> None:

@@ -1,4 +1,5 @@
-"""One run, start to finish: data -> model -> Trainer -> test -> export -> summary.json.
+"""One run, start to finish, in four stages: prepare (data, model, cached features) -> fit and test -> export ->
+summarize (summary.json).
 
 Called by the CLI with a validated :class:`RunConfig`. Everything a run produces lands in its run dir:
 ``.hydra/`` (resolved config), ``metrics.csv``, ``summary.json``, ``hf/`` (the model in Hugging Face
@@ -18,9 +19,10 @@ import resource
 import shutil
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -32,13 +34,13 @@ from encoderlab.config.schema import RunConfig
 from encoderlab.data.cache import cache_root
 from encoderlab.data.datamodule import EncoderDataModule
 from encoderlab.errors import ConfigError
-from encoderlab.kinds import Prepared, get_kind
+from encoderlab.kinds import Kind, Prepared, get_kind
 from encoderlab.models.encoder import load_tokenizer
-from encoderlab.models.features import FeatureCollator, cached_features, encode_rows, feature_key, select_layers
-from encoderlab.models.heads import FeatureModel
+from encoderlab.models.features import maybe_cache_features
+from encoderlab.models.module import EncoderModule
 from encoderlab.redact import redact
-from encoderlab.resuming import keep_metrics, plan_attempt
-from encoderlab.training.callbacks import build_callbacks, build_loggers, checkpoint_dir
+from encoderlab.resuming import Attempt, keep_metrics, plan_attempt
+from encoderlab.training.callbacks import RunTimer, build_callbacks, build_loggers, checkpoint_dir
 from encoderlab.training.checkpoints import AtomicCheckpointIO, cluster_plugins
 from encoderlab.training.freezing import count_parameters
 
@@ -126,56 +128,43 @@ def write_summary(run_dir: Path, summary: dict) -> None:
     os.replace(tmp, run_dir / "summary.json")
 
 
-def _encoder_identity(run: RunConfig) -> str:
-    """What fixes the frozen encoder's weights: its whole config, and the seed when it is randomly initialised
-    (a from-scratch encoder of seed 1 is another network than that of seed 2, with the same name and path)."""
-    ident = json.dumps(asdict(run.model), sort_keys=True)
-    return ident + (f"|seed={run.seed}" if run.model.from_scratch else "")
+@dataclass
+class Built:
+    """What the prepare stage hands on: the run (a distilled run's student config), its kind, data and module."""
+
+    run: RunConfig
+    kind: Kind
+    tokenizer: Any
+    prepared: Prepared
+    module: EncoderModule
+    datamodule: EncoderDataModule
+    trainable: int
+    total: int
+    feature_seconds: float  # encoding cached features or teacher logits, counted as training time
 
 
-def _cache_features(module, prepared: Prepared, run: RunConfig, root: Path | None) -> Prepared:
-    """Replace token ids by encoder features (once per split, shared by the runs of a sweep).
+@dataclass
+class Fitted:
+    """What fit-and-test hands on: the trainer, the timer's best epoch and the val/test metrics."""
 
-    Sequence features are cached for every hidden layer, so frozen and all feature_based layer choices
-    with the same pooling share one encoding; token features keep the selected layers only (size).
-    """
-    net: FeatureModel = module.network
-    t0 = time.perf_counter()
-    all_layers = net.pooling in ("cls", "mean")
-    key = feature_key(
-        prepared.meta.get("data_key", ""),
-        _encoder_identity(run),
-        None if all_layers else net.layers,
-        net.pooling,
-        run.precision,
-    )
-    splits = {}
-    # token counts of the original rows: the train batches are bucketed exactly as without the cache
-    lengths = dict(prepared.lengths or {})
-    for split, ds in prepared.datasets.items():
-        rows = ds.to_list() if hasattr(ds, "to_list") else list(ds)
-        lengths.setdefault(split, [len(r["input_ids"]) for r in rows])
-        feats = cached_features(
-            root,
-            key,
-            split,
-            lambda rows=rows: encode_rows(net, rows, prepared.collator, run.eval_batch_size, run.precision, all_layers),
-        )
-        splits[split] = select_layers(feats, net.layers) if all_layers else feats
-    net.train()  # encode_rows switched the whole network to eval mode; the head trains with its dropout
-    log.info("features ready in %.1fs (encoder frozen: the head trains on cached features)", time.perf_counter() - t0)
-    return Prepared(splits, FeatureCollator(), prepared.meta | {"cached_features": True}, prepared.extras, lengths)
+    trainer: pl.Trainer
+    timer: RunTimer
+    val: dict[str, float]
+    test: dict[str, float]
 
 
 def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dict | None = None) -> dict:
-    """Run one job; return its summary. Raises on failure after recording it in summary.json."""
+    """Run one job; return its summary. Raises on failure after recording it in summary.json.
+
+    The stages, in order: :func:`prepare` (data, model, cached features), :func:`fit_and_test` (the Trainer and
+    the kind's predictions), :func:`export` (``hf/`` and its card), :func:`summarize` (``summary.json``)."""
     attempt = plan_attempt(run, run_dir, config_hash(run), writer=is_rank_zero())
     summary = base_summary(run, overrides) | {
         "resumed_from": str(attempt.ckpt) if attempt.ckpt else None,
         "attempts": attempt.number,
     }
     write_summary(run_dir, summary)
-    loggers = []
+    loggers: list = []
     try:
         pl.seed_everything(run.seed, workers=True, verbose=False)
         if run.model.family == "tfidf_logreg":  # a scikit-learn baseline: no tokenizer, no Lightning
@@ -183,97 +172,14 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
 
             loggers = build_loggers(run, run_dir, hydra_meta or {})
             return _finish_baseline(run_dir, summary | fit_tfidf_logreg(run, run_dir), loggers)
-        kind = get_kind(run.task.kind)
-        teacher = None
-        if run.finetune.strategy == "distill":
-            from encoderlab.models.distill import load_teacher, student_run
-
-            teacher = load_teacher(run)  # a wrong teacher fails here, before any data is read
-            run = student_run(run, teacher)  # student_layers: the student starts as the teacher's network
-            summary["model"] = run.model.name
-        root = cache_root(run.paths.cache_dir) if run.speed.cache_tokenized else None
-        tokenizer = kind.tokenizer(run, run_dir) if kind.tokenizer else load_tokenizer(run.model)
-        t_data = time.perf_counter()
-        prepared = kind.prepare(run, tokenizer, root)
-        summary["data_seconds"] = round(time.perf_counter() - t_data, 2)
-        module = kind.build(run, prepared, tokenizer)
-        trainable, total = count_parameters(module.network)
-        log.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
-        feature_seconds = 0.0
-        if teacher is not None:
-            from encoderlab.models.distill import attach_teacher_logits, student_layer_indices
-
-            t_teacher = time.perf_counter()
-            prepared = attach_teacher_logits(run, prepared, teacher, cache_root(run.paths.cache_dir))
-            feature_seconds = time.perf_counter() - t_teacher  # ~0 when an earlier run computed the logits
-            layers = student_layer_indices(run.distill.student_layers, teacher.num_layers)
-            summary["distill"] = teacher.describe(run, layers) | {"teacher_seconds": round(feature_seconds, 2)}
-        if isinstance(module.network, FeatureModel) and run.speed.cache_features:
-            t_feat = time.perf_counter()
-            prepared = _cache_features(module, prepared, run, cache_root(run.paths.cache_dir))
-            feature_seconds = time.perf_counter() - t_feat  # ~0 when an earlier run of the sweep encoded them
-        dm = EncoderDataModule(
-            prepared.datasets,
-            prepared.collator,
-            run.batch_size,
-            run.eval_batch_size,
-            run.speed,
-            seed=run.seed,
-            lengths=prepared.lengths,
-            batching=prepared.batching,
-        )
-        loggers = build_loggers(run, run_dir, hydra_meta or {}, attempt.wandb_id)
+        built = prepare(run, run_dir, summary)
+        loggers = build_loggers(built.run, run_dir, hydra_meta or {}, attempt.wandb_id)
         keep_metrics(loggers, attempt)
-        beat = _heartbeat(run_dir, summary, attempt.seconds_before + feature_seconds)
-        callbacks, ckpt, timer = build_callbacks(run, run_dir, beat)
-        _check_val_interval(run, len(prepared.datasets["train"]))
-        trainer = pl.Trainer(
-            default_root_dir=str(run_dir),
-            logger=loggers,
-            callbacks=callbacks,
-            precision=run.precision,
-            use_distributed_sampler=False,  # the datamodule shards each loader (evaluation without repeated rows)
-            plugins=[AtomicCheckpointIO(), *cluster_plugins()],
-            **_trainer_kwargs(run),
-        )
-        trainer.fit(module, datamodule=dm, ckpt_path=attempt.ckpt)
-        best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
-        val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        if best:
-            val_best = ckpt.best_model_score
-            log.info("best %s = %.4f (%s)", ckpt.monitor, float(val_best), Path(best).name)
-        test_out = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)
-        test = {k[5:]: float(v) for k, v in (test_out[0] if test_out else {}).items() if k.startswith("test/")}
-        extra = kind.predict(module, trainer, dm, prepared, run_dir) if kind.predict else {}
-        test |= extra or {}
-        if run.save_model and trainer.is_global_zero:
-            kind.export(module, tokenizer, run_dir / "hf", prepared)
-            _model_card(
-                run_dir / "hf", run, {"test": test, "validation": timer.best_val or val}, prepared.meta, overrides
-            )
-        summary |= {
-            "status": "finished",
-            "val": timer.best_val or val,
-            "test": test,
-            "best_epoch": timer.best_epoch,
-            "epochs": trainer.current_epoch,
-            "steps": trainer.global_step,
-            # what this run paid to train: fitting, plus encoding the features when it had to, in every attempt
-            "train_seconds": round(attempt.seconds_before + timer.fit_seconds + feature_seconds, 2),
-            "feature_seconds": round(feature_seconds, 2),
-            "train_samples_per_second": round(module.samples_seen / max(module.train_time, 1e-9), 2),
-            "train_tokens_per_second": round(module.tokens_seen / max(module.train_time, 1e-9), 1),
-            "predict_samples_per_second": (
-                round(module.test_samples / module.test_time, 2) if module.test_time > 0 else None
-            ),
-            "trainable_params": trainable,
-            "total_params": total,
-            "peak_memory_mb": round(_peak_memory_mb(), 1),
-            "data": prepared.meta,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        fitted = fit_and_test(built, run_dir, summary, attempt, loggers)
+        export(built, fitted, run_dir, overrides)
+        summary |= summarize(built, fitted, attempt)
         write_summary(run_dir, summary)
-        if trainer.is_global_zero:  # after summary.json says finished: hf/ holds the best weights
+        if fitted.trainer.is_global_zero:  # after summary.json says finished: hf/ holds the best weights
             shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
         _finish_loggers(loggers, 0, summary)
         return summary
@@ -287,6 +193,117 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         write_summary(run_dir, summary)
         _finish_loggers(loggers, 1, summary)
         raise
+
+
+def prepare(run: RunConfig, run_dir: Path, summary: dict) -> Built:
+    """Stage 1: the kind's tokenizer, data and module; a distilled run's teacher logits; a frozen encoder's cached
+    features; the datamodule. Records ``data_seconds`` (and ``model`` / ``distill`` for distillation) in
+    ``summary``."""
+    kind = get_kind(run.task.kind)
+    teacher = None
+    if run.finetune.strategy == "distill":
+        from encoderlab.models.distill import load_teacher, student_run
+
+        teacher = load_teacher(run)  # a wrong teacher fails here, before any data is read
+        run = student_run(run, teacher)  # student_layers: the student starts as the teacher's network
+        summary["model"] = run.model.name
+    root = cache_root(run.paths.cache_dir) if run.speed.cache_tokenized else None
+    tokenizer = kind.tokenizer(run, run_dir) if kind.tokenizer else load_tokenizer(run.model)
+    t_data = time.perf_counter()
+    prepared = kind.prepare(run, tokenizer, root)
+    summary["data_seconds"] = round(time.perf_counter() - t_data, 2)
+    module = kind.build(run, prepared, tokenizer)
+    trainable, total = count_parameters(module.network)
+    log.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
+    feature_seconds = 0.0
+    if teacher is not None:
+        from encoderlab.models.distill import attach_teacher_logits, student_layer_indices
+
+        t_teacher = time.perf_counter()
+        prepared = attach_teacher_logits(run, prepared, teacher, cache_root(run.paths.cache_dir))
+        feature_seconds = time.perf_counter() - t_teacher  # ~0 when an earlier run computed the logits
+        layers = student_layer_indices(run.distill.student_layers, teacher.num_layers)
+        summary["distill"] = teacher.describe(run, layers) | {"teacher_seconds": round(feature_seconds, 2)}
+    prepared, encode_seconds = maybe_cache_features(module, prepared, run, cache_root(run.paths.cache_dir))
+    if encode_seconds is not None:
+        feature_seconds = encode_seconds
+    dm = EncoderDataModule(
+        prepared.datasets,
+        prepared.collator,
+        run.batch_size,
+        run.eval_batch_size,
+        run.speed,
+        seed=run.seed,
+        lengths=prepared.lengths,
+        batching=prepared.batching,
+    )
+    return Built(run, kind, tokenizer, prepared, module, dm, trainable, total, feature_seconds)
+
+
+def fit_and_test(built: Built, run_dir: Path, summary: dict, attempt: Attempt, loggers: list) -> Fitted:
+    """Stage 2: ``pl.Trainer.fit`` (resuming ``attempt.ckpt``), then ``test`` with the best weights, then the kind's
+    ``predict`` (predictions files, metrics computed outside the loop)."""
+    run, module, dm = built.run, built.module, built.datamodule
+    beat = _heartbeat(run_dir, summary, attempt.seconds_before + built.feature_seconds)
+    callbacks, ckpt, timer = build_callbacks(run, run_dir, beat)
+    _check_val_interval(run, len(built.prepared.datasets["train"]))
+    trainer = pl.Trainer(
+        default_root_dir=str(run_dir),
+        logger=loggers,
+        callbacks=callbacks,
+        precision=run.precision,
+        use_distributed_sampler=False,  # the datamodule shards each loader (evaluation without repeated rows)
+        plugins=[AtomicCheckpointIO(), *cluster_plugins()],
+        **_trainer_kwargs(run),
+    )
+    trainer.fit(module, datamodule=dm, ckpt_path=attempt.ckpt)
+    best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
+    val = {k[4:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    if best:
+        val_best = ckpt.best_model_score
+        log.info("best %s = %.4f (%s)", ckpt.monitor, float(val_best), Path(best).name)
+    test_out = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False, weights_only=True)
+    test = {k[5:]: float(v) for k, v in (test_out[0] if test_out else {}).items() if k.startswith("test/")}
+    kind = built.kind
+    extra = kind.predict(module, trainer, dm, built.prepared, run_dir) if kind.predict else {}
+    test |= extra or {}
+    return Fitted(trainer, timer, timer.best_val or val, test)
+
+
+def export(built: Built, fitted: Fitted, run_dir: Path, overrides: list[str]) -> None:
+    """Stage 3: ``run_dir/hf/`` (the kind's export) and its model card, by the process of rank 0, unless
+    ``save_model=false``."""
+    run = built.run
+    if run.save_model and fitted.trainer.is_global_zero:
+        built.kind.export(built.module, built.tokenizer, run_dir / "hf", built.prepared)
+        metrics = {"test": fitted.test, "validation": fitted.val}
+        _model_card(run_dir / "hf", run, metrics, built.prepared.meta, overrides)
+
+
+def summarize(built: Built, fitted: Fitted, attempt: Attempt) -> dict:
+    """Stage 4: what a finished run adds to summary.json: metrics, epochs, cost (time, throughput, memory)."""
+    module, trainer, timer = built.module, fitted.trainer, fitted.timer
+    return {
+        "status": "finished",
+        "val": fitted.val,
+        "test": fitted.test,
+        "best_epoch": timer.best_epoch,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        # what this run paid to train: fitting, plus encoding the features when it had to, in every attempt
+        "train_seconds": round(attempt.seconds_before + timer.fit_seconds + built.feature_seconds, 2),
+        "feature_seconds": round(built.feature_seconds, 2),
+        "train_samples_per_second": round(module.samples_seen / max(module.train_time, 1e-9), 2),
+        "train_tokens_per_second": round(module.tokens_seen / max(module.train_time, 1e-9), 1),
+        "predict_samples_per_second": (
+            round(module.test_samples / module.test_time, 2) if module.test_time > 0 else None
+        ),
+        "trainable_params": built.trainable,
+        "total_params": built.total,
+        "peak_memory_mb": round(_peak_memory_mb(), 1),
+        "data": built.prepared.meta,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def _heartbeat(run_dir: Path, summary: dict, seconds_before: float):

@@ -49,11 +49,19 @@ def _corpus(path: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["classification", "pretraining"])
+@pytest.mark.parametrize("task", ["classification", "pretraining", "ner", "qa"])
 def test_two_processes_report_the_metrics_of_one(tmp_path, cache_dir, task):
     if task == "classification":
         # 11 validation and 9 test rows: two ranks cannot split them evenly, padding would repeat a row
         args = ["task=csv_example", "task.test_size=0.15", "eval_batch_size=4"]
+    elif task == "ner":  # sentences scored whole: each rank's word tags are gathered before scoring
+        args = ["task=wnut16", "task.max_train_samples=40", "task.max_eval_samples=23", "task.max_seq_length=32"]
+        args += ["eval_batch_size=4"]
+    elif task == "qa":  # the windows of one question land on both ranks: post-processing needs all of them
+        squad = ROOT / "tests" / "fixtures" / "squad_v2_small.json"
+        args = ["task=squad_v2", "task.source=files", "task.validation_split=validation", "task.test_split=test"]
+        args += [f"task.data_files.{split}={squad}" for split in ("train", "validation", "test")]
+        args += ["task.max_seq_length=64", "task.doc_stride=16", "batch_size=2", "eval_batch_size=3"]
     else:
         args = ["task=pretrain_mlm", "task.source=files", f"task.data_files.train={_corpus(tmp_path / 'c.txt')}"]
         args += ["task.validation_documents=0.1", "task.max_seq_length=32", "eval_batch_size=3"]

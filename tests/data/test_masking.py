@@ -162,3 +162,13 @@ def test_collator_rejects_bad_ratios(tokenizer):
         MLMCollator(tokenizer, mlm_probability=0.0)
     with pytest.raises(ConfigError, match="task.mask_replace_prob"):
         MLMCollator(tokenizer, mask_replace_prob=0.9, random_replace_prob=0.2)
+
+
+def test_keep_prob_is_the_unchanged_share(tokenizer):
+    """task.keep_prob reaches the collator: a consistent value masks exactly as the derived rest, any other fails."""
+    examples = _examples(tokenizer, n=64)
+    derived = _collate(tokenizer, examples, mask_replace_prob=0.5, random_replace_prob=0.2)
+    given = _collate(tokenizer, examples, mask_replace_prob=0.5, random_replace_prob=0.2, keep_prob=0.3)
+    assert torch.equal(derived["input_ids"], given["input_ids"]) and torch.equal(derived["labels"], given["labels"])
+    with pytest.raises(ConfigError, match="task.keep_prob must sum to 1"):
+        MLMCollator(tokenizer, mask_replace_prob=0.5, random_replace_prob=0.2, keep_prob=0.1)

@@ -112,6 +112,7 @@ class TaskConfig:
     # pre-training
     objective: str = "none"  # none | nsp | sop
     mlm_probability: float = 0.15
+    # selected tokens -> [MASK] / a random token / unchanged (sum to 1); the masking (data/masking.py) reads all three
     mask_replace_prob: float = 0.8
     random_replace_prob: float = 0.1
     keep_prob: float = 0.1

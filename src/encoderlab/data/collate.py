@@ -10,12 +10,16 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
 from encoderlab.errors import DataError
+
+if TYPE_CHECKING:
+    from encoderlab.config.schema import RunConfig
 
 
 class PadCollator:
@@ -191,3 +195,12 @@ def eval_shard(
         bounds = [j * n // world for j in range(world + 1)]
         batches = [order[bounds[j] : bounds[j + 1]] for j in range(world)]
     return batches[rank::world]
+
+
+def pad_collator(run: RunConfig, tokenizer) -> PadCollator:
+    """The run's padding (``speed.padding``, ``speed.pad_to_multiple_of``) for the tokenizer's pad id."""
+    return PadCollator(
+        tokenizer.pad_token_id,
+        pad_to_multiple_of=run.speed.pad_to_multiple_of,
+        max_length=run.task.max_seq_length if run.speed.padding == "max_length" else None,
+    )

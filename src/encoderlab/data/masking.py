@@ -20,10 +20,22 @@ _PLACEHOLDER = re.compile(r"^\[[^\]]+\]$")
 SENTENCE_LABELS = ("next_sentence_label", "sentence_order_label")
 
 
-def check_mlm_ratios(mlm_probability: float, mask_replace_prob: float, random_replace_prob: float) -> float:
-    """Validate the BERT masking knobs (names as in ``task.*``); returns the unchanged share."""
+def check_mlm_ratios(
+    mlm_probability: float, mask_replace_prob: float, random_replace_prob: float, keep_prob: float | None = None
+) -> float:
+    """Validate the BERT masking knobs (names as in ``task.*``); returns the unchanged share: ``keep_prob``, or when
+    it is None the rest of the two others."""
     if not 0.0 < mlm_probability < 1.0:
         raise ConfigError("task.mlm_probability", f"must be in (0, 1), got {mlm_probability}")
+    if keep_prob is not None:
+        ratios = (mask_replace_prob, random_replace_prob, keep_prob)
+        if any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
+            raise ConfigError(
+                "task.mask_replace_prob",
+                "task.mask_replace_prob + task.random_replace_prob + task.keep_prob must sum to 1, "
+                f"got {ratios[0]} + {ratios[1]} + {ratios[2]} = {sum(ratios):g}",
+            )
+        return keep_prob
     keep = 1.0 - mask_replace_prob - random_replace_prob
     if mask_replace_prob < 0 or random_replace_prob < 0 or keep < -1e-6:
         raise ConfigError(
@@ -44,13 +56,15 @@ def mask_tokens(
     random_replace_prob: float,
     word_start: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    keep_prob: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Select ~``mlm_probability`` of the ``candidates`` and corrupt them; returns ``(inputs, labels)``.
 
     ``candidates`` is False at special tokens and padding, which are never selected. With ``word_start`` (whole-word
     masking) words are selected with probability ``mlm_probability`` and all their pieces go together, so the
     expected share of masked tokens stays ``mlm_probability``. Each selected token is then, independently,
-    replaced by ``[MASK]`` / a random id from ``random_ids`` / left as is, with the configured probabilities.
+    replaced by ``[MASK]`` / a random id from ``random_ids`` / left as is, with the configured probabilities
+    (``keep_prob`` None: the rest of the other two).
     """
     inputs = input_ids.clone()
     labels = input_ids.clone()
@@ -68,7 +82,8 @@ def mask_tokens(
     labels[~selected] = -100
     how = torch.rand(inputs.shape, generator=generator)
     to_mask = selected & (how < mask_replace_prob)
-    to_random = selected & (how >= mask_replace_prob) & (how < mask_replace_prob + random_replace_prob)
+    kept_from = mask_replace_prob + random_replace_prob if keep_prob is None else 1.0 - keep_prob
+    to_random = selected & (how >= mask_replace_prob) & (how < kept_from)
     inputs[to_mask] = mask_token_id
     n_random = int(to_random.sum())
     if n_random:
@@ -102,13 +117,15 @@ class MLMCollator:
         pad_to_multiple_of: int | None = None,
         generator: torch.Generator | None = None,
         max_length: int | None = None,
+        keep_prob: float | None = None,
     ):
-        check_mlm_ratios(mlm_probability, mask_replace_prob, random_replace_prob)
+        check_mlm_ratios(mlm_probability, mask_replace_prob, random_replace_prob, keep_prob)
         if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None:
             raise ConfigError("model.tokenizer_path", "masked-LM pre-training needs a tokenizer with [MASK] and [PAD]")
         self.mlm_probability = mlm_probability
         self.mask_replace_prob = mask_replace_prob
         self.random_replace_prob = random_replace_prob
+        self.keep_prob = keep_prob  # None: the rest of the other two
         self.whole_word_mask = whole_word_mask
         self.pad_to_multiple_of = pad_to_multiple_of
         self.max_length = max_length  # set: always pad to it (speed.padding=max_length, the run_mlm baseline)
@@ -164,6 +181,7 @@ class MLMCollator:
             self.random_replace_prob,
             word_start=word_start,
             generator=self.generator,
+            keep_prob=self.keep_prob,
         )
         return batch
 

@@ -254,6 +254,7 @@ def _static_mask(rows: dict, tokenizer, task: TaskConfig, seed: int, chunk: int 
         task.mask_replace_prob,
         task.random_replace_prob,
         whole_word_mask=task.whole_word_mask,
+        keep_prob=task.keep_prob,
     )
     g = torch.Generator().manual_seed(seed)
     ids_all, ws_all = rows["input_ids"], rows.get("word_start")
@@ -281,6 +282,7 @@ def _static_mask(rows: dict, tokenizer, task: TaskConfig, seed: int, chunk: int 
             task.random_replace_prob,
             word_start=ws,
             generator=g,
+            keep_prob=task.keep_prob,
         )
         for j, length in enumerate(lens.tolist()):
             new_ids.append(masked[j, :length].tolist())
@@ -352,7 +354,7 @@ def preprocess_pretraining(
     Stats per split: documents, skipped_single_sentence_documents, examples, tokens, dropped_tokens.
     """
     check_max_positions(task, max_positions)
-    check_mlm_ratios(task.mlm_probability, task.mask_replace_prob, task.random_replace_prob)
+    check_mlm_ratios(task.mlm_probability, task.mask_replace_prob, task.random_replace_prob, task.keep_prob)
     check_choice("task.objective", task.objective, OBJECTIVES)
     seed = task.split_seed if seed is None else seed
     tokenized = {name: tokenize_documents(d, tokenizer).data.column("sentences").to_pylist() for name, d in raw.items()}

@@ -12,17 +12,78 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from encoderlab.data.collate import sorted_batches
+from encoderlab.kinds import Prepared
 from encoderlab.models.heads import FeatureModel
 
+if TYPE_CHECKING:
+    from encoderlab.config.schema import RunConfig
+    from encoderlab.models.module import EncoderModule
+
 log = logging.getLogger(__name__)
+
+
+def maybe_cache_features(
+    module: EncoderModule, prepared: Prepared, run: RunConfig, root: Path | None
+) -> tuple[Prepared, float | None]:
+    """The run's data as cached encoder features when its encoder is frozen and ``speed.cache_features`` is on,
+    and the seconds that took (~0 when an earlier run of the sweep encoded them); else ``prepared`` and None."""
+    if not (isinstance(module.network, FeatureModel) and run.speed.cache_features):
+        return prepared, None
+    t0 = time.perf_counter()
+    prepared = cache_features(module, prepared, run, root)
+    return prepared, time.perf_counter() - t0
+
+
+def encoder_identity(run: RunConfig) -> str:
+    """What fixes the frozen encoder's weights: its whole config, and the seed when it is randomly initialised
+    (a from-scratch encoder of seed 1 is another network than that of seed 2, with the same name and path)."""
+    ident = json.dumps(asdict(run.model), sort_keys=True)
+    return ident + (f"|seed={run.seed}" if run.model.from_scratch else "")
+
+
+def cache_features(module: EncoderModule, prepared: Prepared, run: RunConfig, root: Path | None) -> Prepared:
+    """Replace token ids by encoder features (once per split, shared by the runs of a sweep).
+
+    Sequence features are cached for every hidden layer, so frozen and all feature_based layer choices
+    with the same pooling share one encoding; token features keep the selected layers only (size).
+    """
+    net: FeatureModel = module.network
+    t0 = time.perf_counter()
+    all_layers = net.pooling in ("cls", "mean")
+    key = feature_key(
+        prepared.meta.get("data_key", ""),
+        encoder_identity(run),
+        None if all_layers else net.layers,
+        net.pooling,
+        run.precision,
+    )
+    splits = {}
+    # token counts of the original rows: the train batches are bucketed exactly as without the cache
+    lengths = dict(prepared.lengths or {})
+    for split, ds in prepared.datasets.items():
+        rows = ds.to_list() if hasattr(ds, "to_list") else list(ds)
+        lengths.setdefault(split, [len(r["input_ids"]) for r in rows])
+        feats = cached_features(
+            root,
+            key,
+            split,
+            lambda rows=rows: encode_rows(net, rows, prepared.collator, run.eval_batch_size, run.precision, all_layers),
+        )
+        splits[split] = select_layers(feats, net.layers) if all_layers else feats
+    net.train()  # encode_rows switched the whole network to eval mode; the head trains with its dropout
+    log.info("features ready in %.1fs (encoder frozen: the head trains on cached features)", time.perf_counter() - t0)
+    return Prepared(splits, FeatureCollator(), prepared.meta | {"cached_features": True}, prepared.extras, lengths)
 
 
 def _autocast(precision: str):

@@ -8,10 +8,17 @@ weighted sum trains on cached features too.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from encoderlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from encoderlab.config.schema import RunConfig
 
 # one entry per encoderlab.names.FEATURE_LAYERS: which hidden_states to keep (index into HF's tuple: 0 = embeddings,
 # i = layer i), and how to combine them
@@ -179,3 +186,88 @@ class PooledModel(nn.Module):
             input_ids=batch["input_ids"], attention_mask=mask, token_type_ids=batch.get("token_type_ids")
         ).last_hidden_state
         return self.head(pool(hidden[:, :, None, :], mask, self.pooling))
+
+
+def feature_model(run: RunConfig, config, num_outputs: int, token_level: bool = False) -> FeatureModel:
+    """The frozen encoder + head of ``finetune=frozen`` (last layer, linear) or ``finetune=feature_based``."""
+    from transformers import AutoModel
+
+    from encoderlab.models.encoder import build_model
+
+    ft = run.finetune
+    encoder = build_model(run.model, AutoModel, config)
+    n = config.num_hidden_layers
+    if ft.strategy == "frozen":
+        layers_name, head = "last", "linear"
+    else:
+        layers_name, head = ft.layers, ft.head
+    pooling = None if token_level else (ft.pooling or run.model.pooling)
+    if pooling == "pooler" and layers_name != "last":
+        raise ConfigError(
+            "finetune.pooling",
+            f"'pooler' reads the last layer only; with finetune.layers={layers_name} use finetune.pooling=cls or mean",
+        )
+    if pooling == "pooler" and getattr(encoder, "pooler", None) is None:
+        raise ConfigError("finetune.pooling", "this model has no pooler; use finetune.pooling=cls or mean")
+    idx, combine = layer_indices(layers_name, n)
+    head_mod = FeatureHead(
+        1 if pooling == "pooler" else len(idx),
+        config.hidden_size,
+        num_outputs,
+        "single" if pooling == "pooler" else combine,
+        head,
+        ft.head_hidden_size,
+        ft.head_dropout,
+    )
+    return FeatureModel(encoder, head_mod, idx, pooling)
+
+
+def export_feature_model(network: FeatureModel | PooledModel, tokenizer, out: Path, meta: dict) -> None:
+    """The frozen encoder in ``out/encoder`` (Hugging Face format) and the trained head beside it.
+
+    ``out`` itself holds no config.json on purpose: ``transformers.pipeline`` would otherwise load the encoder with
+    a randomly initialised classifier and predict nonsense. :func:`load_feature_model` rebuilds the whole model.
+    """
+    from encoderlab.models.encoder import save_pretrained
+
+    save_pretrained(network.encoder, tokenizer, out / "encoder")
+    head = network.head
+    torch.save(head.state_dict(), out / "feature_head.pt")
+    desc = {
+        "layers": network.layers,
+        "pooling": network.pooling,
+        "combine": head.combine,
+        "head": head.kind,
+        "n_selected": head.n_selected,
+        "hidden": head.hidden,
+        "num_outputs": head.num_outputs,
+        "head_hidden_size": head.head_hidden_size,
+        **meta,
+    }
+    (out / "feature_head.json").write_text(json.dumps(desc, indent=2))
+    (out / "README.md").write_text(
+        "An encoder (encoder/) with a trained head on its pooled hidden states (feature_head.pt). Load both with\n\n"
+        "    from encoderlab.models.sequence import load_feature_model\n"
+        "    model, tokenizer, desc = load_feature_model(PATH)\n"
+        "    logits = model(tokenizer(texts, return_tensors='pt', padding=True))\n"
+    )
+
+
+def load_feature_model(path: str | Path) -> tuple[FeatureModel, object, dict]:
+    """(model, tokenizer, description) of a folder written by :func:`export_feature_model`."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = Path(path)
+    desc = json.loads((path / "feature_head.json").read_text())
+    head = FeatureHead(
+        desc["n_selected"],
+        desc["hidden"],
+        desc["num_outputs"],
+        desc["combine"],
+        desc["head"],
+        desc["head_hidden_size"],
+    )
+    head.load_state_dict(torch.load(path / "feature_head.pt", map_location="cpu", weights_only=True))
+    encoder = AutoModel.from_pretrained(path / "encoder")
+    model = FeatureModel(encoder, head, desc["layers"], desc["pooling"]).eval()
+    return model, AutoTokenizer.from_pretrained(path / "encoder"), desc

@@ -23,7 +23,7 @@ from encoderlab.config.schema import RunConfig
 from encoderlab.data.datamodule import to_rows
 from encoderlab.data.multitask import TASK_ID, TaskBatching, TaskCollator
 from encoderlab.errors import ConfigError
-from encoderlab.kinds import Kind, Prepared, get_kind
+from encoderlab.kinds import KindFunctions, Prepared, get_kind
 from encoderlab.models.encoder import build_config, build_model, save_pretrained
 from encoderlab.models.module import STAGES, EncoderModule, _batch_size
 from encoderlab.training.lora import apply_strategy, merged
@@ -252,4 +252,4 @@ def per_task(run: RunConfig, metrics: dict[str, dict], meta: dict):
         yield name, dataclasses.replace(run, task=run.task.subtasks[name]), own, meta.get("tasks", {}).get(name, {})
 
 
-KIND = Kind(prepare=prepare, build=build, export=export, predict=predict)
+KIND = KindFunctions(prepare=prepare, build=build, export=export, predict=predict)

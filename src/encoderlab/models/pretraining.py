@@ -39,7 +39,7 @@ from encoderlab.data.pretraining import check_max_positions, preprocess_pretrain
 from encoderlab.data.sources import load_source, subsample
 from encoderlab.data.wordpiece import train_wordpiece
 from encoderlab.errors import ConfigError
-from encoderlab.kinds import Kind, Prepared
+from encoderlab.kinds import KindFunctions, Prepared
 from encoderlab.models.encoder import (
     build_config,
     build_model,
@@ -93,6 +93,7 @@ def collator(run: RunConfig, tokenizer) -> MLMCollator:
         mlm_probability=task.mlm_probability,
         mask_replace_prob=task.mask_replace_prob,
         random_replace_prob=task.random_replace_prob,
+        keep_prob=task.keep_prob,
         whole_word_mask=task.whole_word_mask,
         pad_to_multiple_of=run.speed.pad_to_multiple_of,
         max_length=task.max_seq_length if run.speed.padding == "max_length" else None,
@@ -366,7 +367,7 @@ def export(module: PretrainingModule, tokenizer, out: Path, prepared: Prepared) 
     save_pretrained(module.network, tokenizer, out)
 
 
-KIND = Kind(prepare=prepare, build=build, export=export, tokenizer=tokenizer)
+KIND = KindFunctions(prepare=prepare, build=build, export=export, tokenizer=tokenizer)
 
 __all__ = [
     "KIND",

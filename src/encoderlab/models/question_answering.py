@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from datasets import DatasetDict
 from torch import nn
@@ -19,6 +18,7 @@ from transformers import AutoModelForQuestionAnswering
 
 from encoderlab.config.schema import RunConfig, TaskConfig
 from encoderlab.data import cache as data_cache
+from encoderlab.data.collate import pad_collator
 from encoderlab.data.question_answering import (
     EXAMPLE_ID,
     FEATURE_INDEX,
@@ -30,17 +30,16 @@ from encoderlab.data.question_answering import (
     preprocess_question_answering,
 )
 from encoderlab.data.sources import cv_fingerprint, load_raw
-from encoderlab.kinds import Kind, Prepared
+from encoderlab.kinds import KindFunctions, Prepared
+from encoderlab.metrics.rows import RowOutputs
 from encoderlab.metrics.squad import squad_scores
 from encoderlab.models.encoder import build_config
 from encoderlab.models.module import STAGES, EncoderModule
-from encoderlab.models.sequence import pad_collator
-from encoderlab.models.token_classification import (
+from encoderlab.models.token_level import (
     EVAL_SPLITS,
     SPLITS,
     build_token_network,
     export_token_model,
-    gather_dict,
     token_logits,
 )
 
@@ -88,7 +87,9 @@ class QuestionAnsweringModule(EncoderModule):
         super().__init__(network, run, n_layers)
         self.examples = extras["examples"]  # split -> rows with id, context, answers
         self.features = extras["features"]  # split -> rows with example_id, offset_mapping
-        self._logits: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {s: {} for s in STAGES}
+        self.span_logits = nn.ModuleDict(
+            {s: SpanLogits(self.examples[EVAL_SPLITS[s]], self.features[EVAL_SPLITS[s]], run.task) for s in STAGES}
+        )
         self.predictions: dict[str, dict[str, str]] = {}
         self.details: dict[str, dict[str, float]] = {}
 
@@ -106,30 +107,41 @@ class QuestionAnsweringModule(EncoderModule):
         return loss, {"start": start, "end": end}
 
     def update_metrics(self, stage, batch, outputs):
-        lengths = batch["attention_mask"].sum(-1).tolist()
-        start = outputs["start"].detach().cpu().numpy()
-        end = outputs["end"].detach().cpu().numpy()
-        for j, fi in enumerate(batch[FEATURE_INDEX].tolist()):
-            n = int(lengths[j])
-            self._logits[stage][fi] = (start[j, :n].copy(), end[j, :n].copy())
+        lengths = batch["attention_mask"].sum(-1)
+        self.span_logits[stage].update(batch[FEATURE_INDEX], lengths, start=outputs["start"], end=outputs["end"])
 
     def compute_metrics(self, stage):
-        logits = gather_dict(self._logits[stage])
-        self._logits[stage] = {}
-        if not logits:
+        result = self.span_logits[stage].compute()
+        self.span_logits[stage].reset()
+        if result is None:
             return {}
-        split = EVAL_SPLITS[stage]
-        task = self.run.task
-        order = sorted(logits)
-        features = [self.features[split][i] for i in order]
+        self.predictions[stage], self.details[stage] = result
+        return {m: self.details[stage][m] for m in self.run.task.metrics}
+
+
+class SpanLogits(RowOutputs):
+    """The start and end logits of every evaluated window (its real tokens); ``compute``: every question's answer,
+    post-processed from all its windows together, and the SQuAD scores (``has_ans_*`` / ``no_ans_*`` for v2)."""
+
+    def __init__(self, examples: list[dict], features: list[dict], task: TaskConfig):
+        super().__init__(("start", "end"))
+        self.examples = examples  # rows with id, context, answers
+        self.features = features  # rows with example_id, offset_mapping
+        self.task = task
+
+    def compute(self) -> tuple[dict[str, str], dict[str, float]] | None:
+        logits = self.rows()
+        if not logits:
+            return None
+        task = self.task
+        features = [self.features[i] for i in logits]
         seen = {f[EXAMPLE_ID] for f in features}
-        examples = [e for e in self.examples[split] if str(e[task.id_field]) in seen]
-        preds = postprocess_predictions(
-            examples, features, [logits[i][0] for i in order], [logits[i][1] for i in order], task
-        )
+        examples = [e for e in self.examples if str(e[task.id_field]) in seen]
+        starts = [s.float().numpy() for s, _ in logits.values()]
+        ends = [e.float().numpy() for _, e in logits.values()]
+        preds = postprocess_predictions(examples, features, starts, ends, task)
         scores = squad_scores(preds, gold_answers(examples, task), version_2=task.version_2_with_negative)
-        self.predictions[stage], self.details[stage] = preds, scores
-        return {m: scores[m] for m in task.metrics}
+        return preds, scores
 
 
 def build(run: RunConfig, prepared: Prepared, tokenizer) -> QuestionAnsweringModule:
@@ -223,6 +235,6 @@ class QuestionAnswerer:
         return result[0] if single else result
 
 
-KIND = Kind(prepare=prepare, build=build, export=export, predict=predict)
+KIND = KindFunctions(prepare=prepare, build=build, export=export, predict=predict)
 
 __all__ = ["KIND", "QuestionAnswerer", "QuestionAnsweringModule"]

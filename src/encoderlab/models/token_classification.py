@@ -13,13 +13,13 @@ import logging
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from datasets import DatasetDict
 from torch import nn
 from transformers import AutoModelForTokenClassification
 
 from encoderlab.config.schema import RunConfig
 from encoderlab.data import cache as data_cache
+from encoderlab.data.collate import pad_collator
 from encoderlab.data.sources import cv_fingerprint, load_raw
 from encoderlab.data.token_classification import (
     EXAMPLE_INDEX,
@@ -31,91 +31,17 @@ from encoderlab.data.token_classification import (
     to_tags,
     word_level,
 )
-from encoderlab.kinds import Kind, Prepared, write_json
+from encoderlab.kinds import KindFunctions, Prepared, write_json
 from encoderlab.metrics.ner import NerScores, ner_scores
-from encoderlab.models.encoder import build_config, build_model, check_length, save_pretrained
-from encoderlab.models.heads import FeatureModel
+from encoderlab.metrics.rows import RowOutputs
+from encoderlab.models.encoder import build_config
 from encoderlab.models.module import STAGES, EncoderModule
-from encoderlab.models.sequence import export_feature_model, feature_model, pad_collator
-from encoderlab.training.lora import apply_strategy, merged
+from encoderlab.models.token_level import EVAL_SPLITS, SPLITS, build_token_network, export_token_model, token_logits
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
-EVAL_SPLITS = {"val": "validation", "test": "test"}
 _SENTENCES = "_sentences"  # suffix of the cached splits that keep words and gold tags for scoring and files
 _NOT_MODEL_INPUT = ("word_labels",)
-
-# ---------------------------------------------------------------- shared by the token-level kinds
-
-
-def token_logits(network: nn.Module, batch: dict) -> torch.Tensor:
-    """``[batch, tokens, outputs]`` from a HF token head or a FeatureModel (whose batch may hold cached features)."""
-    if isinstance(network, FeatureModel):
-        return network(batch)
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-    out = network(**inputs)
-    if hasattr(out, "start_logits"):  # *ForQuestionAnswering: one start and one end logit per token
-        return torch.stack([out.start_logits, out.end_logits], dim=-1)
-    return out.logits
-
-
-def build_token_network(run: RunConfig, auto_cls, config, num_outputs: int) -> nn.Module:
-    """A HF head model with the strategy's freezing applied, or a frozen encoder + per-token head."""
-    check_length(run.task.max_seq_length, config)
-    if run.finetune.frozen_encoder:
-        return feature_model(run, config, num_outputs, token_level=True)
-    network = build_model(run.model, auto_cls, config)
-    return apply_strategy(network, run.finetune, config.num_hidden_layers)
-
-
-def fold_linear_probe(net: FeatureModel, auto_cls, head_attr: str):
-    """A linear head on the last layer *is* the HF head model: rebuild it, so pipelines load the export."""
-    config = net.encoder.config
-    last = [config.num_hidden_layers]
-    if net.head.lstm is not None or net.head.combine != "single" or net.layers != last:
-        return None
-    head = net.head.classifier
-    model = auto_cls.from_config(config)
-    target = getattr(model, head_attr, None)
-    if not (isinstance(head, nn.Linear) and isinstance(target, nn.Linear)):
-        return None
-    missing, _ = model.base_model.load_state_dict(net.encoder.state_dict(), strict=False)
-    if missing:
-        return None
-    target.load_state_dict(head.state_dict())
-    return model
-
-
-def export_token_model(module: EncoderModule, tokenizer, out: Path, auto_cls, head_attr: str, meta: dict) -> None:
-    net = module.network
-    if not isinstance(net, FeatureModel):
-        save_pretrained(merged(net), tokenizer, out)  # LoRA adapters folded into the weights
-        return
-    folded = fold_linear_probe(net, auto_cls, head_attr)
-    if folded is not None:
-        save_pretrained(folded, tokenizer, out)
-        return
-    log.info(
-        "finetune.layers=%s with a %s head has no Hugging Face equivalent: hf/ holds encoder/ plus "
-        "feature_head.pt (load both with encoderlab.models.sequence.load_feature_model)",
-        module.run.finetune.layers,
-        module.run.finetune.head,
-    )
-    export_feature_model(net, tokenizer, out, meta)
-
-
-def gather_dict(local: dict) -> dict:
-    """The union of a dict over all processes (eval batches are split between ranks under DDP)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return local
-    parts: list = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, local)
-    merged: dict = {}
-    for p in parts:
-        merged.update(p)
-    return merged
-
 
 # ---------------------------------------------------------------- data
 
@@ -162,7 +88,9 @@ class TokenClassificationModule(EncoderModule):
         super().__init__(network, run, n_layers)
         self.label_names = list(label_names)
         self.sentences = sentences  # split -> {"tokens": [...], "tags": [...]}
-        self._preds: dict[str, dict[int, list[int]]] = {s: {} for s in STAGES}
+        self.word_tags = nn.ModuleDict(
+            {s: WordTags(sentences[EVAL_SPLITS[s]]["tags"], self.label_names) for s in STAGES}
+        )
         self.predictions: dict[str, dict[int, list[str]]] = {}
         self.scores: dict[str, NerScores] = {}
 
@@ -177,25 +105,39 @@ class TokenClassificationModule(EncoderModule):
 
     def update_metrics(self, stage, batch, outputs):
         gold = self.sentences[EVAL_SPLITS[stage]]["tags"]
-        index = batch[EXAMPLE_INDEX].tolist()
-        n_words = [len(gold[i]) for i in index]
+        index = batch[EXAMPLE_INDEX]
+        n_words = torch.tensor([len(gold[i]) for i in index.tolist()], dtype=torch.long)
         word_ids = batch["word_ids"][:, : outputs["preds"].shape[1]]
-        words = word_level(outputs["preds"], word_ids, max(n_words, default=0)).tolist()
-        for i, n, w in zip(index, n_words, words, strict=True):
-            self._preds[stage][i] = w[:n]
+        words = word_level(outputs["preds"], word_ids, int(n_words.max()) if len(n_words) else 0)
+        self.word_tags[stage].update(index, n_words, tags=words)
 
     def compute_metrics(self, stage):
-        preds = gather_dict(self._preds[stage])
-        self._preds[stage] = {}
-        if not preds:
+        result = self.word_tags[stage].compute()
+        self.word_tags[stage].reset()
+        if result is None:
             return {}
-        gold = self.sentences[EVAL_SPLITS[stage]]["tags"]
-        order = sorted(preds)
-        tags = {i: to_tags([None if p < 0 else p for p in preds[i]], self.label_names) for i in order}
-        scores = ner_scores([gold[i] for i in order], [tags[i] for i in order])
-        self.predictions[stage], self.scores[stage] = tags, scores
-        values = scores.as_dict()
+        self.predictions[stage], self.scores[stage] = result
+        values = self.scores[stage].as_dict()
         return {m: values[m] for m in self.run.task.metrics}
+
+
+class WordTags(RowOutputs):
+    """The predicted tag id of each word of every evaluated sentence (-1: a word cut off by ``max_seq_length``,
+    tagged 'O'); ``compute``: the tags by sentence index and their strict IOB2 scores against ``gold``."""
+
+    def __init__(self, gold: list[list[str]], label_names: list[str]):
+        super().__init__(("tags",))
+        self.gold = gold
+        self.label_names = list(label_names)
+
+    def compute(self) -> tuple[dict[int, list[str]], NerScores] | None:
+        preds = self.rows()
+        if not preds:
+            return None
+        tags = {
+            i: to_tags([None if p < 0 else p for p in v.long().tolist()], self.label_names) for i, (v,) in preds.items()
+        }
+        return tags, ner_scores([self.gold[i] for i in tags], list(tags.values()))
 
 
 def build(run: RunConfig, prepared: Prepared, tokenizer) -> TokenClassificationModule:
@@ -251,4 +193,4 @@ def export(module: TokenClassificationModule, tokenizer, out: Path, prepared: Pr
     )
 
 
-KIND = Kind(prepare=prepare, build=build, export=export, predict=predict)
+KIND = KindFunctions(prepare=prepare, build=build, export=export, predict=predict)

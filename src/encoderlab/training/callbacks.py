@@ -1,5 +1,11 @@
 """Loggers and callbacks from config: CSV always, W&B / TensorBoard by choice; checkpoint and early stop
-on the task's primary metric; a timer whose numbers go into summary.json."""
+on the task's primary metric; a timer whose numbers go into summary.json.
+
+The Lightning callbacks and loggers that only pass config values on are written as ``_target_`` configs (the
+``*_config`` functions: Lightning's class and its arguments, from the validated schema) and built by
+``hydra.utils.instantiate``; an argument Lightning refuses ends in a one-line :class:`ConfigError` naming the key.
+encoderlab's own callbacks (timer, checkpoints of the training state, RNG state) are built directly.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +18,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
-from pytorch_lightning.loggers import CSVLogger
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from encoderlab.config.schema import RunConfig
+from encoderlab.errors import ConfigError
 from encoderlab.redact import redact
 from encoderlab.training.checkpoints import KillAtStep, LastCheckpoint, RngState, WaitAtStep, on_slurm
 
@@ -87,35 +95,63 @@ class RunTimer(pl.Callback):
             self.best_epoch = trainer.current_epoch
 
 
+def build_lightning(spec: dict, key: str, **kwargs):
+    """``hydra.utils.instantiate(spec)``, a ``_target_`` config; ``kwargs`` (values OmegaConf must not touch, such as
+    a whole run's config) go to the constructor as they are. A value Lightning refuses ends as a ConfigError naming
+    ``key``."""
+    try:
+        if kwargs:
+            return instantiate(spec | {"_partial_": True}, _convert_="all")(**kwargs)
+        return instantiate(spec, _convert_="all")  # lists and dicts as plain Python ones
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        raise ConfigError(key, str(cause).strip().splitlines()[0]) from err
+
+
+def checkpoint_config(run: RunConfig, run_dir: Path) -> dict:
+    """The best weights by the primary metric, for test and export (``callbacks.checkpoint``)."""
+    return {
+        "_target_": "pytorch_lightning.callbacks.ModelCheckpoint",
+        "dirpath": str(checkpoint_dir(run_dir)),
+        "filename": "best",
+        "monitor": f"val/{run.task.primary_metric}",
+        "mode": "max" if run.task.greater_is_better else "min",
+        "save_top_k": 1,
+        "save_weights_only": True,
+        "auto_insert_metric_name": False,
+    }
+
+
+def early_stopping_config(run: RunConfig) -> dict:
+    """Stop when the primary validation metric stalls (``callbacks.early_stopping``, ``patience``, ``min_delta``)."""
+    return {
+        "_target_": "pytorch_lightning.callbacks.EarlyStopping",
+        "monitor": f"val/{run.task.primary_metric}",
+        "mode": "max" if run.task.greater_is_better else "min",
+        "patience": run.callbacks.patience,
+        "min_delta": run.callbacks.min_delta,
+    }
+
+
+RICH_PROGRESS = {"_target_": "pytorch_lightning.callbacks.RichProgressBar", "leave": True}
+LR_MONITOR = {"_target_": "pytorch_lightning.callbacks.LearningRateMonitor", "logging_interval": "step"}
+
+
 def build_callbacks(
     run: RunConfig, run_dir: Path, heartbeat: Callable[[float], None] | None = None
 ) -> tuple[list, ModelCheckpoint | None, RunTimer]:
     """The run's callbacks; the ModelCheckpoint of the best weights (None when off) and the timer apart."""
-    monitor = f"val/{run.task.primary_metric}"
-    mode = "max" if run.task.greater_is_better else "min"
     timer = RunTimer(run.task.primary_metric, run.task.greater_is_better, heartbeat)
     callbacks: list = [timer, RngState()]
     ckpt = None
     if run.callbacks.checkpoint:
-        ckpt = ModelCheckpoint(
-            dirpath=str(checkpoint_dir(run_dir)),
-            filename="best",
-            monitor=monitor,
-            mode=mode,
-            save_top_k=1,
-            save_weights_only=True,
-            auto_insert_metric_name=False,
-        )
+        ckpt = build_lightning(checkpoint_config(run, run_dir), "callbacks.checkpoint")
         callbacks.append(ckpt)
     if run.callbacks.early_stopping:
-        callbacks.append(
-            EarlyStopping(
-                monitor=monitor, mode=mode, patience=run.callbacks.patience, min_delta=run.callbacks.min_delta
-            )
-        )
+        callbacks.append(build_lightning(early_stopping_config(run), "callbacks.patience"))
     if run.callbacks.rich_progress and run.trainer.enable_progress_bar:
-        callbacks.append(RichProgressBar(leave=True))
-    callbacks.append(LearningRateMonitor(logging_interval="step"))
+        callbacks.append(build_lightning(RICH_PROGRESS, "callbacks.rich_progress"))
+    callbacks.append(build_lightning(LR_MONITOR, "callbacks"))
     # after the best-weights checkpoint: Lightning runs checkpoint callbacks last, in this order
     every = run.callbacks
     requeue_signal = signal.SIGUSR1 if on_slurm() else None
@@ -144,40 +180,42 @@ def wandb_mode(configured: str | None) -> str:
     return "online" if has_key else "offline"
 
 
+def wandb_config(run: RunConfig, run_dir: Path, hydra_meta: dict, wandb_id: str | None = None) -> dict:
+    """The W&B logger of ``logger.wandb``: runs of a sweep grouped as <experiment>/<sweep>, job type the strategy,
+    tags the swept values; ``wandb_id`` names the W&B run, so a resumed run continues the same one."""
+    wb = run.logger.wandb
+    sweep = hydra_meta.get("sweep_id")
+    # a sweep's folder is named after its experiment unless the user chose another (hydra.sweep.dir=...)
+    tail = f"/{sweep}" if sweep and sweep != run.experiment_name else ""
+    # W&B keeps what it is given: no credential (a resolved ${oc.env:...}, a typed value) goes to it
+    tags = redact(list(wb.tags) + list(run.tags) + list(hydra_meta.get("swept", [])))
+    return {
+        "_target_": "pytorch_lightning.loggers.WandbLogger",
+        "project": wb.project,
+        "entity": wb.entity,
+        "group": redact(wb.group or f"{run.experiment_name}{tail}"),
+        "job_type": wb.job_type or run.finetune.strategy,
+        "tags": tags[:64],
+        "name": redact(hydra_meta.get("job_name")),
+        "save_dir": str(run_dir),
+        "mode": wandb_mode(wb.mode),
+        "id": wandb_id,
+        "resume": "allow" if wandb_id else None,
+    }
+
+
 def build_loggers(run: RunConfig, run_dir: Path, hydra_meta: dict, wandb_id: str | None = None) -> list:
     """CSV / TensorBoard / W&B loggers; ``wandb_id`` names the W&B run, so a resumed run continues the same one."""
     loggers: list = []
     if run.logger.csv:
-        loggers.append(CSVLogger(save_dir=str(run_dir), name="", version=""))
+        csv = {"_target_": "pytorch_lightning.loggers.CSVLogger", "save_dir": str(run_dir), "name": "", "version": ""}
+        loggers.append(build_lightning(csv, "logger.csv"))
     if run.logger.tensorboard:
-        from pytorch_lightning.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
-    wb = run.logger.wandb
-    if wb.enabled:
-        from pytorch_lightning.loggers import WandbLogger
-
-        sweep = hydra_meta.get("sweep_id")
-        # a sweep's folder is named after its experiment unless the user chose another (hydra.sweep.dir=...)
-        tail = f"/{sweep}" if sweep and sweep != run.experiment_name else ""
-        # W&B keeps what it is given: no credential (a resolved ${oc.env:...}, a typed value) goes to it
-        group = redact(wb.group or f"{run.experiment_name}{tail}")
-        tags = redact(list(wb.tags) + list(run.tags) + list(hydra_meta.get("swept", [])))
-        mode = wandb_mode(wb.mode)
-        log.info("W&B: project %s, group %s, mode %s", wb.project, group, mode)
-        loggers.append(
-            WandbLogger(
-                project=wb.project,
-                entity=wb.entity,
-                group=group,
-                job_type=wb.job_type or run.finetune.strategy,
-                tags=tags[:64],
-                name=redact(hydra_meta.get("job_name")),
-                save_dir=str(run_dir),
-                mode=mode,
-                config=redact(asdict(run)),
-                id=wandb_id,
-                resume="allow" if wandb_id else None,
-            )
-        )
+        tb = {"_target_": "pytorch_lightning.loggers.TensorBoardLogger", "save_dir": str(run_dir)}
+        loggers.append(build_lightning(tb | {"name": "tensorboard", "version": ""}, "logger.tensorboard"))
+    if run.logger.wandb.enabled:
+        spec = wandb_config(run, run_dir, hydra_meta, wandb_id)
+        log.info("W&B: project %s, group %s, mode %s", spec["project"], spec["group"], spec["mode"])
+        # the run's config goes to W&B as a plain dict, past OmegaConf (which would read "${...}" in a value)
+        loggers.append(build_lightning(spec, "logger.wandb", config=redact(asdict(run))))
     return loggers
