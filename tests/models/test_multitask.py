@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import random
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import FIXTURES, reviews_task, tiny_model
+from support import FIXTURES, keyword_csv, reviews_task, tiny_model
 
 from encoderlab.config.schema import CallbacksConfig, OptimizerConfig, RunConfig, TaskConfig, TrainerConfig
 from encoderlab.data.multitask import MultiTaskBatchSampler, TaskBatching, task_probabilities
@@ -93,20 +92,6 @@ def test_eval_batches_hold_one_task_each_and_interleave_the_tasks():
 # ---------------------------------------------------------------- data and runs
 
 
-def _keyword_csv(path: Path, n: int = 160) -> Path:
-    """Filler words and one keyword that decides the label."""
-    rng = random.Random(0)
-    filler = "the a movie film plot actor scene story time long short old new some many".split()
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for i in range(n):
-            words = [rng.choice(filler) for _ in range(5)]
-            words.insert(rng.randrange(6), "wonderful" if i % 2 else "terrible")
-            w.writerow([" ".join(words), "pos" if i % 2 else "neg"])
-    return path
-
-
 def _names_conll(path: Path, n: int = 120) -> Path:
     """Sentences of filler words with a person or a city in them: tags that the words themselves decide."""
     rng = random.Random(1)
@@ -177,7 +162,7 @@ def test_a_tiny_multitask_run_learns_each_task_and_logs_per_task_metrics_and_the
     subtasks = {
         "kw": reviews_task(
             name="kw",
-            data_files={"train": str(_keyword_csv(tmp_path / "kw.csv"))},
+            data_files={"train": str(keyword_csv(tmp_path / "kw.csv", 160, filler_words=5))},
             text_fields=["text"],
             label_field="label",
             max_seq_length=16,
