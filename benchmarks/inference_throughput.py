@@ -33,36 +33,29 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_run(run_dir: Path, samples: int) -> Path:
-    """A short MiniLM-L6 fine-tuning run on Rotten Tomatoes (the default job, fewer snippets)."""
+def _train(run_dir: Path, samples: int, overrides: list[str], what: str) -> Path:
     cli = Path(sys.executable).parent / "encoderlab-train"
     cmd = [
         str(cli),
+        *overrides,
         f"task.max_train_samples={samples}",
         "trainer.enable_progress_bar=false",
         f"hydra.run.dir={run_dir}",
     ]
-    print("training:", " ".join(cmd[1:]), flush=True)
+    print(f"{what}:", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
     return run_dir
+
+
+def train_run(run_dir: Path, samples: int) -> Path:
+    """A short MiniLM-L6 fine-tuning run on Rotten Tomatoes (the default job, fewer snippets)."""
+    return _train(run_dir, samples, [], "training")
 
 
 def train_student(teacher: Path, run_dir: Path, samples: int) -> Path:
     """The teacher's network with every other layer, distilled from the teacher on the same snippets."""
-    cli = Path(sys.executable).parent / "encoderlab-train"
-    cmd = [
-        str(cli),
-        "finetune=distill",
-        f"distill.teacher={teacher}",
-        "distill.student_layers=every_other",
-        "trainer.max_epochs=2",
-        f"task.max_train_samples={samples}",
-        "trainer.enable_progress_bar=false",
-        f"hydra.run.dir={run_dir}",
-    ]
-    print("training the student:", " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    return run_dir
+    overrides = ["finetune=distill", f"distill.teacher={teacher}", "distill.student_layers=every_other"]
+    return _train(run_dir, samples, [*overrides, "trainer.max_epochs=2"], "training the student")
 
 
 def test_texts(run_dir: Path, limit: int | None) -> tuple[list[str], list[int], list[str]]:

@@ -137,8 +137,12 @@ def select_layers(rows: list[dict], layers: list[int]) -> list[dict]:
     return [r | {"features": r["features"][layers]} for r in rows]
 
 
+# bump when what is cached changes: 2 = a pre-LayerNorm model's last layer is its normalised output
+FEATURES_VERSION = 2
+
+
 def feature_key(data_key: str, model_ident: str, layers: list[int] | None, pooling: str | None, precision: str) -> str:
-    payload = json.dumps([data_key, model_ident, layers, pooling, precision.startswith("bf16")])
+    payload = json.dumps([FEATURES_VERSION, data_key, model_ident, layers, pooling, precision.startswith("bf16")])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
