@@ -266,8 +266,8 @@ def minilm_path() -> str:
 def hf_splits(tok, task, pad_to_max: bool = False):
     """encoderlab's splits of ``task`` (same loading, seeded splitting, subsets and label ids), tokenized for
     the HF Trainer: ``input_ids``, ``attention_mask``, ``labels``."""
-    from encoderlab.data.classification import prepare_labels
     from encoderlab.data.sources import load_raw
+    from encoderlab.kinds.sequence.data import prepare_labels
 
     labeled, _ = prepare_labels(load_raw(task), task)
     pad = "max_length" if pad_to_max else False

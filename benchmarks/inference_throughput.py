@@ -64,8 +64,8 @@ def test_texts(run_dir: Path, limit: int | None) -> tuple[list[str], list[int], 
 
     import encoderlab.cli.hydra_setup  # noqa: F401
     from encoderlab.config.validate import validate
-    from encoderlab.data.classification import prepare_labels
     from encoderlab.data.sources import load_raw
+    from encoderlab.kinds.sequence.data import prepare_labels
 
     run = validate(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
     if run.task.kind != "sequence_classification" or len(run.task.text_fields) != 1:

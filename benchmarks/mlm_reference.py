@@ -89,7 +89,7 @@ def encoderlab_curve(run_dir: Path, eval_every: int) -> dict[int, tuple[float, f
 def same_data(run_dir: Path):
     """The run's tokenizer and its train / validation examples, rebuilt from its saved config."""
     from encoderlab.config.validate import validate
-    from encoderlab.models.pretraining import prepare
+    from encoderlab.kinds.pretraining.kind import prepare
 
     run = validate(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "hf")
@@ -104,9 +104,9 @@ def reference_curve(run_dir: Path, run, tokenizer, data, steps: int, eval_every:
     model = AutoModelForMaskedLM.from_config(config).train()
     collator = DataCollatorForLanguageModeling(
         tokenizer,
-        mlm_probability=run.task.mlm_probability,
-        mask_replace_prob=run.task.mask_replace_prob,
-        random_replace_prob=run.task.random_replace_prob,
+        mlm_probability=run.task.mlm.mlm_probability,
+        mask_replace_prob=run.task.mlm.mask_replace_prob,
+        random_replace_prob=run.task.mlm.random_replace_prob,
     )
     opt_cfg = run.optimizer
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")

@@ -35,11 +35,11 @@ from transformers import BertConfig, BertForMaskedLM, DataCollatorForLanguageMod
 
 from encoderlab.config.schema import ModelConfig, RunConfig, TaskConfig  # noqa: E402
 from encoderlab.data.corpora import split_corpus  # noqa: E402
-from encoderlab.data.masking import MLMCollator  # noqa: E402
-from encoderlab.data.pretraining import preprocess_pretraining  # noqa: E402
 from encoderlab.data.sources import load_source  # noqa: E402
+from encoderlab.kinds.pretraining.data import preprocess_pretraining  # noqa: E402
+from encoderlab.kinds.pretraining.kind import PretrainingModule  # noqa: E402
+from encoderlab.kinds.pretraining.masking import MLMCollator  # noqa: E402
 from encoderlab.models.encoder import DEFAULT_SCRATCH_TOKENIZER, load_tokenizer  # noqa: E402
-from encoderlab.models.pretraining import PretrainingModule  # noqa: E402
 
 SIZES = {  # Turc et al. 2019 (layers, hidden, heads)
     "tiny": (2, 128, 2),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from encoderlab.config.schema import ModelConfig, TaskConfig
+from encoderlab.config.schema import MLMConfig, ModelConfig, NerConfig, QAConfig, TaskConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -19,6 +19,15 @@ TINY = [
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",
 ]
+
+
+def task_config(**kw) -> TaskConfig:
+    """A TaskConfig from flat keyword arguments: keys of task.ner / task.qa / task.mlm go to their section."""
+    for name, cls in (("ner", NerConfig), ("qa", QAConfig), ("mlm", MLMConfig)):
+        fields = {k: kw.pop(k) for k in list(kw) if k in cls.__dataclass_fields__}
+        if fields:
+            kw[name] = cls(**fields)
+    return TaskConfig(**kw)
 
 
 def reviews_task(path: Path | None = None, **kw) -> TaskConfig:

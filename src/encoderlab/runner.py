@@ -322,7 +322,7 @@ def _model_card(hf_dir: Path, run: RunConfig, metrics: dict, meta: dict, overrid
 
     try:
         if run.task.kind == "multitask":  # one card per task model, with that task's own config and metrics
-            from encoderlab.models.multitask import per_task
+            from encoderlab.kinds.multitask.kind import per_task
 
             for name, sub, sub_metrics, sub_meta in per_task(run, metrics, meta):
                 write_model_card(hf_dir / name, sub, sub_metrics, sub_meta, overrides)

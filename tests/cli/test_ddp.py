@@ -61,10 +61,10 @@ def test_two_processes_report_the_metrics_of_one(tmp_path, cache_dir, task):
         squad = ROOT / "tests" / "fixtures" / "squad_v2_small.json"
         args = ["task=squad_v2", "task.source=files", "task.validation_split=validation", "task.test_split=test"]
         args += [f"task.data_files.{split}={squad}" for split in ("train", "validation", "test")]
-        args += ["task.max_seq_length=64", "task.doc_stride=16", "batch_size=2", "eval_batch_size=3"]
+        args += ["task.max_seq_length=64", "task.qa.doc_stride=16", "batch_size=2", "eval_batch_size=3"]
     else:
         args = ["task=pretrain_mlm", "task.source=files", f"task.data_files.train={_corpus(tmp_path / 'c.txt')}"]
-        args += ["task.validation_documents=0.1", "task.max_seq_length=32", "eval_batch_size=3"]
+        args += ["task.mlm.validation_documents=0.1", "task.max_seq_length=32", "eval_batch_size=3"]
     one = run(args, tmp_path / "one")
     two = run([*args, *DDP], tmp_path / "two")
 

@@ -32,7 +32,7 @@ def _stage(tmp_path: Path, extra: str = "") -> list[str]:
         "task=pretrain_mlm",
         "task.source=files",
         f"task.data_files.train={corpus}",
-        "task.validation_documents=0.2",
+        "task.mlm.validation_documents=0.2",
         "task.max_seq_length=32",
         *TINY,
         "batch_size=4",

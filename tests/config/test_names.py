@@ -27,8 +27,8 @@ def test_every_kind_strategy_layer_choice_optimizer_and_schedule_has_its_builder
 
 
 def test_every_metric_a_task_may_name_is_computed():
+    from encoderlab.kinds.token_classification.metrics import ner_scores
     from encoderlab.metrics.classification import classification_metrics, regression_metrics
-    from encoderlab.metrics.ner import ner_scores
 
     assert set(classification_metrics(list(names.METRICS["sequence_classification"]), 2)) == set(
         names.METRICS["sequence_classification"]

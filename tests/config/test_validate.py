@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 import encoderlab.cli.train  # noqa: F401  (registers the schema `encoderlab_schema`)
+from encoderlab.cli.hydra_setup import compose_error_message
 from encoderlab.config.schema import RunConfig
 from encoderlab.config.validate import validate
 from encoderlab.errors import ConfigError
@@ -46,6 +47,38 @@ def test_unknown_key_names_it_and_lists_the_allowed_keys():
         validate({"task": {"name": "t", "max_seq_len": 64}})
     assert e.value.key == "task.max_seq_len"
     assert "unknown key 'max_seq_len'" in str(e.value) and "'max_seq_length'" in str(e.value)
+
+
+def test_a_kind_setting_outside_its_section_says_where_it_lives(hydra_conf):
+    """task.ner / task.qa / task.mlm hold each kind's own settings; the flat name points at its section."""
+    with pytest.raises(ConfigError) as e:
+        validate({"task": {"name": "t", "mlm": {"mlm_probabilty": 0.3}}})
+    assert e.value.key == "task.mlm.mlm_probabilty" and "'mlm_probability'" in str(e.value)
+    with pytest.raises(ConfigCompositionException) as e:
+        compose("config", overrides=[*BASE, "task.doc_stride=64"])
+    assert "use task.qa.doc_stride" in compose_error_message(e.value)
+
+
+def test_a_run_saved_before_the_sections_still_validates():
+    """A run dir's config.yaml from before task.ner/qa/mlm (a teacher, a stage, a predict source) loads."""
+    old = {
+        "task": {
+            "name": "c",
+            "kind": "pretraining",
+            "source": "package",
+            "dataset": "bbc_news_text",
+            "metrics": ["mlm_loss"],
+            "primary_metric": "mlm_loss",
+            "objective": "sop",
+            "mlm_probability": 0.3,
+            "keep_prob": 0.1,
+            "tokens_field": "words",
+        },
+        "model": {"from_scratch": True, "num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2},
+    }
+    run = validate(old)
+    assert run.task.mlm.objective == "sop" and run.task.mlm.mlm_probability == pytest.approx(0.3)
+    assert run.task.ner.tokens_field == "words"
 
 
 def test_unknown_top_level_key():

@@ -13,7 +13,7 @@ from support import reviews_task
 
 from encoderlab.config.schema import RunConfig
 from encoderlab.data import cache as data_cache
-from encoderlab.models import sequence as kind
+from encoderlab.kinds.sequence import kind as kind
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

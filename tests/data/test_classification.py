@@ -9,9 +9,9 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from support import ratings_task
 
 from encoderlab.config.schema import TaskConfig
-from encoderlab.data.classification import label_names_of, prepare_labels, tokenize
 from encoderlab.data.sources import load_raw
 from encoderlab.errors import ConfigError, DataError
+from encoderlab.kinds.sequence.data import label_names_of, prepare_labels, tokenize
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -14,7 +14,7 @@ from encoderlab.config.schema import RunConfig, SpeedConfig
 from encoderlab.data.collate import BucketBatchSampler, PadCollator, eval_shard, sorted_batches
 from encoderlab.data.datamodule import EncoderDataModule
 from encoderlab.errors import DataError
-from encoderlab.models import sequence as kind
+from encoderlab.kinds.sequence import kind as kind
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -6,6 +6,7 @@ import importlib.util
 
 import pytest
 from datasets import Dataset
+from support import task_config
 
 from encoderlab.config.schema import TaskConfig
 from encoderlab.data.corpora import load_corpus_dir, split_corpus
@@ -16,7 +17,7 @@ from encoderlab.errors import DataError
 def _task(**kw) -> TaskConfig:
     base = dict(kind="pretraining", source="files", metrics=["mlm_loss"], primary_metric="mlm_loss")
     base.update(kw)
-    return TaskConfig(**base)
+    return task_config(**base)
 
 
 def test_txt_file_has_one_document_per_blank_line_block(tmp_path):

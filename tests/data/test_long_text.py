@@ -20,8 +20,8 @@ from encoderlab.config.schema import (
     TrainerConfig,
 )
 from encoderlab.data.collate import PadCollator
-from encoderlab.data.long_text import ChunkCollator, clip, pool_chunks, tokenize_long
 from encoderlab.errors import ConfigError
+from encoderlab.kinds.sequence.long_text import ChunkCollator, clip, pool_chunks, tokenize_long
 
 torch.set_num_threads(1)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support import task_config
 
-from encoderlab.config.schema import TaskConfig
-from encoderlab.data.masking import MLMCollator
 from encoderlab.errors import ConfigError
+from encoderlab.kinds.pretraining.masking import MLMCollator
 
 
 def _examples(tokenizer, n: int = 256, seed: int = 0) -> list[dict]:
@@ -136,15 +136,15 @@ def test_static_masked_examples_pass_through_and_sentence_labels_are_kept(tokeni
 @pytest.mark.parametrize(
     "kw,key",
     [
-        ({"mlm_probability": 0.0}, "task.mlm_probability"),
-        ({"mlm_probability": 1.0}, "task.mlm_probability"),
-        ({"mlm_probability": 1.5}, "task.mlm_probability"),
-        ({"mask_replace_prob": 0.8, "random_replace_prob": 0.1, "keep_prob": 0.2}, "task.mask_replace_prob"),
-        ({"mask_replace_prob": 1.1, "random_replace_prob": -0.1, "keep_prob": 0.0}, "task.mask_replace_prob"),
+        ({"mlm_probability": 0.0}, "task.mlm.mlm_probability"),
+        ({"mlm_probability": 1.0}, "task.mlm.mlm_probability"),
+        ({"mlm_probability": 1.5}, "task.mlm.mlm_probability"),
+        ({"mask_replace_prob": 0.8, "random_replace_prob": 0.1, "keep_prob": 0.2}, "task.mlm.mask_replace_prob"),
+        ({"mask_replace_prob": 1.1, "random_replace_prob": -0.1, "keep_prob": 0.0}, "task.mlm.mask_replace_prob"),
     ],
 )
 def test_bad_probabilities_name_the_key(kw, key):
-    task = TaskConfig(
+    task = task_config(
         kind="pretraining",
         source="package",
         dataset="bbc_news_text",
@@ -158,17 +158,17 @@ def test_bad_probabilities_name_the_key(kw, key):
 
 
 def test_collator_rejects_bad_ratios(tokenizer):
-    with pytest.raises(ConfigError, match="task.mlm_probability"):
+    with pytest.raises(ConfigError, match="task.mlm.mlm_probability"):
         MLMCollator(tokenizer, mlm_probability=0.0)
-    with pytest.raises(ConfigError, match="task.mask_replace_prob"):
+    with pytest.raises(ConfigError, match="task.mlm.mask_replace_prob"):
         MLMCollator(tokenizer, mask_replace_prob=0.9, random_replace_prob=0.2)
 
 
 def test_keep_prob_is_the_unchanged_share(tokenizer):
-    """task.keep_prob reaches the collator: a consistent value masks exactly as the derived rest, any other fails."""
+    """task.mlm.keep_prob reaches the collator: a consistent value masks as the derived rest, any other fails."""
     examples = _examples(tokenizer, n=64)
     derived = _collate(tokenizer, examples, mask_replace_prob=0.5, random_replace_prob=0.2)
     given = _collate(tokenizer, examples, mask_replace_prob=0.5, random_replace_prob=0.2, keep_prob=0.3)
     assert torch.equal(derived["input_ids"], given["input_ids"]) and torch.equal(derived["labels"], given["labels"])
-    with pytest.raises(ConfigError, match="task.keep_prob must sum to 1"):
+    with pytest.raises(ConfigError, match="task.mlm.keep_prob must sum to 1"):
         MLMCollator(tokenizer, mask_replace_prob=0.5, random_replace_prob=0.2, keep_prob=0.1)

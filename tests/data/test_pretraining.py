@@ -6,10 +6,11 @@ import random
 
 import pytest
 from datasets import Dataset, DatasetDict
+from support import task_config
 
 from encoderlab.config.schema import TaskConfig
-from encoderlab.data.pretraining import pair_instances, preprocess_pretraining, split_sentences
 from encoderlab.errors import ConfigError, DataError
+from encoderlab.kinds.pretraining.data import pair_instances, preprocess_pretraining, split_sentences
 
 SENTENCES = [
     "The market rose sharply on Monday.",
@@ -32,7 +33,7 @@ def _task(**kw) -> TaskConfig:
         max_seq_length=32,
     )
     base.update(kw)
-    task = TaskConfig(**base)
+    task = task_config(**base)
     task.check()
     return task
 
@@ -176,7 +177,7 @@ def test_max_seq_length_above_position_limit(tokenizer):
 
 
 def test_full_sentences_packs_whole_sentences_across_documents():
-    from encoderlab.data.pretraining import pack_sentences
+    from encoderlab.kinds.pretraining.data import pack_sentences
 
     docs = _synthetic_docs(12)
     sep = 999_999
@@ -218,4 +219,4 @@ def test_full_sentences_examples_through_the_preprocessor(tokenizer):
 def test_packing_names_the_allowed_values():
     with pytest.raises(ConfigError) as e:
         _task(objective="none", packing="true")
-    assert e.value.key == "task.packing" and "full_sentences" in str(e.value)
+    assert e.value.key == "task.mlm.packing" and "full_sentences" in str(e.value)

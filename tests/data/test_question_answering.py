@@ -10,10 +10,10 @@ import pytest
 from datasets import Dataset, DatasetDict
 from omegaconf import OmegaConf
 
-from encoderlab.config.schema import TaskConfig
-from encoderlab.data import question_answering as qa
+from encoderlab.config.schema import QAConfig, TaskConfig
 from encoderlab.data.sources import load_raw, read_file
 from encoderlab.errors import ConfigError, DataError
+from encoderlab.kinds.question_answering import data as qa
 
 ROOT = Path(__file__).resolve().parents[2]
 SQUAD = ROOT / "tests" / "fixtures" / "squad_small.json"
@@ -22,8 +22,12 @@ SQUAD_V2 = ROOT / "tests" / "fixtures" / "squad_v2_small.json"
 
 def squad_task(name: str = "squad_v1", **overrides) -> TaskConfig:
     """The shipped task file pointed at local files, with a small window so the long context overflows."""
-    over = {"source": "files", "data_files": {"train": str(SQUAD)}, "max_seq_length": 64, "doc_stride": 16}
-    over.update(overrides)
+    over = {"source": "files", "data_files": {"train": str(SQUAD)}, "max_seq_length": 64, "qa": {"doc_stride": 16}}
+    for k, v in overrides.items():  # task.qa.* keys by their own name
+        if k in QAConfig.__dataclass_fields__:
+            over["qa"][k] = v
+        else:
+            over[k] = v
     cfg = OmegaConf.merge(OmegaConf.structured(TaskConfig), OmegaConf.load(ROOT / "conf" / "task" / f"{name}.yaml"))
     task = OmegaConf.to_object(OmegaConf.merge(cfg, over))
     task.check()
@@ -105,14 +109,16 @@ def test_long_question_cut_to_max_query_length_or_named_when_no_stride_fits(toke
     with pytest.raises(DataError) as e:
         features_for(tokenizer, squad_task(data_files={"train": str(f)}, doc_stride=40, max_query_length=40), path=f)
     assert (
-        "'amazon-1'" in str(e.value) and "task.doc_stride" in str(e.value) and "task.max_query_length" in str(e.value)
+        "'amazon-1'" in str(e.value)
+        and "task.qa.doc_stride" in str(e.value)
+        and "task.qa.max_query_length" in str(e.value)
     )
 
 
 def test_doc_stride_not_below_max_seq_length_is_a_config_error():
     with pytest.raises(ConfigError) as e:
         squad_task(doc_stride=64)
-    assert e.value.key == "task.doc_stride" and "task.max_seq_length" in str(e.value)
+    assert e.value.key == "task.qa.doc_stride" and "task.max_seq_length" in str(e.value)
 
 
 def test_long_context_gives_several_windows_with_labels_in_the_right_one(tokenizer):
@@ -180,13 +186,13 @@ def test_v2_null_answer_when_cls_beats_the_best_span(tokenizer):
     preds = qa.postprocess_predictions(examples, feats, starts, ends, task)
     assert preds == {"curie-1": "1903", "curie-x": "", "rhine-1": "the Waal", "rhine-x": ""}
     # a higher threshold makes the model answer the unanswerable ones with its best span
-    task.null_score_diff_threshold = 10.0
+    task.qa.null_score_diff_threshold = 10.0
     assert qa.postprocess_predictions(examples, feats, starts, ends, task)["curie-x"] != ""
 
 
 def test_hub_rows_are_checked_too():
     ds = Dataset.from_dict({"id": ["1"], "context": ["abc"], "question": ["q"], "answer": [{"text": ["b"]}]})
-    with pytest.raises(DataError, match="task.answers_field"):
+    with pytest.raises(DataError, match="task.qa.answers_field"):
         qa.validate_examples(ds, squad_task(), "hub dataset 'x'")
 
 

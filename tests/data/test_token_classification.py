@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 from omegaconf import OmegaConf
+from support import task_config
 
 from encoderlab.config.schema import TaskConfig
-from encoderlab.data import token_classification as tc
 from encoderlab.data.sources import load_raw, read_file
 from encoderlab.errors import ConfigError, DataError
+from encoderlab.kinds.token_classification import data as tc
 
 ROOT = Path(__file__).resolve().parents[2]
 CONLL = ROOT / "tests" / "fixtures" / "ner_small.conll"
@@ -37,7 +38,7 @@ def conll_task(**kw) -> TaskConfig:
         primary_metric="entity_f1",
     )
     base.update(kw)
-    return TaskConfig(**base)
+    return task_config(**base)
 
 
 def test_wnut16_loads_offline_with_the_declared_tag_set():
@@ -95,7 +96,7 @@ def test_malformed_conll_line_names_file_and_line(tmp_path):
     f.write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman\n")
     with pytest.raises(DataError) as e:
         read_file(f, conll_task())
-    assert f"{f}:3" in str(e.value) and "task.tag_column" in str(e.value)
+    assert f"{f}:3" in str(e.value) and "task.ner.tag_column" in str(e.value)
 
 
 def test_unknown_tag_in_conll_names_tag_line_and_key(tmp_path):
@@ -124,7 +125,7 @@ def test_hub_classlabel_ints_become_tag_strings():
 
 def test_missing_column_names_the_key():
     ds = Dataset.from_dict({"tokens": [["a"]], "ner": [["O"]]})
-    with pytest.raises(DataError, match="task.tags_field"):
+    with pytest.raises(DataError, match="task.ner.tags_field"):
         tc.to_tag_strings(ds, conll_task(), "file 'x'")
 
 

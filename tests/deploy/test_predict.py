@@ -98,7 +98,7 @@ def test_ner_predictions_equal_the_runs_own_test_predictions(ner_run):
 def test_question_answering_serves_as_the_question_answerer(tmp_path, tokenizer, tiny_bert_config):
     from transformers import AutoModelForQuestionAnswering
 
-    from encoderlab.models.question_answering import QuestionAnswerer
+    from encoderlab.kinds.question_answering.kind import QuestionAnswerer
 
     torch.manual_seed(0)
     tiny_bert_config.num_labels = 2
@@ -128,8 +128,8 @@ def test_question_answering_serves_as_the_question_answerer(tmp_path, tokenizer,
 def test_a_feature_based_export_serves_its_trained_head(tmp_path, tokenizer, tiny_bert_config):
     from transformers import AutoModel
 
+    from encoderlab.kinds.sequence.kind import export_feature_model
     from encoderlab.models.heads import FeatureHead, FeatureModel
-    from encoderlab.models.sequence import export_feature_model
 
     torch.manual_seed(0)
     tiny_bert_config.num_hidden_layers = 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from encoderlab.errors import ConfigError
-from encoderlab.metrics.ner import check_iob2, ner_scores
+from encoderlab.kinds.token_classification.metrics import check_iob2, ner_scores
 
 TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
 # gold entities: PER(0:0-1) LOC(0:3) ORG(1:0-2) PER(1:4)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from encoderlab.metrics.squad import exact_match, f1, normalize_answer, squad_scores
+from encoderlab.kinds.question_answering.metrics import exact_match, f1, normalize_answer, squad_scores
 
 REFS = {
     "q1": ["Eiffel tower"],

@@ -13,8 +13,8 @@ import torch
 from support import FIXTURES, keyword_csv, reviews_task, tiny_model
 
 from encoderlab.config.schema import CallbacksConfig, OptimizerConfig, RunConfig, TaskConfig, TrainerConfig
-from encoderlab.data.multitask import MultiTaskBatchSampler, TaskBatching, task_probabilities
 from encoderlab.errors import ConfigError
+from encoderlab.kinds.multitask.data import MultiTaskBatchSampler, TaskBatching, task_probabilities
 
 TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 
@@ -219,7 +219,7 @@ def test_a_tiny_multitask_run_learns_each_task_and_logs_per_task_metrics_and_the
 def _trained_module(tmp_path, strategy="full", steps: int = 4, **finetune):
     """A multitask module on the two fixtures, trained ``steps`` optimizer steps outside Lightning."""
     from encoderlab.data.datamodule import EncoderDataModule
-    from encoderlab.models import multitask as kind
+    from encoderlab.kinds.multitask import kind as kind
     from encoderlab.models.encoder import load_tokenizer
     from encoderlab.training.optim import build_optimizer
     from encoderlab.training.param_groups import build_param_groups
@@ -257,7 +257,7 @@ def _trained_module(tmp_path, strategy="full", steps: int = 4, **finetune):
 def test_exported_task_models_load_with_pipeline_and_predict_as_the_trained_model(tmp_path, cache_dir, strategy):
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, pipeline
 
-    from encoderlab.models import multitask as kind
+    from encoderlab.kinds.multitask import kind as kind
 
     module, before, tokenizer, dm = _trained_module(tmp_path, strategy, steps=6)
     if strategy == "lora":  # adapters on the shared encoder; its own weights stay, the heads train
@@ -312,7 +312,7 @@ def test_frozen_encoder_trains_only_the_heads_and_llrd_decays_the_shared_layers(
 
     run = multitask_run(tmp_path, _fixture_tasks())
     run.optimizer = OptimizerConfig(lr=1e-3, layer_decay=0.5)
-    from encoderlab.models import multitask as kind
+    from encoderlab.kinds.multitask import kind as kind
     from encoderlab.models.encoder import load_tokenizer
 
     tokenizer = load_tokenizer(run.model)

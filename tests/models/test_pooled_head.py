@@ -19,9 +19,8 @@ from encoderlab.config.schema import (
     TrainerConfig,
 )
 from encoderlab.errors import ConfigError
-from encoderlab.models import sequence as kind
-from encoderlab.models.heads import FeatureModel, PooledModel
-from encoderlab.models.sequence import load_feature_model
+from encoderlab.kinds.sequence import kind as kind
+from encoderlab.models.heads import FeatureModel, PooledModel, load_feature_model
 
 torch.set_num_threads(1)
 

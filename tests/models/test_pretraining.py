@@ -7,10 +7,11 @@ import random
 
 import pytest
 import torch
+from support import task_config
 
-from encoderlab.config.schema import ModelConfig, RunConfig, TaskConfig
+from encoderlab.config.schema import ModelConfig, RunConfig
 from encoderlab.errors import ConfigError
-from encoderlab.models import pretraining as kind
+from encoderlab.kinds.pretraining import kind as kind
 
 SUBJECTS = ["the bank", "the company", "the minister", "the club", "the band", "the court"]
 VERBS = ["said", "reported", "announced", "denied", "confirmed"]
@@ -32,7 +33,7 @@ def corpus_dir(tmp_path):
 
 
 def _run(corpus_dir, objective="none", **model_kw) -> RunConfig:
-    task = TaskConfig(
+    task = task_config(
         name="tiny_corpus",
         kind="pretraining",
         source="files",
@@ -189,9 +190,9 @@ def test_pre_layernorm_architecture_trains_with_the_sparse_head(corpus_dir, toke
 
 def _electra_run(corpus_dir) -> RunConfig:
     run = _run(corpus_dir)
-    run.task.objective = "electra"
-    run.task.packing = "full_sentences"
-    run.task.mask_replace_prob, run.task.random_replace_prob, run.task.keep_prob = 0.85, 0.0, 0.15
+    run.task.mlm.objective = "electra"
+    run.task.mlm.packing = "full_sentences"
+    run.task.mlm.mask_replace_prob, run.task.mlm.random_replace_prob, run.task.mlm.keep_prob = 0.85, 0.0, 0.15
     run.task.metrics = ["rtd_loss", "rtd_accuracy", "mlm_loss", "mlm_accuracy"]
     run.task.primary_metric = "rtd_loss"
     run.model.hidden_size, run.model.num_attention_heads = 64, 4

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from support import task_config
 
-from encoderlab.config.schema import ModelConfig, RunConfig, TaskConfig
-from encoderlab.models import question_answering as kind
+from encoderlab.config.schema import ModelConfig, RunConfig
+from encoderlab.kinds.question_answering import kind as kind
 from encoderlab.runner import execute
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +20,7 @@ SQUAD_V2 = ROOT / "tests" / "fixtures" / "squad_v2_small.json"
 
 def qa_run(tmp_path, path: Path = SQUAD, model: ModelConfig | None = None, **task_kw) -> RunConfig:
     """Train, validate and test on the same hand-written file (6 questions, one context of 263 tokens)."""
-    task = TaskConfig(
+    task = task_config(
         name="squad_file",
         kind="question_answering",
         source="files",
@@ -70,7 +71,7 @@ def test_run_on_a_squad_file_writes_answers_per_id_and_exports_a_qa_model(tmp_pa
     model = AutoModelForQuestionAnswering.from_pretrained(run_dir / "hf")
     assert model.config.num_labels == 2
     answerer = kind.QuestionAnswerer(run_dir / "hf")
-    assert answerer.task.max_seq_length == 64 and answerer.task.doc_stride == 16  # the run's own windows
+    assert answerer.task.max_seq_length == 64 and answerer.task.qa.doc_stride == 16  # the run's own windows
     out = answerer(question="Where does the Rhine begin?", context=contexts["rhine-2"])
     assert set(out) == {"answer", "score", "start", "end"}
     assert out["answer"] == contexts["rhine-2"][out["start"] : out["end"]] and 0.0 <= out["score"] <= 1.0

@@ -24,9 +24,8 @@ from encoderlab.config.schema import (
 )
 from encoderlab.data.datamodule import EncoderDataModule
 from encoderlab.errors import ConfigError
-from encoderlab.models import sequence as kind
-from encoderlab.models.heads import FeatureModel, ScalarMix
-from encoderlab.models.sequence import load_feature_model
+from encoderlab.kinds.sequence import kind as kind
+from encoderlab.models.heads import FeatureModel, ScalarMix, load_feature_model
 from encoderlab.training.freezing import count_parameters
 
 torch.set_num_threads(1)

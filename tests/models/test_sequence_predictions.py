@@ -10,7 +10,7 @@ import torch
 from support import FIXTURES, reviews_task
 
 from encoderlab.config.schema import CallbacksConfig, ModelConfig, OptimizerConfig, RunConfig, TrainerConfig
-from encoderlab.models.sequence_predictions import prediction_rows
+from encoderlab.kinds.sequence.predictions import prediction_rows
 
 torch.set_num_threads(1)
 

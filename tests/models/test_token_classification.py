@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from encoderlab.config.schema import ModelConfig, RunConfig, TaskConfig
-from encoderlab.models import token_classification as kind
+from encoderlab.kinds.token_classification import kind as kind
 from encoderlab.models.heads import FeatureModel
 from encoderlab.runner import execute
 

@@ -24,8 +24,8 @@ from encoderlab.config.schema import (
     TrainerConfig,
 )
 from encoderlab.errors import ConfigError
+from encoderlab.kinds.sequence import kind as kind
 from encoderlab.models import distill as D
-from encoderlab.models import sequence as kind
 
 torch.set_num_threads(1)
 

@@ -20,7 +20,7 @@ from encoderlab.config.schema import (
     TrainerConfig,
 )
 from encoderlab.errors import ConfigError
-from encoderlab.models import sequence as kind
+from encoderlab.kinds.sequence import kind as kind
 from encoderlab.training.freezing import count_parameters
 
 torch.set_num_threads(1)

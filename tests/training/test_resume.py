@@ -190,7 +190,7 @@ def test_a_pretraining_run_with_dynamic_masking_resumes_exactly(tmp_path, cache_
         "task.source=files",
         f"task.data_dir={corpus}",
         "task.max_seq_length=48",
-        "task.validation_documents=0.1",
+        "task.mlm.validation_documents=0.1",
         "model.max_position_embeddings=64",
         "batch_size=8",
         "trainer.max_epochs=2",

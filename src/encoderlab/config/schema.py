@@ -44,6 +44,85 @@ from encoderlab.names import (  # noqa: F401
 
 
 @dataclass
+class NerConfig:
+    """``task.ner``: token classification (NER, POS, chunking): columns and how word labels reach word pieces."""
+
+    tokens_field: str = "tokens"
+    tags_field: str = "tags"
+    token_column: int = 0  # CoNLL files: column of the token
+    tag_column: int = -1  # CoNLL files: column of the tag
+    label_all_tokens: bool = False  # label every piece of a word (B-X -> I-X after the first), not only the first
+
+
+@dataclass
+class QAConfig:
+    """``task.qa``: extractive question answering (names and defaults as HF ``run_qa.py``)."""
+
+    question_field: str = "question"
+    context_field: str = "context"
+    answers_field: str = "answers"
+    id_field: str = "id"
+    doc_stride: int = 128
+    max_query_length: int = 64
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    version_2_with_negative: bool = False
+    null_score_diff_threshold: float = 0.0
+
+    def check(self, max_seq_length: int) -> None:
+        if self.doc_stride >= max_seq_length:
+            raise ConfigError(
+                "task.qa.doc_stride", f"{self.doc_stride} must be smaller than task.max_seq_length ({max_seq_length})"
+            )
+
+
+@dataclass
+class MLMConfig:
+    """``task.mlm``: pre-training: the objective, the masking (names as HF ``DataCollatorForLanguageModeling``),
+    how text becomes examples, and ELECTRA's generator."""
+
+    objective: str = "none"  # none | nsp | sop | electra
+    mlm_probability: float = 0.15
+    # selected tokens -> [MASK] / a random token / unchanged (sum to 1); kinds/pretraining/masking.py reads all three
+    mask_replace_prob: float = 0.8
+    random_replace_prob: float = 0.1
+    keep_prob: float = 0.1
+    whole_word_mask: bool = False
+    dynamic_masking: bool = True
+    # objective none/electra: blocks (contiguous text cut every max_seq_length tokens), full_sentences (whole
+    # sentences up to max_seq_length, crossing documents with [SEP]) or documents (one document's sentences)
+    packing: str = "blocks"
+    # electra: generator size as a fraction of the discriminator's hidden size, and the weight of the RTD loss
+    generator_size: float = 0.25
+    rtd_weight: float = 50.0
+    short_seq_prob: float = 0.1  # nsp/sop: chance of a shorter target length, as BERT
+    validation_documents: float = 0.05  # fraction of documents held out for validation
+
+    def check(self) -> None:
+        check_choice("task.mlm.objective", self.objective, OBJECTIVES)
+        check_choice("task.mlm.packing", self.packing, PACKINGS)
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ConfigError("task.mlm.mlm_probability", f"must be in (0, 1), got {self.mlm_probability}")
+        ratios = (self.mask_replace_prob, self.random_replace_prob, self.keep_prob)
+        if any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
+            raise ConfigError(
+                "task.mlm.mask_replace_prob",
+                "task.mlm.mask_replace_prob + task.mlm.random_replace_prob + task.mlm.keep_prob must sum to 1, "
+                f"got {ratios[0]} + {ratios[1]} + {ratios[2]} = {sum(ratios):g}",
+            )
+        if not 0.0 < self.validation_documents < 1.0:
+            raise ConfigError("task.mlm.validation_documents", "must be in (0, 1)")
+        if self.objective == "electra" and not 0.0 < self.generator_size <= 1.0:
+            raise ConfigError(
+                "task.mlm.generator_size", f"must be in (0, 1] (of the hidden size), got {self.generator_size}"
+            )
+
+
+# the per-kind sections of a task config, by key
+TASK_SECTIONS = {"ner": NerConfig, "qa": QAConfig, "mlm": MLMConfig}
+
+
+@dataclass
 class TaskConfig:
     """What to learn: data source, fields, labels, metrics and lengths. Data, not code."""
 
@@ -82,7 +161,8 @@ class TaskConfig:
     text_fields: list[str] = field(default_factory=lambda: ["text"])
     label_field: str = "label"
     label_names: Optional[list[str]] = None
-    # texts longer than max_seq_length (single text field): head | tail | head_tail | chunks (data/long_text.py)
+    # texts longer than max_seq_length (single text field): head | tail | head_tail | chunks
+    # (kinds/sequence/long_text.py)
     long_text: str = "head"
     # head_tail: tokens from the start, the rest of max_seq_length from the end; null: a quarter of max_seq_length
     # (Sun et al. 2019: 128 of 512)
@@ -90,42 +170,10 @@ class TaskConfig:
     chunk_stride: int = 0  # chunks: tokens shared by neighbouring windows
     chunk_pooling: str = "mean"  # chunks: a document's logits = mean | max of its windows' logits
 
-    # token classification
-    tokens_field: str = "tokens"
-    tags_field: str = "tags"
-    token_column: int = 0  # CoNLL files: column of the token
-    tag_column: int = -1  # CoNLL files: column of the tag
-    label_all_tokens: bool = False
-
-    # question answering
-    question_field: str = "question"
-    context_field: str = "context"
-    answers_field: str = "answers"
-    id_field: str = "id"
-    doc_stride: int = 128
-    max_query_length: int = 64
-    n_best_size: int = 20
-    max_answer_length: int = 30
-    version_2_with_negative: bool = False
-    null_score_diff_threshold: float = 0.0
-
-    # pre-training
-    objective: str = "none"  # none | nsp | sop
-    mlm_probability: float = 0.15
-    # selected tokens -> [MASK] / a random token / unchanged (sum to 1); the masking (data/masking.py) reads all three
-    mask_replace_prob: float = 0.8
-    random_replace_prob: float = 0.1
-    keep_prob: float = 0.1
-    whole_word_mask: bool = False
-    dynamic_masking: bool = True
-    # objective none/electra: blocks (contiguous text cut every max_seq_length tokens), full_sentences (whole
-    # sentences up to max_seq_length, crossing documents with [SEP]) or documents (one document's sentences)
-    packing: str = "blocks"
-    # electra: generator size as a fraction of the discriminator's hidden size, and the weight of the RTD loss
-    generator_size: float = 0.25
-    rtd_weight: float = 50.0
-    short_seq_prob: float = 0.1  # nsp/sop: chance of a shorter target length, as BERT
-    validation_documents: float = 0.05  # fraction of documents held out for validation
+    # per-kind settings: task.ner (token classification), task.qa (question answering), task.mlm (pre-training)
+    ner: NerConfig = field(default_factory=NerConfig)
+    qa: QAConfig = field(default_factory=QAConfig)
+    mlm: MLMConfig = field(default_factory=MLMConfig)
 
     # multitask (MT-DNN; Sun et al. 2019 Sec. 5.4): one shared encoder, one head per task. `tasks` names other
     # conf/task configs; `subtasks.<name>` overrides keys of one of them (task.subtasks.wnut16.max_seq_length=64)
@@ -148,8 +196,6 @@ class TaskConfig:
         check_choice("task.source", self.source, SOURCES)
         if self.format is not None:
             check_choice("task.format", self.format, FILE_FORMATS)
-        check_choice("task.objective", self.objective, OBJECTIVES)
-        check_choice("task.packing", self.packing, PACKINGS)
         for m in self.metrics:
             check_choice("task.metrics", m, METRICS[self.kind])
         check_choice("task.primary_metric", self.primary_metric, self.metrics)
@@ -181,27 +227,9 @@ class TaskConfig:
             if dupes:
                 raise ConfigError("task.label_names", f"each label must appear once; repeated: {', '.join(dupes)}")
         if self.kind == "question_answering":
-            if self.doc_stride >= self.max_seq_length:
-                raise ConfigError(
-                    "task.doc_stride",
-                    f"{self.doc_stride} must be smaller than task.max_seq_length ({self.max_seq_length})",
-                )
+            self.qa.check(self.max_seq_length)
         if self.kind == "pretraining":
-            if not 0.0 < self.mlm_probability < 1.0:
-                raise ConfigError("task.mlm_probability", f"must be in (0, 1), got {self.mlm_probability}")
-            ratios = (self.mask_replace_prob, self.random_replace_prob, self.keep_prob)
-            if any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
-                raise ConfigError(
-                    "task.mask_replace_prob",
-                    "task.mask_replace_prob + task.random_replace_prob + task.keep_prob must sum to 1, "
-                    f"got {ratios[0]} + {ratios[1]} + {ratios[2]} = {sum(ratios):g}",
-                )
-            if not 0.0 < self.validation_documents < 1.0:
-                raise ConfigError("task.validation_documents", "must be in (0, 1)")
-            if self.objective == "electra" and not 0.0 < self.generator_size <= 1.0:
-                raise ConfigError(
-                    "task.generator_size", f"must be in (0, 1] (of the hidden size), got {self.generator_size}"
-                )
+            self.mlm.check()
 
     def _check_multitask(self) -> None:
         check_choice("task.sampling", self.sampling, SAMPLINGS)

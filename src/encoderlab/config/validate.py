@@ -8,7 +8,7 @@ import typing
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from encoderlab.config.schema import RunConfig
+from encoderlab.config.schema import TASK_SECTIONS, RunConfig
 from encoderlab.errors import ConfigError, choices
 
 
@@ -23,9 +23,33 @@ def _fields_at(path: str) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
+def _section_of(leaf: str) -> str | None:
+    """The per-kind section (``ner``, ``qa``, ``mlm``) that holds ``leaf``, if any."""
+    return next((name for name, cls in TASK_SECTIONS.items() if leaf in cls.__dataclass_fields__), None)
+
+
+def migrate_task(task: dict) -> dict:
+    """A saved run's ``task`` from before the per-kind sections (``task.mlm_probability``) in today's layout
+    (``task.mlm.mlm_probability``), so older run dirs still load as teachers, stages and predict sources."""
+    out = dict(task)
+    for leaf in list(out):
+        section = _section_of(leaf)
+        if section is not None and leaf not in _fields_at("task"):
+            out[section] = {**(out.get(section) or {}), leaf: out.pop(leaf)}
+    subtasks = out.get("subtasks")
+    if isinstance(subtasks, dict):
+        out["subtasks"] = {k: migrate_task(v) if isinstance(v, dict) else v for k, v in subtasks.items()}
+    return out
+
+
 def unknown_key_error(key: str) -> ConfigError:
-    """A key the schema does not have, with the keys allowed next to it."""
+    """A key the schema does not have, with the keys allowed next to it (or where it moved)."""
     parent, _, leaf = key.rpartition(".")
+    section = (
+        _section_of(leaf) if parent.split(".")[0] == "task" and parent.split(".")[-1] not in TASK_SECTIONS else None
+    )
+    if section is not None:
+        return ConfigError(key, f"this setting lives in the task's '{section}' section: use {parent}.{section}.{leaf}")
     allowed = _fields_at(parent)
     hint = f"; keys allowed under '{parent or 'the top level'}': {choices(allowed)}" if allowed else ""
     return ConfigError(key, f"unknown key '{leaf}'{hint}")
@@ -50,6 +74,8 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
         plain = dict(cfg)
     plain.pop("hydra", None)
     plain.pop("experiment", None)  # an experiment is a diff already merged into the rest
+    if isinstance(plain.get("task"), dict):
+        plain["task"] = migrate_task(plain["task"])
     schema = OmegaConf.structured(RunConfig)
     try:
         merged = OmegaConf.merge(schema, plain)

@@ -31,15 +31,16 @@ _NOT_DATA = {
     "metrics",
     "primary_metric",
     "description",
-    "n_best_size",
-    "max_answer_length",
-    "null_score_diff_threshold",
     # multitask: which tasks train together and how batches are drawn (each sub-task has its own fingerprint)
     "tasks",
     "sampling",
     "temperature",
     "subtasks",
 }
+
+
+# question answering: answer post-processing settings (task.qa.*) that never change the features
+_NOT_QA_DATA = {"n_best_size", "max_answer_length", "null_score_diff_threshold"}
 
 
 def cache_root(configured: str) -> Path:
@@ -72,6 +73,7 @@ def _file_stamp(path: str) -> list:
 
 def fingerprint(task: TaskConfig, tokenizer, **extra) -> str:
     fields = {k: v for k, v in dataclasses.asdict(task).items() if k not in _NOT_DATA}
+    fields["qa"] = {k: v for k, v in fields["qa"].items() if k not in _NOT_QA_DATA}
     files = []
     if task.source == "files":
         files = [_file_stamp(p) for p in task.files.values()]

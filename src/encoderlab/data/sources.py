@@ -30,8 +30,8 @@ _FORMATS: dict[str, FileReader] = {}
 _PLUGINS = (
     "encoderlab.data.packaged",
     "encoderlab.data.files",
-    "encoderlab.data.token_classification",
-    "encoderlab.data.question_answering",
+    "encoderlab.kinds.token_classification.data",
+    "encoderlab.kinds.question_answering.data",
     "encoderlab.data.corpora",
 )
 

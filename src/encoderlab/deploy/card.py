@@ -76,13 +76,13 @@ def _usage(kind: str, feature: bool) -> str:
         return (
             "The encoder is frozen (`encoder/`) and the trained head (`feature_head.pt`) has no Hugging Face "
             "equivalent, so no pipeline loads it alone:\n\n```python\n"
-            "from encoderlab.models.sequence import load_feature_model\n"
+            "from encoderlab.models.heads import load_feature_model\n"
             "model, tokenizer, desc = load_feature_model(PATH)\n"
             "logits = model(tokenizer(texts, return_tensors='pt', padding=True))\n```\n"
         )
     if kind == "question_answering":
         return (
-            "```python\nfrom encoderlab.models.question_answering import QuestionAnswerer\n"
+            "```python\nfrom encoderlab.kinds.question_answering.kind import QuestionAnswerer\n"
             "QuestionAnswerer(PATH)(question='...', context='...')\n```\n"
         )
     return f'```python\nfrom transformers import pipeline\npipeline("{PIPELINE_TAGS[kind]}", model=PATH)\n```\n'

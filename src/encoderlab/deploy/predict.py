@@ -148,6 +148,11 @@ def _pick(rows: list[dict], given: str | None, candidates: Sequence[str | None],
     )
 
 
+def _task_field(task: dict, section: str, key: str):
+    """``task.<section>.<key>`` of a saved run config (runs saved before the per-kind sections: ``task.<key>``)."""
+    return (task.get(section) or {}).get(key, task.get(key))
+
+
 def resolve_columns(served: Served, rows: list[dict], given: Columns) -> Columns:
     """The columns to read: as given, else the run's own field names, else the usual names."""
     task = served.task_config
@@ -159,8 +164,12 @@ def resolve_columns(served: Served, rows: list[dict], given: Columns) -> Columns
                     "use --question-column and --context-column"
                 )
         return Columns(
-            question=_pick(rows, given.question, [task.get("question_field"), "question"], "--question-column"),
-            context=_pick(rows, given.context, [task.get("context_field"), "context"], "--context-column"),
+            question=_pick(
+                rows, given.question, [_task_field(task, "qa", "question_field"), "question"], "--question-column"
+            ),
+            context=_pick(
+                rows, given.context, [_task_field(task, "qa", "context_field"), "context"], "--context-column"
+            ),
         )
     for opt, val in (("--question-column", given.question), ("--context-column", given.context)):
         if val is not None:
@@ -171,7 +180,9 @@ def resolve_columns(served: Served, rows: list[dict], given: Columns) -> Columns
     if served.kind == "token_classification":
         if given.text_pair is not None:
             raise ServeError("--text-pair-column does not apply to a token classification (NER) model")
-        return Columns(text=_pick(rows, given.text, [task.get("tokens_field"), "text", "tokens"], "--text-column"))
+        return Columns(
+            text=_pick(rows, given.text, [_task_field(task, "ner", "tokens_field"), "text", "tokens"], "--text-column")
+        )
     fields = list(task.get("text_fields") or [])
     text = _pick(rows, given.text, [fields[0] if fields else None, "text", "sentence"], "--text-column")
     pair = None
@@ -261,7 +272,7 @@ def _words(value: Any) -> tuple[str, list[str], list[tuple[int, int]]]:
 
 
 def predict_entities(served: Served, rows: list[dict], cols: Columns, batch_size: int, progress: bool) -> list[dict]:
-    from encoderlab.data.token_classification import entities, to_tags, word_predictions
+    from encoderlab.kinds.token_classification.data import entities, to_tags, word_predictions
 
     parsed = [_words(_value(r, cols.text, i, "--text-column")) for i, r in enumerate(rows)]
     todo = [i for i, (_, w, _) in enumerate(parsed) if w]
@@ -308,25 +319,29 @@ def _word_scores(probs: np.ndarray, word_ids: list[int], n: int) -> list[float]:
 
 
 def predict_answers(served: Served, rows: list[dict], cols: Columns, batch_size: int, progress: bool) -> list[dict]:
-    from encoderlab.config.schema import TaskConfig
-    from encoderlab.data.question_answering import EXAMPLE_ID, OFFSETS, best_answers, prepare_eval_features
+    from encoderlab.kinds.question_answering.data import (
+        EXAMPLE_ID,
+        OFFSETS,
+        best_answers,
+        prepare_eval_features,
+        settings_task,
+    )
 
-    settings = {"max_seq_length": served.max_length} | served.qa_settings
-    task = TaskConfig(kind="question_answering", **settings)
+    task = settings_task({"max_seq_length": served.max_length} | served.qa_settings)
     questions = [str(_value(r, cols.question, i, "--question-column")) for i, r in enumerate(rows)]
     contexts = [str(_value(r, cols.context, i, "--context-column")) for i, r in enumerate(rows)]
     n = len(rows)
     examples = {
-        task.id_field: [str(i) for i in range(n)],
-        task.question_field: questions,
-        task.context_field: contexts,
-        task.answers_field: [{"text": [], "answer_start": []}] * n,
+        task.qa.id_field: [str(i) for i in range(n)],
+        task.qa.question_field: questions,
+        task.qa.context_field: contexts,
+        task.qa.answers_field: [{"text": [], "answer_start": []}] * n,
     }
     enc = prepare_eval_features(examples, served.tokenizer, task)
     feats = [{k: enc[k][i] for k in served.input_names} for i in range(len(enc["input_ids"]))]
     logits = run_features(served, feats, batch_size, True, progress)
     meta = [{EXAMPLE_ID: e, OFFSETS: o} for e, o in zip(enc[EXAMPLE_ID], enc[OFFSETS], strict=True)]
-    ex_rows = [{task.id_field: str(i), task.context_field: contexts[i]} for i in range(n)]
+    ex_rows = [{task.qa.id_field: str(i), task.qa.context_field: contexts[i]} for i in range(n)]
     found = best_answers(ex_rows, meta, [x[:, 0] for x in logits], [x[:, 1] for x in logits], task)
     return [
         {"answer": a.text, "score": a.score, "start": a.start, "end": a.end} for a in (found[str(i)] for i in range(n))

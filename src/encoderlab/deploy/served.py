@@ -194,7 +194,7 @@ def load_torch_model(folder: Path, kind: str, feature: bool):
     )
 
     if feature:
-        from encoderlab.models.sequence import load_feature_model
+        from encoderlab.models.heads import load_feature_model
 
         model, tokenizer, _ = load_feature_model(folder)
         return model.eval(), tokenizer

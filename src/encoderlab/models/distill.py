@@ -280,7 +280,7 @@ def compute_teacher_logits(run: RunConfig, teacher: Teacher, labels: list[int], 
     tokenizer (the two may differ), in the student's order."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from encoderlab.models import sequence
+    from encoderlab.kinds.sequence import kind as sequence
 
     tokenizer = AutoTokenizer.from_pretrained(teacher.hf)
     teacher_run = dataclasses.replace(run, model=ModelConfig(name="teacher", path=str(teacher.hf)))

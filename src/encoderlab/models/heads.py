@@ -168,7 +168,7 @@ class PooledModel(nn.Module):
     sentence vector of sentence-transformers, fine-tuned end to end, instead of the model's own
     ``*ForSequenceClassification`` head (BERT's pooler on [CLS]). It matters for encoders whose [CLS] was never
     trained, such as one pre-trained by masked-LM alone. Same attributes as :class:`FeatureModel`, so it exports
-    the same way (``hf/encoder`` + the head) and :func:`encoderlab.models.sequence.load_feature_model` reloads it.
+    the same way (``hf/encoder`` + the head) and :func:`encoderlab.models.heads.load_feature_model` reloads it.
     """
 
     def __init__(self, encoder: nn.Module, head: FeatureHead, pooling: str):
@@ -247,7 +247,7 @@ def export_feature_model(network: FeatureModel | PooledModel, tokenizer, out: Pa
     (out / "feature_head.json").write_text(json.dumps(desc, indent=2))
     (out / "README.md").write_text(
         "An encoder (encoder/) with a trained head on its pooled hidden states (feature_head.pt). Load both with\n\n"
-        "    from encoderlab.models.sequence import load_feature_model\n"
+        "    from encoderlab.models.heads import load_feature_model\n"
         "    model, tokenizer, desc = load_feature_model(PATH)\n"
         "    logits = model(tokenizer(texts, return_tensors='pt', padding=True))\n"
     )

@@ -217,7 +217,7 @@ class ChunkedSequenceModule(SequenceModule):
     def logits(self, batch: dict) -> torch.Tensor:
         if "chunk_doc" not in batch:
             return super().logits(batch)
-        from encoderlab.data.long_text import MODEL_FIELDS, pool_chunks
+        from encoderlab.kinds.sequence.long_text import MODEL_FIELDS, pool_chunks
 
         windows = super().logits({k: v for k, v in batch.items() if k in MODEL_FIELDS})
         owner = batch["chunk_doc"]

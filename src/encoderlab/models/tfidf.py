@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from encoderlab.config.schema import RunConfig
-from encoderlab.data.classification import prepare_labels
 from encoderlab.data.sources import load_raw
 from encoderlab.errors import DataError
+from encoderlab.kinds.sequence.data import prepare_labels
 from encoderlab.metrics.classification import classification_metrics
 
 log = logging.getLogger("encoderlab")

@@ -76,7 +76,7 @@ def export_token_model(module: EncoderModule, tokenizer, out: Path, auto_cls, he
         return
     log.info(
         "finetune.layers=%s with a %s head has no Hugging Face equivalent: hf/ holds encoder/ plus "
-        "feature_head.pt (load both with encoderlab.models.sequence.load_feature_model)",
+        "feature_head.pt (load both with encoderlab.models.heads.load_feature_model)",
         module.run.finetune.layers,
         module.run.finetune.head,
     )

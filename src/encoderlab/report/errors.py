@@ -24,7 +24,7 @@ import pandas as pd
 from encoderlab.report.aggregate import Report
 
 PREDICTIONS = "predictions_test.jsonl"
-TASKS_DIR = "tasks"  # a multitask run's per-task folders (encoderlab.models.multitask.TASKS_DIR)
+TASKS_DIR = "tasks"  # a multitask run's per-task folders (encoderlab.kinds.multitask.kind.TASKS_DIR)
 ERRORS_MD = "errors.md"
 PER_CLASS_CSV = "per_class.csv"
 ERROR_SORTS = ("missed", "spurious", "wrong_type", "wrong_boundary")

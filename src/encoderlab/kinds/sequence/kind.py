@@ -9,10 +9,10 @@ from transformers import AutoModel, AutoModelForSequenceClassification
 
 from encoderlab.config.schema import RunConfig
 from encoderlab.data import cache as data_cache
-from encoderlab.data.classification import prepare_labels, tokenize
 from encoderlab.data.collate import pad_collator
 from encoderlab.data.sources import cv_fingerprint, load_raw
 from encoderlab.kinds import KindFunctions, Prepared
+from encoderlab.kinds.sequence.data import prepare_labels, tokenize
 from encoderlab.models.distill import DistillSequenceModule, keep_layers, student_layer_indices
 from encoderlab.models.encoder import build_config, build_model, check_length, save_pretrained
 
@@ -42,7 +42,7 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
     meta["data_key"] = key
     collator = pad_collator(run, tokenizer)
     if task.long_text == "chunks":  # documents of several windows each
-        from encoderlab.data.long_text import ChunkCollator
+        from encoderlab.kinds.sequence.long_text import ChunkCollator
 
         collator = ChunkCollator(collator)
     return Prepared(datasets=ds, collator=collator, meta=meta)
@@ -112,7 +112,7 @@ def _fold_pooler_probe(net: FeatureModel, module: SequenceModule):
 
 
 def predict(module: SequenceModule, trainer, datamodule, prepared: Prepared, run_dir: Path) -> dict:
-    from encoderlab.models.sequence_predictions import predict as write_predictions
+    from encoderlab.kinds.sequence.predictions import predict as write_predictions
 
     return write_predictions(module, trainer, datamodule, prepared, run_dir)
 

@@ -148,7 +148,7 @@ def prepare_labels(raw: DatasetDict, task: TaskConfig) -> tuple[DatasetDict, lis
 def tokenize(raw: DatasetDict, tokenizer, task: TaskConfig, pad_to_max: bool = False) -> DatasetDict:
     """Tokenize once, truncating to ``task.max_seq_length``; padding happens per batch in the collator."""
     if task.long_text != "head":  # tail, head_tail, chunks
-        from encoderlab.data.long_text import tokenize_long
+        from encoderlab.kinds.sequence.long_text import tokenize_long
 
         return tokenize_long(raw, tokenizer, task)
     fields = task.text_fields

@@ -22,7 +22,7 @@ from encoderlab.config.schema import TaskConfig
 from encoderlab.data.packaged import package_dir
 from encoderlab.data.sources import register_format, register_package
 from encoderlab.errors import ConfigError, DataError, choices
-from encoderlab.metrics.ner import check_iob2
+from encoderlab.kinds.token_classification.metrics import check_iob2
 
 IGNORE_INDEX = -100
 NO_WORD = -1
@@ -82,12 +82,13 @@ def parse_conll(
         if len(parts) == 1 and need == 2:
             raise DataError(
                 f"{path}:{lineno}: the token {parts[0]!r} has no tag; each line holds a token and its tag "
-                "(separated by a tab or spaces; task.token_column / task.tag_column), a blank line between sentences"
+                "(separated by a tab or spaces; task.ner.token_column / task.ner.tag_column), "
+                "a blank line between sentences"
             )
         if len(parts) < need or token_column % len(parts) == tag_column % len(parts):
             raise DataError(
                 f"{path}:{lineno}: malformed line {line.strip()!r}: {len(parts)} column(s), but "
-                f"task.token_column={token_column} and task.tag_column={tag_column} need at least {need} "
+                f"task.ner.token_column={token_column} and task.ner.tag_column={tag_column} need at least {need} "
                 "(token and tag in different columns)"
             )
         tag = parts[tag_column]
@@ -95,7 +96,7 @@ def parse_conll(
         cur_tokens.append(parts[token_column])
         cur_tags.append(tag)
     flush()
-    return {task.tokens_field: sentences, task.tags_field: tags}
+    return {task.ner.tokens_field: sentences, task.ner.tags_field: tags}
 
 
 def _columns_needed(column: int) -> int:
@@ -109,7 +110,7 @@ def _token_dataset(columns: dict[str, list[list[str]]]) -> Dataset:
 
 @register_format("conll")
 def read_conll(path: Path, task: TaskConfig) -> Dataset:
-    """CoNLL-style column file: token and tag columns from ``task.token_column`` / ``task.tag_column``.
+    """CoNLL-style column file: token and tag columns from ``task.ner.token_column`` / ``task.ner.tag_column``.
 
     A ``.json`` / ``.jsonl`` file (token and tag lists per row) goes to the generic JSON readers, so a task that
     declares ``format: conll`` also takes the other common NER layout without a second setting.
@@ -118,8 +119,8 @@ def read_conll(path: Path, task: TaskConfig) -> Dataset:
         from encoderlab.data import files
 
         return files.read_json(path, task) if path.suffix.lower() == ".json" else files.read_jsonl(path, task)
-    rows = parse_conll(_read_text(path, task), path, task, task.token_column, task.tag_column)
-    if not rows[task.tokens_field]:
+    rows = parse_conll(_read_text(path, task), path, task, task.ner.token_column, task.ner.tag_column)
+    if not rows[task.ner.tokens_field]:
         raise DataError(f"'{path}' holds no sentences (expected 'token ... tag' lines, blank line between sentences)")
     return _token_dataset(rows)
 
@@ -136,7 +137,7 @@ def wnut16(task: TaskConfig) -> Dataset:
     rows = parse_conll(lines, path, task, token_column=0, tag_column=1)
     seen: set[tuple] = set()
     keep = []
-    for i, tokens in enumerate(rows[task.tokens_field]):
+    for i, tokens in enumerate(rows[task.ner.tokens_field]):
         key = tuple(tokens)
         if key not in seen:
             seen.add(key)
@@ -157,7 +158,7 @@ def _tags_feature_names(ds: Dataset, field: str) -> list[str] | None:
 
 
 def _check_columns(ds: Dataset, task: TaskConfig, source_name: str) -> None:
-    for key, col in (("task.tokens_field", task.tokens_field), ("task.tags_field", task.tags_field)):
+    for key, col in (("task.ner.tokens_field", task.ner.tokens_field), ("task.ner.tags_field", task.ner.tags_field)):
         if col not in ds.column_names:
             raise DataError(f"{source_name}: no column {col!r}; set {key} to one of {choices(ds.column_names)}")
 
@@ -165,10 +166,10 @@ def _check_columns(ds: Dataset, task: TaskConfig, source_name: str) -> None:
 def to_tag_strings(ds: Dataset, task: TaskConfig, source_name: str = "data") -> Dataset:
     """Int tags with ClassLabel names become their strings; string tags pass through."""
     _check_columns(ds, task, source_name)
-    names = _tags_feature_names(ds, task.tags_field)
+    names = _tags_feature_names(ds, task.ner.tags_field)
     if names is None:
         return ds
-    field = task.tags_field
+    field = task.ner.tags_field
 
     def conv(batch: dict[str, list]) -> dict[str, list]:
         return {field: [[names[i] for i in seq] for seq in batch[field]]}
@@ -184,11 +185,11 @@ def resolve_label_names(raw: DatasetDict, task: TaskConfig) -> list[str]:
         return list(task.label_names)
     seen: set[str] = set()
     for ds in raw.values():
-        names = _tags_feature_names(ds, task.tags_field)
+        names = _tags_feature_names(ds, task.ner.tags_field)
         if names is not None:
             seen.update(names)
-        elif task.tags_field in ds.column_names:
-            for seq in list(ds[task.tags_field]):
+        elif task.ner.tags_field in ds.column_names:
+            for seq in list(ds[task.ner.tags_field]):
                 seen.update(seq)
     return sorted(seen, key=lambda t: (t != "O", t))
 
@@ -198,14 +199,14 @@ def validate_tags(ds: Dataset, task: TaskConfig, source_name: str) -> None:
     if task.label_names is None:
         return
     allowed = set(task.label_names)
-    columns = zip(list(ds[task.tokens_field]), list(ds[task.tags_field]), strict=True)
+    columns = zip(list(ds[task.ner.tokens_field]), list(ds[task.ner.tags_field]), strict=True)
     for row, (tokens, tags) in enumerate(columns):
         for pos, tag in enumerate(tags):
             _check_tag(tag, allowed, task, f"{source_name}, row {row} (word {pos})")
         if len(tags) != len(tokens):
             raise DataError(
                 f"{source_name}, row {row}: {len(tokens)} tokens but {len(tags)} tags "
-                f"(columns {task.tokens_field!r} / {task.tags_field!r})"
+                f"(columns {task.ner.tokens_field!r} / {task.ner.tags_field!r})"
             )
 
 
@@ -227,20 +228,20 @@ def tokenize_and_align_labels(
     """Tokenize pre-split words and give each WordPiece a label, as HF ``run_ner.py``.
 
     The first piece of a word carries its label; the others get -100 (ignored by the loss), or with
-    ``task.label_all_tokens`` the label too, B-X turned into I-X so a word never starts two entities.
+    ``task.ner.label_all_tokens`` the label too, B-X turned into I-X so a word never starts two entities.
     """
     names = [None] * len(label_to_id)
     for name, i in label_to_id.items():
         names[i] = name
     b_to_i = b_to_i_map(names)
     enc = tokenizer(
-        examples[task.tokens_field],
+        examples[task.ner.tokens_field],
         is_split_into_words=True,
         truncation=True,
         max_length=task.max_seq_length,
     )
     labels, word_ids_out, word_labels = [], [], []
-    for i, tags in enumerate(examples[task.tags_field]):
+    for i, tags in enumerate(examples[task.ner.tags_field]):
         tag_ids = [label_to_id[t] for t in tags]
         word_ids = enc.word_ids(batch_index=i)
         seq, prev = [], None
@@ -250,7 +251,7 @@ def tokenize_and_align_labels(
             elif w != prev:
                 seq.append(tag_ids[w])
             else:
-                seq.append(b_to_i[tag_ids[w]] if task.label_all_tokens else IGNORE_INDEX)
+                seq.append(b_to_i[tag_ids[w]] if task.ner.label_all_tokens else IGNORE_INDEX)
             prev = w
         labels.append(seq)
         word_ids_out.append([NO_WORD if w is None else w for w in word_ids])

@@ -21,7 +21,8 @@ from encoderlab.config.schema import RunConfig
 from encoderlab.data import cache as data_cache
 from encoderlab.data.collate import pad_collator
 from encoderlab.data.sources import cv_fingerprint, load_raw
-from encoderlab.data.token_classification import (
+from encoderlab.kinds import KindFunctions, Prepared, write_json
+from encoderlab.kinds.token_classification.data import (
     EXAMPLE_INDEX,
     IGNORE_INDEX,
     entities,
@@ -31,8 +32,7 @@ from encoderlab.data.token_classification import (
     to_tags,
     word_level,
 )
-from encoderlab.kinds import KindFunctions, Prepared, write_json
-from encoderlab.metrics.ner import NerScores, ner_scores
+from encoderlab.kinds.token_classification.metrics import NerScores, ner_scores
 from encoderlab.metrics.rows import RowOutputs
 from encoderlab.models.encoder import build_config
 from encoderlab.models.module import STAGES, EncoderModule
@@ -55,7 +55,7 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
         feats = preprocess_token_classification(raw, tokenizer, task)
         splits = dict(feats)
         for split in EVAL_SPLITS.values():  # words and gold tags, for scoring and predictions files
-            sentences = to_tag_strings(raw[split], task).select_columns([task.tokens_field, task.tags_field])
+            sentences = to_tag_strings(raw[split], task).select_columns([task.ner.tokens_field, task.ner.tags_field])
             splits[split + _SENTENCES] = sentences
         sizes = {k: len(v) for k, v in feats.items()}
         return DatasetDict(splits), {"label_names": names, "sizes": sizes}
@@ -67,7 +67,7 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
     sentences = {}
     for split in EVAL_SPLITS.values():
         sent = ds[split + _SENTENCES]
-        sentences[split] = {"tokens": list(sent[task.tokens_field]), "tags": list(sent[task.tags_field])}
+        sentences[split] = {"tokens": list(sent[task.ner.tokens_field]), "tags": list(sent[task.ner.tags_field])}
     return Prepared(datasets=rows, collator=pad_collator(run, tokenizer), meta=meta, extras={"sentences": sentences})
 
 

@@ -7,9 +7,9 @@ most of a small model's compute on outputs that carry no loss. The export is a p
 ``pipeline("fill-mask")`` loads it, and ``model=from_checkpoint model.path=<run>/hf`` fine-tunes it.
 
 ``objective: electra`` (Clark et al. 2020, replaced-token detection): a small generator (``ElectraForMaskedLM``,
-``task.generator_size`` of the hidden size) fills the masked positions with its own samples and the discriminator
+``task.mlm.generator_size`` of the hidden size) fills the masked positions with its own samples and the discriminator
 (``ElectraForPreTraining``) learns, for every token, whether it was replaced; the two share the embeddings and the
-loss is ``mlm_loss + task.rtd_weight * rtd_loss``. The discriminator learns from all tokens, not the masked 15%. The
+loss is ``mlm_loss + task.mlm.rtd_weight * rtd_loss``. The discriminator learns from all tokens, not the masked 15%. The
 export is the discriminator (``hf/``, fine-tunes like any checkpoint) and the generator (``hf/generator``, fill-mask).
 """
 
@@ -34,12 +34,12 @@ from transformers import (
 from encoderlab.config.schema import RunConfig, TaskConfig
 from encoderlab.data import cache as data_cache
 from encoderlab.data.corpora import load_corpus_dir, split_corpus
-from encoderlab.data.masking import MLMCollator
-from encoderlab.data.pretraining import check_max_positions, preprocess_pretraining
 from encoderlab.data.sources import load_source, subsample
 from encoderlab.data.wordpiece import train_wordpiece
 from encoderlab.errors import ConfigError
 from encoderlab.kinds import KindFunctions, Prepared
+from encoderlab.kinds.pretraining.data import check_max_positions, preprocess_pretraining
+from encoderlab.kinds.pretraining.masking import MLMCollator
 from encoderlab.models.encoder import (
     build_config,
     build_model,
@@ -90,11 +90,11 @@ def collator(run: RunConfig, tokenizer) -> MLMCollator:
     task = run.task
     return MLMCollator(
         tokenizer,
-        mlm_probability=task.mlm_probability,
-        mask_replace_prob=task.mask_replace_prob,
-        random_replace_prob=task.random_replace_prob,
-        keep_prob=task.keep_prob,
-        whole_word_mask=task.whole_word_mask,
+        mlm_probability=task.mlm.mlm_probability,
+        mask_replace_prob=task.mlm.mask_replace_prob,
+        random_replace_prob=task.mlm.random_replace_prob,
+        keep_prob=task.mlm.keep_prob,
+        whole_word_mask=task.mlm.whole_word_mask,
         pad_to_multiple_of=run.speed.pad_to_multiple_of,
         max_length=task.max_seq_length if run.speed.padding == "max_length" else None,
     )
@@ -131,10 +131,10 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> PretrainingModule:
             f"the tokenizer has {len(tokenizer)} tokens but the checkpoint's embeddings only {config.vocab_size}",
         )
     check_length(task.max_seq_length, config)
-    if task.objective == "electra":
+    if task.mlm.objective == "electra":
         network = build_electra(run, config)
         return PretrainingModule(network, run, n_layers=config.num_hidden_layers)
-    auto = AutoModelForMaskedLM if task.objective == "none" else AutoModelForPreTraining
+    auto = AutoModelForMaskedLM if task.mlm.objective == "none" else AutoModelForPreTraining
     network = build_model(model_cfg, auto, config)
     if not model_cfg.from_scratch:
         log.info(
@@ -173,7 +173,7 @@ def build_electra(run: RunConfig, config) -> ElectraPretrainer:
     if not model_cfg.from_scratch:
         raise ConfigError(
             "model.from_scratch",
-            "task.objective=electra pre-trains a generator and a discriminator from scratch: "
+            "task.mlm.objective=electra pre-trains a generator and a discriminator from scratch: "
             "set model.from_scratch=true",
         )
     if model_cfg.architecture != "bert":
@@ -189,8 +189,8 @@ def build_electra(run: RunConfig, config) -> ElectraPretrainer:
         hidden_dropout_prob=config.hidden_dropout_prob,
         attention_probs_dropout_prob=config.attention_probs_dropout_prob,
     )
-    gen_heads = max(1, round(heads * task.generator_size))
-    gen_hidden = max(gen_heads, round(hidden * task.generator_size / gen_heads) * gen_heads)
+    gen_heads = max(1, round(heads * task.mlm.generator_size))
+    gen_hidden = max(gen_heads, round(hidden * task.mlm.generator_size / gen_heads) * gen_heads)
     disc = ElectraConfig(
         hidden_size=hidden, num_attention_heads=heads, intermediate_size=config.intermediate_size, **common
     )
@@ -226,9 +226,9 @@ def _sentence_logits(out) -> torch.Tensor:
         if logits is not None:
             return logits
     raise ConfigError(
-        "task.objective",
+        "task.mlm.objective",
         f"{type(out).__name__} has no sentence-pair head (seq_relationship_logits or sop_logits); "
-        "use task.objective=none",
+        "use task.mlm.objective=none",
     )
 
 
@@ -237,7 +237,7 @@ class PretrainingModule(EncoderModule):
 
     def __init__(self, network: nn.Module, run: RunConfig, n_layers: int | None = None):
         super().__init__(network, run, n_layers)
-        self.objective = run.task.objective
+        self.objective = run.task.mlm.objective
         self.sentence_key = SENTENCE_LABEL.get(self.objective)
         names = ["mlm_loss", "mlm_accuracy"] + (["sentence_accuracy"] if self.sentence_key else [])
         if self.objective == "electra":
@@ -308,7 +308,7 @@ class PretrainingModule(EncoderModule):
             "n_tokens": int(rtd_labels.numel()),
             "rtd_correct": ((rtd_logits > 0).float() == rtd_labels).float().detach(),
         }
-        return mlm_loss + self.run.task.rtd_weight * rtd_loss, outputs
+        return mlm_loss + self.run.task.mlm.rtd_weight * rtd_loss, outputs
 
     def update_metrics(self, stage: str, batch: dict, outputs: dict) -> None:
         m = self.metrics[f"{stage}_"]

@@ -55,8 +55,8 @@ def split_logits(module, prepared: Prepared, batch_size: int, split: str = "test
 
 def split_texts(run, n: int) -> list[dict] | None:
     """The raw text fields of the test examples (None when they cannot be matched to the predictions)."""
-    from encoderlab.data.classification import prepare_labels
     from encoderlab.data.sources import load_raw
+    from encoderlab.kinds.sequence.data import prepare_labels
 
     try:
         raw, _ = prepare_labels(load_raw(run.task, run.cv), run.task)

@@ -23,24 +23,24 @@ SENTENCE_LABELS = ("next_sentence_label", "sentence_order_label")
 def check_mlm_ratios(
     mlm_probability: float, mask_replace_prob: float, random_replace_prob: float, keep_prob: float | None = None
 ) -> float:
-    """Validate the BERT masking knobs (names as in ``task.*``); returns the unchanged share: ``keep_prob``, or when
+    """Validate the BERT masking knobs (names as in ``task.mlm.*``); returns the unchanged share: ``keep_prob``, or when
     it is None the rest of the two others."""
     if not 0.0 < mlm_probability < 1.0:
-        raise ConfigError("task.mlm_probability", f"must be in (0, 1), got {mlm_probability}")
+        raise ConfigError("task.mlm.mlm_probability", f"must be in (0, 1), got {mlm_probability}")
     if keep_prob is not None:
         ratios = (mask_replace_prob, random_replace_prob, keep_prob)
         if any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
             raise ConfigError(
-                "task.mask_replace_prob",
-                "task.mask_replace_prob + task.random_replace_prob + task.keep_prob must sum to 1, "
+                "task.mlm.mask_replace_prob",
+                "task.mlm.mask_replace_prob + task.mlm.random_replace_prob + task.mlm.keep_prob must sum to 1, "
                 f"got {ratios[0]} + {ratios[1]} + {ratios[2]} = {sum(ratios):g}",
             )
         return keep_prob
     keep = 1.0 - mask_replace_prob - random_replace_prob
     if mask_replace_prob < 0 or random_replace_prob < 0 or keep < -1e-6:
         raise ConfigError(
-            "task.mask_replace_prob",
-            "task.mask_replace_prob and task.random_replace_prob must be >= 0 and sum to at most 1 "
+            "task.mlm.mask_replace_prob",
+            "task.mlm.mask_replace_prob and task.mlm.random_replace_prob must be >= 0 and sum to at most 1 "
             f"(the rest stays unchanged), got {mask_replace_prob} + {random_replace_prob}",
         )
     return max(keep, 0.0)
@@ -169,7 +169,7 @@ class MLMCollator:
         word_start = None
         if self.whole_word_mask:
             if "word_start" not in first:
-                raise ConfigError("task.whole_word_mask", "the preprocessed data has no 'word_start' column")
+                raise ConfigError("task.mlm.whole_word_mask", "the preprocessed data has no 'word_start' column")
             word_start = _pad([e["word_start"] for e in examples], n, 0)
         batch["input_ids"], batch["labels"] = mask_tokens(
             input_ids,

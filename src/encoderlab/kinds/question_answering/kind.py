@@ -19,7 +19,9 @@ from transformers import AutoModelForQuestionAnswering
 from encoderlab.config.schema import RunConfig, TaskConfig
 from encoderlab.data import cache as data_cache
 from encoderlab.data.collate import pad_collator
-from encoderlab.data.question_answering import (
+from encoderlab.data.sources import cv_fingerprint, load_raw
+from encoderlab.kinds import KindFunctions, Prepared
+from encoderlab.kinds.question_answering.data import (
     EXAMPLE_ID,
     FEATURE_INDEX,
     OFFSETS,
@@ -28,11 +30,10 @@ from encoderlab.data.question_answering import (
     postprocess_predictions,
     prepare_eval_features,
     preprocess_question_answering,
+    settings_task,
 )
-from encoderlab.data.sources import cv_fingerprint, load_raw
-from encoderlab.kinds import KindFunctions, Prepared
+from encoderlab.kinds.question_answering.metrics import squad_scores
 from encoderlab.metrics.rows import RowOutputs
-from encoderlab.metrics.squad import squad_scores
 from encoderlab.models.encoder import build_config
 from encoderlab.models.module import STAGES, EncoderModule
 from encoderlab.models.token_level import (
@@ -57,7 +58,7 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
         splits = dict(feats)
         for split in EVAL_SPLITS.values():
             splits[split + _EXAMPLES] = raw[split].select_columns(
-                [task.id_field, task.context_field, task.answers_field]
+                [task.qa.id_field, task.qa.context_field, task.qa.answers_field]
             )
         sizes = {k: len(v) for k, v in feats.items()} | {f"{k}_questions": len(v) for k, v in raw.items()}
         return DatasetDict(splits), {"sizes": sizes}
@@ -136,11 +137,11 @@ class SpanLogits(RowOutputs):
         task = self.task
         features = [self.features[i] for i in logits]
         seen = {f[EXAMPLE_ID] for f in features}
-        examples = [e for e in self.examples if str(e[task.id_field]) in seen]
+        examples = [e for e in self.examples if str(e[task.qa.id_field]) in seen]
         starts = [s.float().numpy() for s, _ in logits.values()]
         ends = [e.float().numpy() for _, e in logits.values()]
         preds = postprocess_predictions(examples, features, starts, ends, task)
-        scores = squad_scores(preds, gold_answers(examples, task), version_2=task.version_2_with_negative)
+        scores = squad_scores(preds, gold_answers(examples, task), version_2=task.qa.version_2_with_negative)
         return preds, scores
 
 
@@ -164,11 +165,13 @@ def predict(module: QuestionAnsweringModule, trainer, datamodule, prepared: Prep
 
 def export(module: QuestionAnsweringModule, tokenizer, out: Path, prepared: Prepared) -> None:
     export_token_model(module, tokenizer, out, AutoModelForQuestionAnswering, "qa_outputs", {"outputs": 2})
-    settings = {k: getattr(module.run.task, k) for k in _ANSWER_SETTINGS}
+    task = module.run.task
+    settings = {"max_seq_length": task.max_seq_length} | {k: getattr(task.qa, k) for k in _ANSWER_SETTINGS[1:]}
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
 
 
 SETTINGS_FILE = "question_answering.json"
+# what question_answering.json holds: task.max_seq_length, then task.qa.*
 _ANSWER_SETTINGS = (
     "max_seq_length",
     "doc_stride",
@@ -198,7 +201,7 @@ class QuestionAnswerer:
         unknown = set(settings) - set(_ANSWER_SETTINGS)
         if unknown:
             raise TypeError(f"unknown settings {sorted(unknown)}; allowed: {list(_ANSWER_SETTINGS)}")
-        self.task = TaskConfig(kind="question_answering", **(saved | settings))
+        self.task = settings_task(saved | settings)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForQuestionAnswering.from_pretrained(model_dir).eval()
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

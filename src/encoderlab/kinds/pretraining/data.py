@@ -29,8 +29,8 @@ from datasets import Dataset, DatasetDict, Features, Value
 from datasets import Sequence as SeqFeature
 
 from encoderlab.config.schema import OBJECTIVES, TaskConfig
-from encoderlab.data.masking import MLMCollator, check_mlm_ratios, mask_tokens
 from encoderlab.errors import ConfigError, DataError, check_choice
+from encoderlab.kinds.pretraining.masking import MLMCollator, check_mlm_ratios, mask_tokens
 
 log = logging.getLogger(__name__)
 
@@ -250,11 +250,11 @@ def _static_mask(rows: dict, tokenizer, task: TaskConfig, seed: int, chunk: int 
     """Draw masks once (RoBERTa's static masking; also every evaluation split, so its loss is comparable)."""
     collator = MLMCollator(
         tokenizer,
-        task.mlm_probability,
-        task.mask_replace_prob,
-        task.random_replace_prob,
-        whole_word_mask=task.whole_word_mask,
-        keep_prob=task.keep_prob,
+        task.mlm.mlm_probability,
+        task.mlm.mask_replace_prob,
+        task.mlm.random_replace_prob,
+        whole_word_mask=task.mlm.whole_word_mask,
+        keep_prob=task.mlm.keep_prob,
     )
     g = torch.Generator().manual_seed(seed)
     ids_all, ws_all = rows["input_ids"], rows.get("word_start")
@@ -277,12 +277,12 @@ def _static_mask(rows: dict, tokenizer, task: TaskConfig, seed: int, chunk: int 
             valid & ~torch.isin(t, collator.special_ids),
             collator.mask_token_id,
             collator.random_ids,
-            task.mlm_probability,
-            task.mask_replace_prob,
-            task.random_replace_prob,
+            task.mlm.mlm_probability,
+            task.mlm.mask_replace_prob,
+            task.mlm.random_replace_prob,
             word_start=ws,
             generator=g,
-            keep_prob=task.keep_prob,
+            keep_prob=task.mlm.keep_prob,
         )
         for j, length in enumerate(lens.tolist()):
             new_ids.append(masked[j, :length].tolist())
@@ -299,15 +299,15 @@ def _build_split(
     static: bool,
 ) -> tuple[Dataset, dict]:
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    keep_words = task.whole_word_mask
+    keep_words = task.mlm.whole_word_mask
     rows: dict[str, list] = {"input_ids": []}
     if keep_words:
         rows["word_start"] = []
     stats = {"documents": len(docs), "skipped_single_sentence_documents": 0, "dropped_tokens": 0}
-    if task.objective in ("none", "electra"):
-        if task.packing == "blocks":
+    if task.mlm.objective in ("none", "electra"):
+        if task.mlm.packing == "blocks":
             contents, stats["dropped_tokens"] = pack_blocks(docs, task.max_seq_length, sep)
-        elif task.packing == "full_sentences":
+        elif task.mlm.packing == "full_sentences":
             contents = pack_sentences(docs, task.max_seq_length, sep)
         else:
             contents = chunk_documents(docs, task.max_seq_length)
@@ -318,10 +318,10 @@ def _build_split(
                 rows["word_start"].append([0, *ws, 0])
     else:
         stats["skipped_single_sentence_documents"] = sum(1 for d in docs if len(d) < 2)
-        label_key = "next_sentence_label" if task.objective == "nsp" else "sentence_order_label"
+        label_key = "next_sentence_label" if task.mlm.objective == "nsp" else "sentence_order_label"
         rows["token_type_ids"], rows[label_key] = [], []
         pairs = pair_instances(
-            docs, task.max_seq_length, task.short_seq_prob, random.Random(seed), task.objective, pool
+            docs, task.max_seq_length, task.mlm.short_seq_prob, random.Random(seed), task.mlm.objective, pool
         )
         for a, b, label in pairs:
             ia, wa = _decode(a)
@@ -337,7 +337,7 @@ def _build_split(
         rows.pop("word_start")
     stats["examples"] = len(rows["input_ids"])
     stats["tokens"] = sum(len(x) for x in rows["input_ids"])
-    return Dataset.from_dict(rows, features=_features(task.objective, keep_words and not static, static)), stats
+    return Dataset.from_dict(rows, features=_features(task.mlm.objective, keep_words and not static, static)), stats
 
 
 def preprocess_pretraining(
@@ -349,13 +349,15 @@ def preprocess_pretraining(
 ) -> tuple[DatasetDict, dict[str, dict[str, int]]]:
     """Corpus splits (column ``text``, one row per document) → pre-training examples, plus per-split stats.
 
-    Train is masked in the collator (dynamic) unless ``task.dynamic_masking`` is false; validation and test are
+    Train is masked in the collator (dynamic) unless ``task.mlm.dynamic_masking`` is false; validation and test are
     always masked once, with a fixed seed, so their loss is comparable across epochs and runs.
     Stats per split: documents, skipped_single_sentence_documents, examples, tokens, dropped_tokens.
     """
     check_max_positions(task, max_positions)
-    check_mlm_ratios(task.mlm_probability, task.mask_replace_prob, task.random_replace_prob, task.keep_prob)
-    check_choice("task.objective", task.objective, OBJECTIVES)
+    check_mlm_ratios(
+        task.mlm.mlm_probability, task.mlm.mask_replace_prob, task.mlm.random_replace_prob, task.mlm.keep_prob
+    )
+    check_choice("task.mlm.objective", task.mlm.objective, OBJECTIVES)
     seed = task.split_seed if seed is None else seed
     tokenized = {name: tokenize_documents(d, tokenizer).data.column("sentences").to_pylist() for name, d in raw.items()}
     out, stats = {}, {}
@@ -363,25 +365,29 @@ def preprocess_pretraining(
     for k, (name, docs) in enumerate(tokenized.items()):
         eligible = [d for d in docs if len(d) >= 2]
         pool = None
-        if task.objective == "nsp" and len([d for d in docs if d]) < 2:
+        if task.mlm.objective == "nsp" and len([d for d in docs if d]) < 2:
             pool = train_docs  # a one-document split draws its random segments from train
-        static = name != "train" or not task.dynamic_masking
+        static = name != "train" or not task.mlm.dynamic_masking
         out[name], stats[name] = _build_split(docs, pool, tokenizer, task, seed + 1000 * k, static)
         skipped = stats[name]["skipped_single_sentence_documents"]
-        if task.objective in ("nsp", "sop") and skipped:
+        if task.mlm.objective in ("nsp", "sop") and skipped:
             log.warning(
                 "%s: skipped %d of %d documents with a single sentence (%s needs two segments)",
                 name,
                 skipped,
                 len(docs),
-                task.objective.upper(),
+                task.mlm.objective.upper(),
             )
         if stats[name]["examples"] == 0:
             raise DataError(
-                f"the {name} split of task '{task.name}' gives no {task.objective} pre-training example: "
+                f"the {name} split of task '{task.name}' gives no {task.mlm.objective} pre-training example: "
                 f"{len(docs)} document(s), {len(eligible)} with two or more sentences"
-                + (" (NSP/SOP need documents of at least two sentences)" if task.objective in ("nsp", "sop") else "")
-                + ("; hold out more documents with task.validation_documents" if name != "train" else "")
+                + (
+                    " (NSP/SOP need documents of at least two sentences)"
+                    if task.mlm.objective in ("nsp", "sop")
+                    else ""
+                )
+                + ("; hold out more documents with task.mlm.validation_documents" if name != "train" else "")
             )
     return DatasetDict(out), stats
 

@@ -1,7 +1,8 @@
 """The task kinds, each a bundle of data preparation, model building, predictions and export.
 
-A kind is anything with the members of the :class:`Kind` protocol; each kind's module defines ``KIND``, a
-:class:`KindFunctions` of its module-level functions. :func:`get_kind` imports the module of the kind a run needs
+Each kind is a package here (``sequence``, ``token_classification``, ``question_answering``, ``pretraining``,
+``multitask``) whose ``kind`` module defines ``KIND``, a :class:`KindFunctions` of its functions; anything with
+the members of the :class:`Kind` protocol serves. :func:`get_kind` imports the package of the kind a run needs
 and no other, so a kind's heavy imports (seqeval, tokenizer training) cost nothing elsewhere; its imports are
 written out, so go-to-definition and type checkers follow them.
 """
@@ -103,23 +104,23 @@ def get_kind(name: str) -> Kind:
     """The kind named by ``task.kind``; imports its module (only that one) on first use."""
     check_choice("task.kind", name, TASK_KINDS)
     if name in ("sequence_classification", "sequence_regression"):
-        from encoderlab.models.sequence import KIND as sequence
+        from encoderlab.kinds.sequence.kind import KIND as sequence
 
         return sequence
     if name == "token_classification":
-        from encoderlab.models.token_classification import KIND as token_classification
+        from encoderlab.kinds.token_classification.kind import KIND as token_classification
 
         return token_classification
     if name == "question_answering":
-        from encoderlab.models.question_answering import KIND as question_answering
+        from encoderlab.kinds.question_answering.kind import KIND as question_answering
 
         return question_answering
     if name == "pretraining":
-        from encoderlab.models.pretraining import KIND as pretraining
+        from encoderlab.kinds.pretraining.kind import KIND as pretraining
 
         return pretraining
     if name == "multitask":
-        from encoderlab.models.multitask import KIND as multitask
+        from encoderlab.kinds.multitask.kind import KIND as multitask
 
         return multitask
     # names.TASK_KINDS and the branches above list the same kinds (tests/config/test_names.py checks it)

@@ -5,7 +5,7 @@ Follows the HF ``run_qa.py``: a context longer than the window becomes several f
 outside the window or the question has none (SQuAD v2). Evaluation features keep character offsets of the
 context tokens only, so the predicted text is sliced from the original context, never decoded from pieces.
 
-Questions longer than ``task.max_query_length`` tokens are cut to it, as in the original BERT ``run_squad.py``,
+Questions longer than ``task.qa.max_query_length`` tokens are cut to it, as in the original BERT ``run_squad.py``,
 so a long question cannot crowd the context out of the window.
 """
 
@@ -22,7 +22,7 @@ import datasets
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from encoderlab.config.schema import TaskConfig
+from encoderlab.config.schema import QAConfig, TaskConfig
 from encoderlab.data.sources import register_format
 from encoderlab.errors import ConfigError, DataError, choices
 
@@ -36,11 +36,11 @@ OFFSETS = "offset_mapping"
 def _features(task: TaskConfig) -> datasets.Features:
     return datasets.Features(
         {
-            task.id_field: datasets.Value("string"),
+            task.qa.id_field: datasets.Value("string"),
             "title": datasets.Value("string"),
-            task.context_field: datasets.Value("string"),
-            task.question_field: datasets.Value("string"),
-            task.answers_field: {
+            task.qa.context_field: datasets.Value("string"),
+            task.qa.question_field: datasets.Value("string"),
+            task.qa.answers_field: {
                 "text": datasets.List(datasets.Value("string")),
                 "answer_start": datasets.List(datasets.Value("int32")),
             },
@@ -72,11 +72,11 @@ def _flatten_nested(doc: Mapping[str, Any], path: Path, task: TaskConfig) -> lis
                 qid = str(qa.get("id", ""))
                 rows.append(
                     {
-                        task.id_field: qid,
+                        task.qa.id_field: qid,
                         "title": title,
-                        task.context_field: context,
-                        task.question_field: qa["question"],
-                        task.answers_field: _answers(
+                        task.qa.context_field: context,
+                        task.qa.question_field: qa["question"],
+                        task.qa.answers_field: _answers(
                             qa.get("answers"), bool(qa.get("is_impossible")), f"{path}: question id {qid!r}"
                         ),
                     }
@@ -88,22 +88,22 @@ def _flat_row(obj: Mapping[str, Any], path: Path, task: TaskConfig, where: str) 
     missing = [
         f"{key}={col!r}"
         for key, col in (
-            ("task.id_field", task.id_field),
-            ("task.context_field", task.context_field),
-            ("task.question_field", task.question_field),
+            ("task.qa.id_field", task.qa.id_field),
+            ("task.qa.context_field", task.qa.context_field),
+            ("task.qa.question_field", task.qa.question_field),
         )
         if col not in obj
     ]
     if missing:
         raise DataError(f"{where}: no field(s) {', '.join(missing)}; the row has {choices(obj)}")
-    qid = str(obj[task.id_field])
+    qid = str(obj[task.qa.id_field])
     return {
-        task.id_field: qid,
+        task.qa.id_field: qid,
         "title": str(obj.get("title", "")),
-        task.context_field: obj[task.context_field],
-        task.question_field: obj[task.question_field],
-        task.answers_field: _answers(
-            obj.get(task.answers_field), bool(obj.get("is_impossible")), f"{path}: question id {qid!r}"
+        task.qa.context_field: obj[task.qa.context_field],
+        task.qa.question_field: obj[task.qa.question_field],
+        task.qa.answers_field: _answers(
+            obj.get(task.qa.answers_field), bool(obj.get("is_impossible")), f"{path}: question id {qid!r}"
         ),
     }
 
@@ -143,12 +143,12 @@ def check_answers(rows: Sequence[Mapping[str, Any]], task: TaskConfig, source_na
     """Each answer's text must sit at its answer_start; ids must be unique (predictions are keyed by id)."""
     seen: set[str] = set()
     for row in rows:
-        qid = row[task.id_field]
+        qid = row[task.qa.id_field]
         if qid in seen:
             raise DataError(f"{source_name}: question id {qid!r} appears twice; ids must be unique")
         seen.add(qid)
-        context = row[task.context_field]
-        answers = row[task.answers_field]
+        context = row[task.qa.context_field]
+        answers = row[task.qa.answers_field]
         for text, start in zip(answers["text"], answers["answer_start"], strict=True):
             found = context[start : start + len(text)]
             if found != text:
@@ -170,13 +170,22 @@ def read_squad(path: Path, task: TaskConfig) -> Dataset:
     return Dataset.from_dict(columns, features=_features(task))
 
 
+def settings_task(settings: dict) -> TaskConfig:
+    """A question-answering TaskConfig from an export's ``question_answering.json`` (``max_seq_length`` and the
+    ``task.qa`` keys, flat)."""
+    values = dict(settings)
+    return TaskConfig(
+        kind="question_answering", max_seq_length=values.pop("max_seq_length", 384), qa=QAConfig(**values)
+    )
+
+
 def validate_examples(ds: Dataset, task: TaskConfig, source_name: str) -> None:
     """Columns present and answers where they say they are (hub sets and generic json/jsonl files)."""
     for key in ("id_field", "context_field", "question_field", "answers_field"):
-        col = getattr(task, key)
+        col = getattr(task.qa, key)
         if col not in ds.column_names:
-            raise DataError(f"{source_name}: no column {col!r}; set task.{key} to one of {choices(ds.column_names)}")
-    cols = (task.id_field, task.context_field, task.answers_field)
+            raise DataError(f"{source_name}: no column {col!r}; set task.qa.{key} to one of {choices(ds.column_names)}")
+    cols = (task.qa.id_field, task.qa.context_field, task.qa.answers_field)
     check_answers(ds.select_columns(list(cols)).to_list(), task, source_name)
 
 
@@ -184,10 +193,7 @@ def validate_examples(ds: Dataset, task: TaskConfig, source_name: str) -> None:
 
 
 def _check_lengths(task: TaskConfig, tokenizer: Any) -> None:
-    if task.doc_stride >= task.max_seq_length:  # also in TaskConfig.check; repeated for direct callers
-        raise ConfigError(
-            "task.doc_stride", f"{task.doc_stride} must be smaller than task.max_seq_length ({task.max_seq_length})"
-        )
+    task.qa.check(task.max_seq_length)  # also in TaskConfig.check; repeated for direct callers
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError("model.tokenizer_path", "question answering needs a fast tokenizer (for offsets)")
 
@@ -195,12 +201,12 @@ def _check_lengths(task: TaskConfig, tokenizer: Any) -> None:
 def _questions(examples: Mapping[str, list], tokenizer: Any, task: TaskConfig) -> list[str]:
     """Left-stripped questions, cut to ``max_query_length`` tokens; a question that leaves no room for a
     context window is an error naming its id."""
-    questions = [q.lstrip() for q in examples[task.question_field]]
+    questions = [q.lstrip() for q in examples[task.qa.question_field]]
     enc = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
     specials = tokenizer.num_special_tokens_to_add(pair=True)
     out = []
     for qid, q, ids, offsets in zip(
-        examples[task.id_field], questions, enc["input_ids"], enc["offset_mapping"], strict=True
+        examples[task.qa.id_field], questions, enc["input_ids"], enc["offset_mapping"], strict=True
     ):
         n = len(ids)
         if n + specials >= task.max_seq_length:
@@ -208,15 +214,16 @@ def _questions(examples: Mapping[str, list], tokenizer: Any, task: TaskConfig) -
                 f"question id {qid!r} is {n} tokens long: with {specials} special tokens no context fits in "
                 f"task.max_seq_length={task.max_seq_length}; raise task.max_seq_length or shorten the question"
             )
-        if n > task.max_query_length:
-            q = q[: offsets[task.max_query_length - 1][1]]
+        if n > task.qa.max_query_length:
+            q = q[: offsets[task.qa.max_query_length - 1][1]]
             n = len(tokenizer(q, add_special_tokens=False)["input_ids"])
-        if n + specials + task.doc_stride >= task.max_seq_length:
+        if n + specials + task.qa.doc_stride >= task.max_seq_length:
             raise DataError(
-                f"question id {qid!r} takes {n} tokens (after cutting to task.max_query_length="
-                f"{task.max_query_length}): a window of task.max_seq_length={task.max_seq_length} then holds "
-                f"{task.max_seq_length - n - specials} context tokens, not more than task.doc_stride="
-                f"{task.doc_stride}; lower task.doc_stride or task.max_query_length, or raise task.max_seq_length"
+                f"question id {qid!r} takes {n} tokens (after cutting to task.qa.max_query_length="
+                f"{task.qa.max_query_length}): a window of task.max_seq_length={task.max_seq_length} then holds "
+                f"{task.max_seq_length - n - specials} context tokens, not more than task.qa.doc_stride="
+                f"{task.qa.doc_stride}; lower task.qa.doc_stride or task.qa.max_query_length, "
+                "or raise task.max_seq_length"
             )
         out.append(q)
     return out
@@ -225,13 +232,13 @@ def _questions(examples: Mapping[str, list], tokenizer: Any, task: TaskConfig) -
 def _tokenize(examples: Mapping[str, list], tokenizer: Any, task: TaskConfig):
     pad_on_right = tokenizer.padding_side == "right"
     questions = _questions(examples, tokenizer, task)
-    contexts = examples[task.context_field]
+    contexts = examples[task.qa.context_field]
     return tokenizer(
         questions if pad_on_right else contexts,
         contexts if pad_on_right else questions,
         truncation="only_second" if pad_on_right else "only_first",
         max_length=task.max_seq_length,
-        stride=task.doc_stride,
+        stride=task.qa.doc_stride,
         return_overflowing_tokens=True,
         return_offsets_mapping=True,
         padding=False,
@@ -271,7 +278,7 @@ def prepare_train_features(examples: Mapping[str, list], tokenizer: Any, task: T
     starts, ends = [], []
     for i, sample in enumerate(enc["overflow_to_sample_mapping"]):
         cls_index = _cls_index(enc["input_ids"][i], tokenizer)
-        s, e = _span_labels(enc, i, examples[task.answers_field][sample], context_index, cls_index)
+        s, e = _span_labels(enc, i, examples[task.qa.answers_field][sample], context_index, cls_index)
         starts.append(s)
         ends.append(e)
     out = {k: v for k, v in enc.items() if k not in (OFFSETS, "overflow_to_sample_mapping")}
@@ -288,10 +295,10 @@ def prepare_eval_features(examples: Mapping[str, list], tokenizer: Any, task: Ta
     ids, offsets_out, starts, ends = [], [], [], []
     for i, sample in enumerate(enc["overflow_to_sample_mapping"]):
         cls_index = _cls_index(enc["input_ids"][i], tokenizer)
-        s, e = _span_labels(enc, i, examples[task.answers_field][sample], context_index, cls_index)
+        s, e = _span_labels(enc, i, examples[task.qa.answers_field][sample], context_index, cls_index)
         starts.append(s)
         ends.append(e)
-        ids.append(str(examples[task.id_field][sample]))
+        ids.append(str(examples[task.qa.id_field][sample]))
         seq_ids = enc.sequence_ids(i)
         offsets_out.append([o if seq_ids[k] == context_index else None for k, o in enumerate(enc[OFFSETS][i])])
     out = {k: v for k, v in enc.items() if k not in (OFFSETS, "overflow_to_sample_mapping")}
@@ -367,15 +374,15 @@ def best_answers(
     for i, feat in enumerate(feature_rows):
         by_example[str(feat[EXAMPLE_ID])].append(i)
     example_rows = (
-        examples.select_columns([task.id_field, task.context_field]).to_list()
+        examples.select_columns([task.qa.id_field, task.qa.context_field]).to_list()
         if isinstance(examples, Dataset)
         else examples
     )
-    n_best = task.n_best_size
+    n_best = task.qa.n_best_size
     answers: dict[str, Answer] = {}
     for example in example_rows:
-        qid = str(example[task.id_field])
-        context = example[task.context_field]
+        qid = str(example[task.qa.id_field])
+        context = example[task.qa.context_field]
         null: Answer | None = None
         best: Answer | None = None
         for fi in by_example.get(qid, []):
@@ -392,15 +399,15 @@ def best_answers(
                 if offsets[s] is None:
                     continue
                 for e in ends:
-                    if offsets[e] is None or e < s or e - s + 1 > task.max_answer_length:
+                    if offsets[e] is None or e < s or e - s + 1 > task.qa.max_answer_length:
                         continue
                     if best is None or s_logits[s] + e_logits[e] > best.start_logit + best.end_logit:
                         a, b = offsets[s][0], offsets[e][1]
                         prob = float(np.exp(s_logp[s] + e_logp[e]))
                         best = Answer(context[a:b], a, b, prob, float(s_logits[s]), float(e_logits[e]))
-        if task.version_2_with_negative and null is not None:
+        if task.qa.version_2_with_negative and null is not None:
             null_diff = null.start_logit + null.end_logit - (best.start_logit + best.end_logit if best else -np.inf)
-            if best is None or null_diff > task.null_score_diff_threshold:
+            if best is None or null_diff > task.qa.null_score_diff_threshold:
                 answers[qid] = null
                 continue
         answers[qid] = best if best is not None else Answer("", 0, 0, 0.0)
@@ -421,11 +428,11 @@ def postprocess_predictions(
 def gold_answers(examples: Dataset | Sequence[Mapping[str, Any]], task: TaskConfig) -> dict[str, list[str]]:
     """Gold answer texts per id (an empty list: unanswerable), as the metric wants them."""
     rows = (
-        examples.select_columns([task.id_field, task.answers_field]).to_list()
+        examples.select_columns([task.qa.id_field, task.qa.answers_field]).to_list()
         if isinstance(examples, Dataset)
         else examples
     )
-    return {str(r[task.id_field]): list(r[task.answers_field]["text"]) for r in rows}
+    return {str(r[task.qa.id_field]): list(r[task.qa.answers_field]["text"]) for r in rows}
 
 
 __all__ = [
