@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from datasets import DatasetDict  # noqa: E402
 from transformers import BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling  # noqa: E402
 
-from encoderlab.config.schema import ModelConfig, RunConfig, TaskConfig  # noqa: E402
+from encoderlab.config.schema import MLMConfig, ModelConfig, RunConfig, TaskConfig  # noqa: E402
 from encoderlab.data.corpora import split_corpus  # noqa: E402
 from encoderlab.data.sources import load_source  # noqa: E402
 from encoderlab.kinds.pretraining.data import preprocess_pretraining  # noqa: E402
@@ -158,8 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
         kind="pretraining",
         source="package",
         dataset=args.corpus,
-        objective="none",
-        packing="blocks",
+        mlm=MLMConfig(objective="none", packing="blocks"),
         max_seq_length=args.max_seq_length,
         metrics=["mlm_loss"],
         primary_metric="mlm_loss",
