@@ -272,12 +272,17 @@ def fit_and_test(built: Built, run_dir: Path, summary: dict, attempt: Attempt, l
 
 def export(built: Built, fitted: Fitted, run_dir: Path, overrides: list[str]) -> None:
     """Stage 3: ``run_dir/hf/`` (the kind's export) and its model card, by the process of rank 0, unless
-    ``save_model=false``."""
+    ``save_model=false``; ``hf/`` appears only once complete."""
     run = built.run
     if run.save_model and fitted.trainer.is_global_zero:
-        built.kind.export(built.module, built.tokenizer, run_dir / "hf", built.prepared)
+        # written whole into a temporary folder, then renamed: a run killed while exporting leaves no half hf/
+        tmp = run_dir / ".hf.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        built.kind.export(built.module, built.tokenizer, tmp, built.prepared)
         metrics = {"test": fitted.test, "validation": fitted.val}
-        _model_card(run_dir / "hf", run, metrics, built.prepared.meta, overrides)
+        _model_card(tmp, run, metrics, built.prepared.meta, overrides)
+        shutil.rmtree(run_dir / "hf", ignore_errors=True)
+        os.replace(tmp, run_dir / "hf")
 
 
 def summarize(built: Built, fitted: Fitted, attempt: Attempt) -> dict:
