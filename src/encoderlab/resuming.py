@@ -100,7 +100,7 @@ def _rebase(ckpt: Path, folder: Path) -> None:
     import os
 
     here = os.path.realpath(folder)
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)  # tensors read only if re-saved
     moved = False
     for cb in (state.get("callbacks") or {}).values():
         old = cb.get("dirpath") if isinstance(cb, dict) else None
@@ -134,7 +134,8 @@ def _clear(run_dir: Path) -> None:
 def _global_step(ckpt: Path) -> int:
     """The checkpoint's optimizer step; a file that is not a training checkpoint fails here, naming ``resume``."""
     try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)  # no pickle: as Lightning loads it to resume
+        # no pickle, as Lightning loads it to resume; mmap: the step is read without reading the tensors
+        state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
         why = f"is not a checkpoint torch can load ({type(e).__name__})"
         raise ConfigError("resume", f"'{ckpt}' {why}; set resume=never to start over") from None
