@@ -78,6 +78,14 @@ def test_experiment_composes_and_every_swept_value_is_valid(name):
         assert run.published.source
 
 
+def test_an_experiment_with_a_stage_runs_on_a_given_checkpoint_once_the_stage_is_dropped(tmp_path):
+    """README "Stages": `'~stages.pretrain' model.path=DIR/hf` fine-tunes a checkpoint the user already has."""
+    cfg = _compose("pretrain_vs_scratch", ["~stages.pretrain", f"model.path={tmp_path}/hf"])
+    run = validate(_job_config(cfg))
+    assert run.stages == {}  # nothing runs before the job
+    assert run.model.path == f"{tmp_path}/hf"
+
+
 def _write_glue_like_files(cfg: DictConfig, folder: Path) -> dict[str, str]:
     """Tiny local files with the hub task's columns, for task.data_files (split name -> path)."""
     task = cfg.task
