@@ -275,14 +275,18 @@ def export(built: Built, fitted: Fitted, run_dir: Path, overrides: list[str]) ->
     ``save_model=false``; ``hf/`` appears only once complete."""
     run = built.run
     if run.save_model and fitted.trainer.is_global_zero:
-        # written whole into a temporary folder, then renamed: a run killed while exporting leaves no half hf/
-        tmp = run_dir / ".hf.tmp"
+        # written whole into a temporary folder, then swapped in by renames (the previous hf/ is moved aside before
+        # it is deleted): a run killed while exporting leaves no half hf/
+        tmp, hf, old = run_dir / ".hf.tmp", run_dir / "hf", run_dir / ".hf.old"
         shutil.rmtree(tmp, ignore_errors=True)
         built.kind.export(built.module, built.tokenizer, tmp, built.prepared)
         metrics = {"test": fitted.test, "validation": fitted.val}
         _model_card(tmp, run, metrics, built.prepared.meta, overrides)
-        shutil.rmtree(run_dir / "hf", ignore_errors=True)
-        os.replace(tmp, run_dir / "hf")
+        shutil.rmtree(old, ignore_errors=True)
+        if hf.exists():
+            os.replace(hf, old)
+        os.replace(tmp, hf)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def summarize(built: Built, fitted: Fitted, attempt: Attempt) -> dict:
