@@ -17,6 +17,7 @@ from encoderlab.errors import ConfigError, check_choice
 # the names the checks allow live in encoderlab.names (the builders read the same lists); importable from here too
 from encoderlab.names import (  # noqa: F401
     ARCHITECTURES,
+    ATTENTION,
     CHUNK_POOLINGS,
     FEATURE_LAYERS,
     FILE_FORMATS,
@@ -347,12 +348,16 @@ class ModelConfig:
     lowercase: bool = True
     # the sentence vector that frozen probes use by default (MiniLM was trained with mean pooling)
     pooling: str = "cls"
+    # attention kernel: on CPUs the eager (matmul + softmax) attention trains 1.25-1.35x faster than SDPA, whose
+    # CPU backward dominates short-sequence steps (benchmarks/attention.py); auto picks eager without CUDA
+    attn_implementation: str = "auto"
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)  # family tfidf_logreg only
 
     def check(self) -> None:
         check_choice("model.family", self.family, MODEL_FAMILIES)
         check_choice("model.pooling", self.pooling, POOLINGS)
         check_choice("model.architecture", self.architecture, ARCHITECTURES)
+        check_choice("model.attn_implementation", self.attn_implementation, ATTENTION)
         if self.family == "tfidf_logreg":
             self.tfidf.check()
             return

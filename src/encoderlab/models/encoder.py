@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+import torch
 from transformers import AutoConfig, AutoTokenizer, BertConfig, PretrainedConfig, RobertaPreLayerNormConfig
 
 from encoderlab.config.schema import ModelConfig
@@ -72,8 +73,23 @@ def load_tokenizer(cfg: ModelConfig):
     return tok
 
 
+def attention(cfg: ModelConfig) -> str:
+    """``model.attn_implementation`` resolved: auto is eager without CUDA (the CPU SDPA backward is the slow part of
+    a short-sequence step), transformers' default SDPA with it."""
+    if cfg.attn_implementation != "auto":
+        return cfg.attn_implementation
+    return "sdpa" if torch.cuda.is_available() else "eager"
+
+
 def build_config(cfg: ModelConfig, vocab_size: int | None = None, **task_kwargs) -> PretrainedConfig:
-    """The architecture: a checkpoint's own config, or a BERT of the configured size."""
+    """The architecture: a checkpoint's own config, or a BERT of the configured size; the attention kernel is set on
+    it (a runtime choice: ``save_pretrained`` does not write it, so exports load with the reader's default)."""
+    config = _architecture(cfg, vocab_size, **task_kwargs)
+    config._attn_implementation = attention(cfg)
+    return config
+
+
+def _architecture(cfg: ModelConfig, vocab_size: int | None = None, **task_kwargs) -> PretrainedConfig:
     dropout = {
         k: v
         for k, v in (

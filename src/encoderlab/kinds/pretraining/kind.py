@@ -204,6 +204,7 @@ def build_electra(run: RunConfig, config) -> ElectraPretrainer:
         gen_heads,
         config.num_hidden_layers,
     )
+    disc._attn_implementation = gen._attn_implementation = config._attn_implementation
     return ElectraPretrainer(ElectraForMaskedLM(gen), ElectraForPreTraining(disc))
 
 
