@@ -51,6 +51,7 @@ bench: install $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/inference_throughput.py
 	$(BIN)/python benchmarks/parity.py
 	$(BIN)/python benchmarks/mlm_reference.py
+	$(BIN)/python benchmarks/attention.py
 
 clean:
 	rm -rf $(VENV) outputs multirun reports

@@ -30,7 +30,7 @@ STRATEGIES = ("full", "frozen", "feature_based", "top_k", "gradual_unfreeze", "l
 # distill.student_layers by name (or an explicit list of teacher layer indices)
 STUDENT_LAYERS = ("every_other",)
 POOLINGS = ("cls", "mean", "pooler")
-# model.attn_implementation: auto is eager on a machine without CUDA, transformers' default (sdpa) otherwise
+# model.attn_implementation: auto is eager for bf16 without CUDA, transformers' default (sdpa) otherwise
 ATTENTION = ("auto", "eager", "sdpa")
 FEATURE_LAYERS = (
     "embeddings",

@@ -11,6 +11,10 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 TINY = {
+    "attention.py": (
+        ["--steps", "1", "--rounds", "1", "--warmup", "0", "--batch", "4"],
+        "| BERT-mini MLM (30% masked) | fp32",  # the table's last row
+    ),
     "finetune_throughput.py": (
         ["--steps", "2", "--batch", "4", "--no-bf16", "--max-train-samples", "32", "--frozen-steps-factor", "1"]
         + ["--max-eval-samples", "16"],

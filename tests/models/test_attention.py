@@ -30,18 +30,23 @@ def test_eager_and_sdpa_give_the_same_loss_and_gradients_on_padded_batches(token
         results.append((loss.detach(), grads))
     (loss_e, grads_e), (loss_s, grads_s) = results
     torch.testing.assert_close(loss_e, loss_s)
-    assert len(grads_e) == len(grads_s)
-    for a, b in zip(grads_e, grads_s):
+    for a, b in zip(grads_e, grads_s, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
-def test_auto_is_eager_on_a_cpu_machine_and_sdpa_with_cuda(tokenizer, monkeypatch):
+def test_auto_is_eager_for_bf16_on_a_cpu_machine_and_sdpa_otherwise(tokenizer, monkeypatch):
     cfg = tiny_model()
     assert cfg.attn_implementation == "auto"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert build_config(cfg, vocab_size=len(tokenizer))._attn_implementation == "eager"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert build_config(cfg, vocab_size=len(tokenizer))._attn_implementation == "sdpa"
+
+    def kernel(precision: str, cuda: bool) -> str:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        return build_config(cfg, vocab_size=len(tokenizer), precision=precision)._attn_implementation
+
+    assert kernel("bf16-mixed", cuda=False) == "eager"
+    assert kernel("32-true", cuda=False) == "sdpa"  # a wash in fp32: transformers' default
+    assert kernel("bf16-mixed", cuda=True) == "sdpa"
+    chosen = build_config(tiny_model(attn_implementation="eager"), vocab_size=len(tokenizer))
+    assert chosen._attn_implementation == "eager"
 
 
 def test_a_checkpoint_loads_with_the_chosen_kernel_and_its_export_does_not_keep_it(minilm_path, tmp_path):

@@ -348,8 +348,8 @@ class ModelConfig:
     lowercase: bool = True
     # the sentence vector that frozen probes use by default (MiniLM was trained with mean pooling)
     pooling: str = "cls"
-    # attention kernel: on CPUs the eager (matmul + softmax) attention trains 1.25-1.35x faster than SDPA, whose
-    # CPU backward dominates short-sequence steps (benchmarks/attention.py); auto picks eager without CUDA
+    # attention kernel: in bf16 on a CPU eager (matmul + softmax) attention pre-trains ~1.3x faster than SDPA, whose
+    # CPU backward dominates short packed blocks (benchmarks/attention.py); auto picks it there, SDPA elsewhere
     attn_implementation: str = "auto"
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)  # family tfidf_logreg only
 

@@ -73,19 +73,23 @@ def load_tokenizer(cfg: ModelConfig):
     return tok
 
 
-def attention(cfg: ModelConfig) -> str:
-    """``model.attn_implementation`` resolved: auto is eager without CUDA (the CPU SDPA backward is the slow part of
-    a short-sequence step), transformers' default SDPA with it."""
+def attention(cfg: ModelConfig, precision: str = "32") -> str:
+    """``model.attn_implementation`` resolved. auto: eager for bf16 on a machine without CUDA, where the CPU SDPA
+    backward is the slow part of a short packed pre-training step (benchmarks/attention.py: 1.3x; fine-tuning ties,
+    so does fp32); transformers' default SDPA everywhere else."""
     if cfg.attn_implementation != "auto":
         return cfg.attn_implementation
-    return "sdpa" if torch.cuda.is_available() else "eager"
+    return "eager" if precision.startswith("bf16") and not torch.cuda.is_available() else "sdpa"
 
 
-def build_config(cfg: ModelConfig, vocab_size: int | None = None, **task_kwargs) -> PretrainedConfig:
-    """The architecture: a checkpoint's own config, or a BERT of the configured size; the attention kernel is set on
-    it (a runtime choice: ``save_pretrained`` does not write it, so exports load with the reader's default)."""
+def build_config(
+    cfg: ModelConfig, vocab_size: int | None = None, *, precision: str = "32", **task_kwargs
+) -> PretrainedConfig:
+    """The architecture: a checkpoint's own config, or a BERT of the configured size; the attention kernel for the
+    run's ``precision`` is set on it (a runtime choice: ``save_pretrained`` does not write it, so exports load with
+    the reader's default)."""
     config = _architecture(cfg, vocab_size, **task_kwargs)
-    config._attn_implementation = attention(cfg)
+    config._attn_implementation = attention(cfg, precision)
     return config
 
 

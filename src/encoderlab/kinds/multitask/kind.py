@@ -181,7 +181,7 @@ class MultiTaskModule(EncoderModule):
 
 
 def build(run: RunConfig, prepared: Prepared, tokenizer) -> MultiTaskModule:
-    config = build_config(run.model, vocab_size=len(tokenizer))
+    config = build_config(run.model, vocab_size=len(tokenizer), precision=run.precision)
     n_layers = config.num_hidden_layers
     encoder = build_model(run.model, AutoModel, config)
     tasks: dict[str, EncoderModule] = {}

@@ -124,7 +124,9 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> PretrainingModule:
     task, model_cfg = run.task, run.model
     if run.finetune.frozen_encoder or run.finetune.strategy == "lora":
         raise ConfigError("finetune.strategy", "pre-training trains the encoder: use finetune=full (or top_k)")
-    config = build_config(model_cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    config = build_config(
+        model_cfg, vocab_size=len(tokenizer), precision=run.precision, pad_token_id=tokenizer.pad_token_id
+    )
     if len(tokenizer) > config.vocab_size:
         raise ConfigError(
             "model.tokenizer_path",

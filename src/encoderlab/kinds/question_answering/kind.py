@@ -146,7 +146,8 @@ class SpanLogits(RowOutputs):
 
 
 def build(run: RunConfig, prepared: Prepared, tokenizer) -> QuestionAnsweringModule:
-    config = build_config(run.model, vocab_size=len(tokenizer), num_labels=2)  # the QA head reads num_labels
+    # the QA head reads num_labels
+    config = build_config(run.model, vocab_size=len(tokenizer), precision=run.precision, num_labels=2)
     network = build_token_network(run, AutoModelForQuestionAnswering, config, 2)
     return QuestionAnsweringModule(network, run, prepared.extras, n_layers=config.num_hidden_layers)
 

@@ -64,7 +64,7 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> SequenceModule:
         task_kwargs |= {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
     else:
         task_kwargs["problem_type"] = "regression"
-    config = build_config(run.model, vocab_size=len(tokenizer), **task_kwargs)
+    config = build_config(run.model, vocab_size=len(tokenizer), precision=run.precision, **task_kwargs)
     check_length(run.task.max_seq_length, config)
     if run.finetune.frozen_encoder:
         network: nn.Module = feature_model(run, config, num_labels)

@@ -145,6 +145,7 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> TokenClassificationM
     config = build_config(
         run.model,
         vocab_size=len(tokenizer),
+        precision=run.precision,
         num_labels=len(names),
         id2label=dict(enumerate(names)),
         label2id={n: i for i, n in enumerate(names)},
