@@ -40,7 +40,8 @@ def test_auto_is_eager_for_bf16_on_a_cpu_machine_and_sdpa_otherwise(tokenizer, m
 
     def kernel(precision: str, cuda: bool) -> str:
         monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-        return build_config(cfg, vocab_size=len(tokenizer), precision=precision)._attn_implementation
+        config = build_config(cfg, vocab_size=len(tokenizer), precision=precision, num_labels=2)
+        return build_model(cfg, AutoModelForSequenceClassification, config).config._attn_implementation
 
     assert kernel("bf16-mixed", cuda=False) == "eager"
     assert kernel("32-true", cuda=False) == "sdpa"  # a wash in fp32: transformers' default
@@ -61,3 +62,15 @@ def test_a_checkpoint_loads_with_the_chosen_kernel_and_its_export_does_not_keep_
 def test_an_unknown_kernel_names_the_key():
     with pytest.raises(ConfigError, match="model.attn_implementation"):
         tiny_model(attn_implementation="flash").check()
+
+
+@pytest.mark.parametrize("from_scratch", [True, False])
+def test_a_kernel_the_architecture_lacks_names_the_key(minilm_path, monkeypatch, from_scratch):
+    from transformers import BertForSequenceClassification
+
+    monkeypatch.setattr(BertForSequenceClassification, "_supports_sdpa", False)
+    path = None if from_scratch else str(minilm_path)
+    cfg = tiny_model(from_scratch=from_scratch, path=path, attn_implementation="sdpa")
+    refused = "model.attn_implementation.*BertForSequenceClassification has no 'sdpa' attention: use eager"
+    with pytest.raises(ConfigError, match=refused):
+        build_model(cfg, AutoModelForSequenceClassification, build_config(cfg, vocab_size=30522, num_labels=2))

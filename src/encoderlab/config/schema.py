@@ -349,7 +349,8 @@ class ModelConfig:
     # the sentence vector that frozen probes use by default (MiniLM was trained with mean pooling)
     pooling: str = "cls"
     # attention kernel: in bf16 on a CPU eager (matmul + softmax) attention pre-trains ~1.3x faster than SDPA, whose
-    # CPU backward dominates short packed blocks (benchmarks/attention.py); auto picks it there, SDPA elsewhere
+    # CPU backward dominates short packed blocks (benchmarks/attention.py); auto picks it there, transformers' default
+    # (SDPA where the architecture has it) elsewhere
     attn_implementation: str = "auto"
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)  # family tfidf_logreg only
 

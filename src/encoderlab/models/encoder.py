@@ -73,13 +73,13 @@ def load_tokenizer(cfg: ModelConfig):
     return tok
 
 
-def attention(cfg: ModelConfig, precision: str = "32") -> str:
+def attention(cfg: ModelConfig, precision: str = "32") -> str | None:
     """``model.attn_implementation`` resolved. auto: eager for bf16 on a machine without CUDA, where the CPU SDPA
     backward is the slow part of a short packed pre-training step (benchmarks/attention.py: 1.3x; fine-tuning ties,
-    so does fp32); transformers' default SDPA everywhere else."""
+    so does fp32); None everywhere else: transformers' own default (SDPA where the architecture has it)."""
     if cfg.attn_implementation != "auto":
         return cfg.attn_implementation
-    return "eager" if precision.startswith("bf16") and not torch.cuda.is_available() else "sdpa"
+    return "eager" if precision.startswith("bf16") and not torch.cuda.is_available() else None
 
 
 def build_config(
@@ -89,8 +89,20 @@ def build_config(
     run's ``precision`` is set on it (a runtime choice: ``save_pretrained`` does not write it, so exports load with
     the reader's default)."""
     config = _architecture(cfg, vocab_size, **task_kwargs)
-    config._attn_implementation = attention(cfg, precision)
+    kernel = attention(cfg, precision)
+    if kernel is not None:
+        config._attn_implementation = kernel
     return config
+
+
+def _unsupported_kernel(e: Exception, cfg: ModelConfig) -> ConfigError | None:
+    """transformers' refusal of a kernel the architecture lacks, as the key to change."""
+    if "does not support an attention implementation" not in str(e):
+        return None
+    model = str(e).split(" does not support")[0]
+    return ConfigError(
+        "model.attn_implementation", f"{model} has no '{cfg.attn_implementation}' attention: use eager (or auto)"
+    )
 
 
 def _architecture(cfg: ModelConfig, vocab_size: int | None = None, **task_kwargs) -> PretrainedConfig:
@@ -139,11 +151,16 @@ def build_model(cfg: ModelConfig, auto_cls, config: PretrainedConfig):
     """``auto_cls`` (an ``AutoModelFor*`` or model class) from the checkpoint, or randomly initialised."""
     if cfg.from_scratch:
         log.info("initialising %s from scratch: %s", auto_cls.__name__, _describe(config))
-        return auto_cls.from_config(config)
+        try:
+            return auto_cls.from_config(config)
+        except ValueError as e:
+            raise (_unsupported_kernel(e, cfg) or e) from None
     path = resolve_path(cfg.path)
     try:
         model, info = auto_cls.from_pretrained(path, config=config, output_loading_info=True)
     except (OSError, ValueError) as e:  # transformers 5 raises ValueError for a folder without the files
+        if (refused := _unsupported_kernel(e, cfg)) is not None:
+            raise refused from None
         if _is_local(path):
             raise ConfigError("model.path", f"'{path}' holds no model weights (model.safetensors)") from None
         raise _offline_error("model", cfg.path, "model.path", e) from None
