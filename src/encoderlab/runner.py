@@ -43,6 +43,7 @@ from encoderlab.resuming import Attempt, keep_metrics, plan_attempt
 from encoderlab.training.callbacks import RunTimer, build_callbacks, build_loggers, checkpoint_dir
 from encoderlab.training.checkpoints import AtomicCheckpointIO, cluster_plugins
 from encoderlab.training.freezing import count_parameters
+from encoderlab.training.master_weights import precision_arg, precision_plugins
 
 log = logging.getLogger("encoderlab")
 # per-tensor loading/saving bars of transformers say nothing a user acts on; the run's own progress bar stays
@@ -251,9 +252,9 @@ def fit_and_test(built: Built, run_dir: Path, summary: dict, attempt: Attempt, l
         default_root_dir=str(run_dir),
         logger=loggers,
         callbacks=callbacks,
-        precision=run.precision,
         use_distributed_sampler=False,  # the datamodule shards each loader (evaluation without repeated rows)
-        plugins=[AtomicCheckpointIO(), *cluster_plugins()],
+        **precision_arg(run.precision),
+        plugins=[AtomicCheckpointIO(), *cluster_plugins(), *precision_plugins(run.precision)],
         **_trainer_kwargs(run),
     )
     trainer.fit(module, datamodule=dm, ckpt_path=attempt.ckpt)
@@ -279,6 +280,8 @@ def export(built: Built, fitted: Fitted, run_dir: Path, overrides: list[str]) ->
         # it is deleted): a run killed while exporting leaves no half hf/
         tmp, hf, old = run_dir / ".hf.tmp", run_dir / "hf", run_dir / ".hf.old"
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(built.module, EncoderModule):  # bf16-true: export the fp32 weights, as other precisions do
+            built.module.full_precision()
         built.kind.export(built.module, built.tokenizer, tmp, built.prepared)
         metrics = {"test": fitted.test, "validation": fitted.val}
         _model_card(tmp, run, metrics, built.prepared.meta, overrides)

@@ -312,3 +312,19 @@ def test_a_distilled_run_resumes_on_its_cached_teacher_logits_and_ends_as_an_uni
     ok(cli([*args, f"hydra.run.dir={reference}"], {"ENCODERLAB_CACHE": str(tmp_path / "fresh")}))
     assert summary(run)["resumed_from"]
     assert_same_run(run, reference)
+
+
+def test_a_bf16_true_run_resumes_from_its_fp32_weights_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
+    """bf16-true keeps fp32 master weights beside the bf16 network: the checkpoint holds them, so the resumed run
+    continues from the exact weights (not their bf16 rounding), and the export is fp32."""
+    args = [*FINETUNE, "precision=bf16-true"]
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    ok(cli([*args, f"hydra.run.dir={reference}"]))
+    killed_at(7, [*args, f"hydra.run.dir={run}"])
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert {v.dtype for k, v in state.items() if k.startswith("network.") and v.is_floating_point()} == {torch.float32}
+
+    ok(cli([*args, f"hydra.run.dir={run}"]))
+
+    assert_same_run(run, reference)
+    assert {v.dtype for v in weights(run).values()} == {torch.float32}

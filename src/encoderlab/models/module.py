@@ -20,6 +20,7 @@ from torchmetrics import MeanMetric
 from encoderlab.config.schema import OptimizerConfig, RunConfig
 from encoderlab.metrics.classification import classification_metrics, regression_metrics
 from encoderlab.training.freezing import GradualUnfreezer
+from encoderlab.training.master_weights import MasterWeights
 from encoderlab.training.optim import build_optimizer
 from encoderlab.training.param_groups import build_param_groups, num_layers
 from encoderlab.training.schedules import build_scheduler
@@ -48,6 +49,9 @@ class EncoderModule(pl.LightningModule):
         # inference speed on the test split (forward + metrics, eval_batch_size): predict samples/s in summary.json
         self.test_samples = 0
         self.test_time = 0.0
+        # precision=bf16-true: the optimizer's fp32 copies of the bf16 network's weights (training/master_weights)
+        self.masters: MasterWeights | None = None
+        self._master_start: dict[str, torch.Tensor] | None = None
 
     # ---- what a kind implements -------------------------------------------------------------------
     def step(self, batch: dict) -> tuple[torch.Tensor, dict]:
@@ -131,8 +135,14 @@ class EncoderModule(pl.LightningModule):
     def configure_optimizers(self):
         opt = optimizer_config(self.run)
         groups = build_param_groups(self.network, opt, self.n_layers)
+        if self.run.precision == "bf16-true":
+            self.masters = MasterWeights(self.network, self._master_start)
+            self._master_start = None
+            groups = self.masters.swap(groups)
         # fp16 with a loss scaler: the scaler unscales before clipping, which a fused kernel would do itself
         optimizer = build_optimizer(groups, opt, fused=self.run.precision not in ("16-mixed", "16"))
+        if self.masters is not None:
+            self.masters.attach(optimizer)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = build_scheduler(optimizer, self.run.scheduler, total)
         if self.run.finetune.strategy == "gradual_unfreeze":
@@ -140,6 +150,28 @@ class EncoderModule(pl.LightningModule):
             self.unfreezer = GradualUnfreezer.from_config(self.run.finetune, self.n_layers, total, per_epoch)
             log.info("gradual unfreezing: thaws at optimizer steps %s of %d", list(self.unfreezer.thaw_steps), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_before_optimizer_step(self, optimizer):
+        if self.masters is not None:  # before clipping: it clips the fp32 copies' gradients
+            self.masters.take_grads()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.masters is not None:  # the weights a resumed run or an export continues from: fp32
+            self.masters.into_state(checkpoint["state_dict"], self.network, "network.")
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.run.precision != "bf16-true":
+            return
+        state = checkpoint.get("state_dict") or {}
+        if self.masters is not None:  # testing the best checkpoint after fitting
+            self.masters.load(state, self.network, "network.")
+        else:  # resuming: the optimizer is built later, its copies start from these
+            self._master_start = {k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")}
+
+    def full_precision(self) -> None:
+        """bf16-true: the network back in fp32 with its exact weights (the optimizer's copies), for an export."""
+        if self.masters is not None:
+            self.masters.to_full_precision(self.network)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         """Lightning's clipping, also for a fused optimizer under bf16-mixed: Lightning refuses any optimizer that
