@@ -308,3 +308,26 @@ def test_albert_checkpoint_trains_its_sop_head(corpus_dir, tokenizer, tmp_path):
     assert torch.isfinite(loss) and module.network.sop_classifier.classifier.weight.grad.abs().sum() > 0
     module.update_metrics("val", batch, outputs)
     assert 0.0 <= module.compute_metrics("val")["sentence_accuracy"] <= 1.0
+
+
+def test_bf16_true_takes_the_vocabulary_softmax_in_bf16_and_reports_the_fp32_loss(corpus_dir, tokenizer):
+    """Under bf16-true the MLM head's log-softmax runs on the bf16 logits (the costly part of a small model's step
+    on a CPU); the loss it reports and the gradients match the fp32 cross-entropy of the same logits."""
+    torch.manual_seed(0)
+    run = _run(corpus_dir)
+    prepared = _prepared(run, tokenizer)
+    module = kind.build(run, prepared, tokenizer)
+    module.network.to(torch.bfloat16).eval()  # no dropout: the two passes differ only in the loss's precision
+    batch = prepared.collator(prepared.datasets["train"].to_list()[:16])
+    results = {}
+    for precision in ("bf16-true", "32-true"):  # the same bf16 network; only the loss's precision differs
+        module.run.precision = precision
+        module.network.zero_grad(set_to_none=True)
+        loss, out = module.step(batch)
+        loss.backward()
+        grad = module.network.bert.encoder.layer[0].output.dense.weight.grad.float()
+        results[precision] = (loss, grad)
+    (loss16, grad16), (loss32, grad32) = results["bf16-true"], results["32-true"]
+    assert loss16.dtype == loss32.dtype == torch.float32
+    assert float(loss16) == pytest.approx(float(loss32), rel=1e-3)
+    assert float((grad16 - grad32).norm() / grad32.norm()) < 0.05  # bf16 gradients either way: their rounding only
