@@ -44,6 +44,7 @@ HEADS = ("linear", "mlp", "bilstm")
 OPTIMIZERS = ("adamw", "adamw_bert")
 LAYER_DECAY_TOPS = ("base", "decayed")
 SCHEDULERS = ("linear", "bert_linear", "cosine", "constant", "slanted_triangular", "polynomial", "inverse_sqrt")
+SCHEDULE_CLOCKS = ("steps", "time")  # scheduler.clock: what a schedule's progress is measured in
 PADDINGS = ("dynamic", "max_length")
 LONG_TEXT = ("head", "tail", "head_tail", "chunks")
 CHUNK_POOLINGS = ("mean", "max")

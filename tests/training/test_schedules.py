@@ -156,3 +156,83 @@ def test_warmup_steps_round_up(ratio, total, expected):
     from encoderlab.training.schedules import warmup_steps
 
     assert warmup_steps(SchedulerConfig(warmup_ratio=ratio), total) == expected
+
+
+def test_a_time_clock_ends_warmup_and_decay_with_the_time_budget_whatever_the_step_count():
+    """scheduler.clock=time: a machine that manages only a third of the planned steps in the budget still gets the
+    whole curve, warmup included, and reaches the end of the decay when the budget runs out."""
+    cfg = SchedulerConfig(name="linear", warmup_ratio=0.1)
+    opt = _optimizer([1e-3])
+    spent = {"fraction": 0.0}
+    sched = build_scheduler(opt, cfg, total_steps=300, clock=lambda: spent["fraction"])
+    curve = lr_curve(cfg, 300)
+    for step in range(1, 101):  # 100 steps, each one 1% of the budget: the time is 3x further along than the steps
+        spent["fraction"] = step / 100
+        opt.step()
+        sched.step()
+        assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * curve[3 * step])
+    assert opt.param_groups[0]["lr"] == 0.0  # decayed to the end with the budget, at step 100 of 300
+
+    fast = _optimizer([1e-3])  # a machine faster than planned: the steps lead, the clock never holds them back
+    sched = build_scheduler(fast, cfg, total_steps=300, clock=lambda: 0.0)
+    for _ in range(150):
+        fast.step()
+        sched.step()
+    assert fast.param_groups[0]["lr"] == pytest.approx(1e-3 * curve[150])
+
+
+def test_a_time_clock_without_a_time_budget_names_both_keys():
+    from support import reviews_task
+
+    from encoderlab.config.schema import ModelConfig, RunConfig
+
+    run = RunConfig(task=reviews_task(), model=ModelConfig(name="tiny", from_scratch=True))
+    run.scheduler.clock = "time"
+    with pytest.raises(ConfigError, match=r"\+trainer\.extra\.max_time") as err:
+        run.check()
+    assert err.value.key == "scheduler.clock"
+    run.trainer.extra["max_time"] = "00:00:20:00"
+    run.check()
+
+
+def test_a_run_on_the_time_clock_stops_at_its_budget_with_the_schedule_decayed(tokenizer):
+    """Through Lightning: max_time stops the run (Timer), and the LR has followed the time budget down to ~0 though
+    the step budget is nowhere near spent."""
+    import pytorch_lightning as pl
+    from support import reviews_task
+
+    from encoderlab.config.schema import ModelConfig, OptimizerConfig, RunConfig
+    from encoderlab.data.datamodule import EncoderDataModule
+    from encoderlab.kinds.sequence import kind
+
+    model = ModelConfig(
+        name="tiny", from_scratch=True, num_hidden_layers=1, hidden_size=16, num_attention_heads=2, intermediate_size=32
+    )
+    run = RunConfig(task=reviews_task(max_seq_length=16), model=model, optimizer=OptimizerConfig(lr=1e-3))
+    run.scheduler = SchedulerConfig(name="linear", warmup_ratio=0.1, clock="time")
+    run.trainer.extra["max_time"] = {"seconds": 3}
+    run.check()
+    prepared = kind.prepare(run, tokenizer, None)
+    torch.manual_seed(0)
+    module = kind.build(run, prepared, tokenizer)
+    lrs: list[float] = []
+
+    class Watch(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = pl.Trainer(
+        max_steps=1_000_000,
+        max_time={"seconds": 3},
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Watch()],
+        accelerator="cpu",
+    )
+    trainer.fit(module, datamodule=EncoderDataModule(prepared.datasets, prepared.collator, 8, 16, run.speed, seed=0))
+    assert 10 < trainer.global_step < 1_000_000  # stopped by the time budget
+    assert max(lrs) == pytest.approx(1e-3, rel=0.25)  # warmed up to the peak on the way
+    assert lrs[-1] < 0.05 * 1e-3  # and decayed with the budget

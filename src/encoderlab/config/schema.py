@@ -36,6 +36,7 @@ from encoderlab.names import (  # noqa: F401
     PRECISIONS,
     RESUME_MODES,
     SAMPLINGS,
+    SCHEDULE_CLOCKS,
     SCHEDULERS,
     SOURCES,
     STRATEGIES,
@@ -530,9 +531,13 @@ class SchedulerConfig:
     power: float = 1.0  # polynomial
     lr_end_ratio: float = 0.0  # polynomial / cosine floor, as a fraction of the peak lr
     ratio: float = 32.0  # slanted_triangular: peak lr / lowest lr (Howard & Ruder)
+    # steps: the schedule runs over the run's optimizer steps; time: over its time budget (+trainer.extra.max_time)
+    # as well, whichever is further along (Cramming's budgeted schedule: warmup and decay end within the budget)
+    clock: str = "steps"
 
     def check(self) -> None:
         check_choice("scheduler.name", self.name, SCHEDULERS)
+        check_choice("scheduler.clock", self.clock, SCHEDULE_CLOCKS)
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError("scheduler.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
 
@@ -751,6 +756,12 @@ class RunConfig:
                 "cv.folds", "cross-validation needs labelled data; pre-training has no folds (cv.folds=null)"
             )
         check_choice("precision", self.precision, PRECISIONS)
+        if self.scheduler.clock == "time" and self.trainer.extra.get("max_time") is None:
+            raise ConfigError(
+                "scheduler.clock",
+                "'time' runs the schedule over the run's time budget: add +trainer.extra.max_time=DD:HH:MM:SS "
+                "(or use scheduler.clock=steps)",
+            )
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
         if self.eval_batch_size < 1:

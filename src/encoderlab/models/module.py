@@ -14,10 +14,12 @@ import time
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Timer
 from torch import nn
 from torchmetrics import MeanMetric
 
 from encoderlab.config.schema import OptimizerConfig, RunConfig
+from encoderlab.errors import ConfigError
 from encoderlab.metrics.classification import classification_metrics, regression_metrics
 from encoderlab.training.freezing import GradualUnfreezer
 from encoderlab.training.master_weights import MasterWeights
@@ -144,12 +146,27 @@ class EncoderModule(pl.LightningModule):
         if self.masters is not None:
             self.masters.attach(optimizer)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = build_scheduler(optimizer, self.run.scheduler, total)
+        scheduler = build_scheduler(optimizer, self.run.scheduler, total, self._budget_clock())
         if self.run.finetune.strategy == "gradual_unfreeze":
             per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
             self.unfreezer = GradualUnfreezer.from_config(self.run.finetune, self.n_layers, total, per_epoch)
             log.info("gradual unfreezing: thaws at optimizer steps %s of %d", list(self.unfreezer.thaw_steps), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _budget_clock(self):
+        """scheduler.clock=time: the fraction of the time budget (Lightning's Timer, ``max_time``) spent so far. The
+        Timer is checkpointed: a resumed run continues from the time its earlier attempts used."""
+        if self.run.scheduler.clock != "time":
+            return None
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is None:
+            raise ConfigError("scheduler.clock", "'time' needs a time budget: add +trainer.extra.max_time=DD:HH:MM:SS")
+
+        def spent() -> float:
+            used, left = timer.time_elapsed("train"), timer.time_remaining("train")
+            return used / (used + left) if used + left > 0 else 1.0
+
+        return spent
 
     def on_before_optimizer_step(self, optimizer):
         if self.masters is not None:  # before clipping: it clips the fp32 copies' gradients

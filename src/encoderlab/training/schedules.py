@@ -115,11 +115,17 @@ SCHEDULES: dict[str, Schedule] = {
 }
 
 
-def build_scheduler(optimizer: Optimizer, cfg: SchedulerConfig, total_steps: int) -> LambdaLR:
+def build_scheduler(
+    optimizer: Optimizer, cfg: SchedulerConfig, total_steps: int, clock: Callable[[], float] | None = None
+) -> LambdaLR:
     """A per-step ``LambdaLR``: each group's LR = its initial LR x schedule x ``group["lr_scale"]`` (default 1).
 
     ``lr_scale`` is read at every step, so a scale set on a group (gradual unfreezing sets 0 or 1)
     survives the scheduler rewriting ``lr``. Call ``scheduler.step()`` after every optimizer step.
+
+    ``clock`` (``scheduler.clock=time``): the fraction of the run's time budget spent so far. The schedule is then
+    evaluated at ``max(step, clock() * total_steps)``: warmup and decay are over when the budget is, however many
+    steps the machine managed (Cramming's budgeted schedule), or at ``total_steps`` if those come first.
     """
     check_choice("scheduler.name", cfg.name, SCHEDULERS)
     if total_steps < 1:
@@ -127,9 +133,12 @@ def build_scheduler(optimizer: Optimizer, cfg: SchedulerConfig, total_steps: int
     fn = SCHEDULES[cfg.name]
     warmup = warmup_steps(cfg, total_steps)
 
+    def at(step: int) -> float:
+        return step if clock is None else max(step, min(1.0, clock()) * total_steps)
+
     def for_group(i: int) -> Callable[[int], float]:
         # index into the optimizer, not the group dict: load_state_dict replaces the dicts on resume
-        return lambda step: fn(step, total_steps, warmup, cfg) * optimizer.param_groups[i].get("lr_scale", 1.0)
+        return lambda step: fn(at(step), total_steps, warmup, cfg) * optimizer.param_groups[i].get("lr_scale", 1.0)
 
     return LambdaLR(optimizer, [for_group(i) for i in range(len(optimizer.param_groups))])
 
