@@ -5,7 +5,8 @@ for every side; each side trains for the same number of optimizer steps with eva
 off, and is timed by wall clock around its whole training call. The sides:
 
 * HF Trainer: padding to 128, dynamic padding (its best fp32 setting), dynamic padding in bf16 (its fused AdamW);
-* encoderlab: the Lightning run as ``encoderlab-train`` builds it (length-bucketed batches, dynamic padding);
+* encoderlab: the Lightning run as ``encoderlab-train`` builds it (length-bucketed batches, dynamic padding), in
+  fp32, bf16-mixed and bf16-true (bf16 weights, fp32 master weights in the optimizer: no autocast casts);
 * plain loop: encoderlab's model, bucketed batches, collator, parameter groups, optimizer and schedule, trained by
   a bare PyTorch loop (no Lightning): encoderlab's distance to it is the framework's overhead;
 * evaluation: encoderlab's validation pass (length-sorted batches, inference mode) vs ``Trainer.evaluate()``.
@@ -156,6 +157,7 @@ def encoderlab_side(
     from encoderlab.data.datamodule import EncoderDataModule
     from encoderlab.models.features import cache_features
     from encoderlab.models.heads import FeatureModel
+    from encoderlab.training.master_weights import precision_arg, precision_plugins
 
     run, prepared, module = _encoderlab_parts(batch, overrides)
     counter = None if isinstance(module.network, FeatureModel) else TokenCounter(module.network)
@@ -176,7 +178,8 @@ def encoderlab_side(
     trainer = pl.Trainer(
         max_steps=steps,
         callbacks=[Clock()],
-        precision=run.precision,
+        **precision_arg(run.precision),
+        plugins=precision_plugins(run.precision),
         gradient_clip_val=run.trainer.gradient_clip_val,
         limit_val_batches=0,
         logger=False,
@@ -195,7 +198,8 @@ def encoderlab_side(
     result.steady_samples_per_s = clock.samples_per_s(batch)
     if evaluate:
         trainer = pl.Trainer(
-            precision=run.precision,
+            **precision_arg(run.precision),
+            plugins=precision_plugins(run.precision),
             logger=False,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -445,6 +449,9 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
         add(lambda bf=bf, p=p: hf_side(f"HF Trainer, dynamic padding,{p}", s, b, False, bf, dev, n, m, ev))
         add(lambda prec=prec, p=p: encoderlab_side(f"encoderlab, buckets,{p}", s, b, [*subset, *prec], dev, ev))
         add(lambda prec=prec, p=p: plain_side(f"plain PyTorch loop,{p}", s, b, [*subset, *prec], dev))
+    if not args.no_bf16:  # bf16 weights, fp32 master weights in the optimizer: no autocast casts
+        name = "encoderlab, buckets, bf16-true"
+        add(lambda: encoderlab_side(name, s, b, [*subset, "precision=bf16-true"], dev, ev))
     if not args.no_bf16 and dev == "cpu":  # the kernel encoderlab picks on a CPU (model.attn_implementation=auto)
         name = "HF Trainer, dynamic padding, bf16, eager attention"
         add(lambda: hf_side(name, s, b, False, True, dev, n, m, False, "eager"))
@@ -472,6 +479,9 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
             f"  {p}: MFU encoderlab {ours.flops / ours.seconds / peak[p]:.1%}, plain loop "
             f"{plain.flops / plain.seconds / peak[p]:.1%}, HF Trainer {hf.flops / hf.seconds / peak[p]:.1%}"
         )
+        true = rows.get("encoderlab, buckets, bf16-true") if p == "bf16" else None
+        if true is not None:
+            print(f"  bf16: encoderlab precision=bf16-true / HF Trainer bf16  x{true.samples_per_s / hf.samples_per_s:5.2f}")
         if ours.eval_samples_per_s and hf.eval_samples_per_s:
             print(
                 f"  {p}: evaluation samples/s encoderlab {ours.eval_samples_per_s:.1f}, HF Trainer.evaluate() "
