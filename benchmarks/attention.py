@@ -48,7 +48,7 @@ def minilm_classifier():
 
 
 def mini_mlm():
-    """experiments/pretrain_vs_scratch_mini's stage network, built by encoderlab from ``model=bert_mini_preln``."""
+    """experiments/pretrain_vs_scratch's stage network, built by encoderlab from ``model=bert_mini_preln``."""
     cfg = ModelConfig(**OmegaConf.to_container(OmegaConf.load(MINI)))
     torch.manual_seed(0)
     return build_model(cfg, AutoModelForMaskedLM, build_config(cfg, vocab_size=cfg.vocab_size))
