@@ -481,7 +481,9 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
         )
         true = rows.get("encoderlab, buckets, bf16-true") if p == "bf16" else None
         if true is not None:
-            print(f"  bf16: encoderlab precision=bf16-true / HF Trainer bf16  x{true.samples_per_s / hf.samples_per_s:5.2f}")
+            print(
+                f"  bf16: encoderlab precision=bf16-true / HF Trainer bf16  x{true.samples_per_s / hf.samples_per_s:5.2f}"
+            )
         if ours.eval_samples_per_s and hf.eval_samples_per_s:
             print(
                 f"  {p}: evaluation samples/s encoderlab {ours.eval_samples_per_s:.1f}, HF Trainer.evaluate() "

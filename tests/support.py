@@ -102,3 +102,11 @@ def keyword_task(path: Path, **kw) -> TaskConfig:
             | kw
         )
     )
+
+
+def quiet_trainer(**kw):
+    """A CPU ``pl.Trainer`` without logger, checkpoints, progress bar or model summary, for tests that drive it."""
+    import pytorch_lightning as pl
+
+    quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return pl.Trainer(accelerator="cpu", **(quiet | kw))

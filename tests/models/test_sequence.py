@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from support import ratings_task, reviews_task
+from support import quiet_trainer, ratings_task, reviews_task
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from encoderlab.config.schema import (
@@ -188,16 +188,11 @@ def test_gradual_unfreeze_gives_frozen_layers_lr_zero_and_thaws_from_the_top(pre
     before = {n: p.detach().clone() for n, p in module.network.named_parameters()}
     probe, first = _LrProbe(), _MovedAfterFirstStep(before)
     dm = EncoderDataModule(prepared.datasets, prepared.collator, 8, 16, run.speed, seed=0)
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=1,
         max_steps=3,  # thaws at steps 1 and 2: the last layer still trains before the end
         limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[probe, first],
-        accelerator="cpu",
     )
     trainer.fit(module, datamodule=dm)
     step0 = probe.steps[0]
@@ -226,16 +221,11 @@ def test_gradual_unfreeze_thaws_one_layer_per_interval(prepared, tokenizer):
     module = kind.build(run, prepared, tokenizer)
     probe = _LrProbe()
     dm = EncoderDataModule(prepared.datasets, prepared.collator, 8, 16, run.speed, seed=0)
-    pl.Trainer(
+    quiet_trainer(
         max_epochs=1,
         max_steps=4,
         limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[probe],
-        accelerator="cpu",
     ).fit(module, datamodule=dm)
     thawed = [sorted(lid for lid, lr in s.items() if lr > 0) for s in probe.steps]
     assert thawed == [[3], [2, 3], [1, 2, 3], [1, 2, 3]]  # embeddings stay frozen without train_embeddings
@@ -381,16 +371,11 @@ def test_gradients_reach_the_fused_optimizer_clipped_in_every_precision(prepared
             opt.register_step_post_hook(seen)  # Lightning runs the backward inside step(closure)
 
     dm = EncoderDataModule(prepared.datasets, prepared.collator, 8, 16, run.speed, seed=0)
-    pl.Trainer(
+    quiet_trainer(
         max_steps=3,
         precision=precision,
         gradient_clip_val=1e-3,
         limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[Watch()],
-        accelerator="cpu",
     ).fit(module, datamodule=dm)
     assert len(norms) == 3 and all(n == pytest.approx(1e-3, rel=1e-3) for n in norms)

@@ -8,7 +8,7 @@ import copy
 import pytest
 import pytorch_lightning as pl
 import torch
-from support import reviews_task
+from support import quiet_trainer, reviews_task
 from torch import nn
 
 from encoderlab.config.schema import ModelConfig, OptimizerConfig, RunConfig
@@ -97,18 +97,13 @@ def test_bf16_true_trains_the_network_in_bf16_clips_fp32_gradients_and_exports_f
             opt.register_step_post_hook(after)
 
     dm = EncoderDataModule(prepared.datasets, prepared.collator, 8, 16, run.speed, seed=0)
-    pl.Trainer(
+    quiet_trainer(
         max_steps=3,
         plugins=[BF16Weights()],
         gradient_clip_val=1e-3,
         limit_val_batches=1,
         val_check_interval=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[Watch()],
-        accelerator="cpu",
     ).fit(module, datamodule=dm)
 
     assert seen == {"optimizer": {torch.float32}, "network": {torch.bfloat16}, "metric": torch.float64}

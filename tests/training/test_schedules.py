@@ -199,7 +199,7 @@ def test_a_run_on_the_time_clock_stops_at_its_budget_with_the_schedule_decayed(t
     """Through Lightning: max_time stops the run (Timer), and the LR has followed the time budget down to ~0 though
     the step budget is nowhere near spent."""
     import pytorch_lightning as pl
-    from support import reviews_task
+    from support import quiet_trainer, reviews_task
 
     from encoderlab.config.schema import ModelConfig, OptimizerConfig, RunConfig
     from encoderlab.data.datamodule import EncoderDataModule
@@ -221,16 +221,11 @@ def test_a_run_on_the_time_clock_stops_at_its_budget_with_the_schedule_decayed(t
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_steps=1_000_000,
         max_time={"seconds": 3},
         limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[Watch()],
-        accelerator="cpu",
     )
     trainer.fit(module, datamodule=EncoderDataModule(prepared.datasets, prepared.collator, 8, 16, run.speed, seed=0))
     assert 10 < trainer.global_step < 1_000_000  # stopped by the time budget
