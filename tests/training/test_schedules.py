@@ -173,6 +173,14 @@ def test_a_time_clock_ends_warmup_and_decay_with_the_time_budget_whatever_the_st
         assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * curve[3 * step])
     assert opt.param_groups[0]["lr"] == 0.0  # decayed to the end with the budget, at step 100 of 300
 
+    ticking = iter(range(1, 10_000))  # a clock that moves between reads: the groups of one step still agree
+    pair = _optimizer([1e-3, 1e-4])
+    sched = build_scheduler(pair, cfg, total_steps=300, clock=lambda: next(ticking) / 100)
+    for _ in range(5):
+        pair.step()
+        sched.step()
+        assert pair.param_groups[1]["lr"] == pytest.approx(pair.param_groups[0]["lr"] / 10)
+
     fast = _optimizer([1e-3])  # a machine faster than planned: the steps lead, the clock never holds them back
     sched = build_scheduler(fast, cfg, total_steps=300, clock=lambda: 0.0)
     for _ in range(150):

@@ -133,8 +133,15 @@ def build_scheduler(
     fn = SCHEDULES[cfg.name]
     warmup = warmup_steps(cfg, total_steps)
 
+    read: dict[int, float] = {}  # the clock read once per step: every group's LR from the same instant
+
     def at(step: int) -> float:
-        return step if clock is None else max(step, min(1.0, clock()) * total_steps)
+        if clock is None:
+            return step
+        if step not in read:
+            read.clear()
+            read[step] = max(step, min(1.0, clock()) * total_steps)
+        return read[step]
 
     def for_group(i: int) -> Callable[[int], float]:
         # index into the optimizer, not the group dict: load_state_dict replaces the dicts on resume
