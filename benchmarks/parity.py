@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from finetune_throughput import hf_splits, hf_trainer, minilm_path, run_config  # noqa: E402
 
 
-def recipe_overrides(args, seed: int) -> list[str]:
+def recipe_overrides(args, seed: int, bucketing: bool = False) -> list[str]:
     """The encoderlab side of the recipe, as command-line overrides."""
     n = "null" if args.max_train_samples is None else args.max_train_samples
     m = "null" if args.max_eval_samples is None else args.max_eval_samples
@@ -62,18 +62,19 @@ def recipe_overrides(args, seed: int) -> list[str]:
         "trainer.devices=1",
         "trainer.enable_progress_bar=false",
         "precision=32-true",
-        "speed.bucket_by_length=false",  # batches drawn uniformly at random, as the HF Trainer draws them
+        # off: batches drawn uniformly at random, as the HF Trainer draws them; on: encoderlab's default
+        f"speed.bucket_by_length={'true' if bucketing else 'false'}",
         "callbacks.checkpoint=false",
         "callbacks.early_stopping=false",
         "save_model=false",
     ]
 
 
-def encoderlab_accuracy(args, seed: int) -> tuple[float, float]:
+def encoderlab_accuracy(args, seed: int, bucketing: bool = False) -> tuple[float, float]:
     """(test accuracy, train seconds) of one encoderlab run."""
     from encoderlab.runner import execute
 
-    overrides = recipe_overrides(args, seed)
+    overrides = recipe_overrides(args, seed, bucketing)
     run = run_config(overrides)
     with tempfile.TemporaryDirectory() as run_dir:
         summary = execute(run, Path(run_dir), overrides)
@@ -113,6 +114,31 @@ def hf_accuracy(args, seed: int, task) -> tuple[float, float]:
     return float(metric.compute()["accuracy"]), seconds
 
 
+def _record(args, side: str, bucketing, seed: int, accuracy: float, seconds: float) -> None:
+    """One JSON line per run in --jsonl FILE (appended and flushed, so a stopped sweep keeps its finished runs)."""
+    if not args.jsonl:
+        return
+    import json
+
+    rec = {
+        "side": side,
+        "bucketing": bucketing,
+        "seed": seed,
+        "accuracy": accuracy,
+        "train_seconds": seconds,
+        "max_train_samples": args.max_train_samples,
+        "epochs": args.epochs,
+        "steps": args.steps,
+        "batch": args.batch,
+        "lr": args.lr,
+        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    with open(args.jsonl, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+        f.flush()
+
+
 def _mean_std(values: list[float]) -> str:
     std = statistics.stdev(values) * 100 if len(values) > 1 else float("nan")
     return f"{statistics.mean(values) * 100:.2f} \u00b1 {std:.2f}"
@@ -133,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 when the means differ by more than --tolerance")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument(
+        "--bucketing",
+        choices=["off", "on", "both"],
+        default="off",
+        help="encoderlab's length bucketing (speed.bucket_by_length): off draws batches as the HF Trainer does",
+    )
+    ap.add_argument("--jsonl", metavar="FILE", help="append one JSON line per run (side, bucketing, seed, accuracy)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -146,14 +179,22 @@ def main(argv: list[str] | None = None) -> int:
         f"linear schedule, fp32, {args.device}; seeds {args.seeds}",
         flush=True,
     )
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.bucketing]
     ours, theirs = [], []
-    print(f"{'seed':>6} {'encoderlab':>12} {'HF Trainer':>12} {'train s (ours / HF)':>22}", flush=True)
+    print(f"{'seed':>6} {'bucketing':>9} {'encoderlab':>12} {'HF Trainer':>12} {'train s (ours / HF)':>22}", flush=True)
     for seed in seeds:
-        acc_ours, s_ours = encoderlab_accuracy(args, seed)
         acc_hf, s_hf = hf_accuracy(args, seed, task)
-        ours.append(acc_ours)
         theirs.append(acc_hf)
-        print(f"{seed:>6} {acc_ours * 100:>12.2f} {acc_hf * 100:>12.2f} {s_ours:>11.1f} / {s_hf:<8.1f}", flush=True)
+        _record(args, "hf_trainer", None, seed, acc_hf, s_hf)
+        for bucketing in modes:
+            acc_ours, s_ours = encoderlab_accuracy(args, seed, bucketing)
+            ours.append(acc_ours)
+            _record(args, "encoderlab", bucketing, seed, acc_ours, s_ours)
+            on = "on" if bucketing else "off"
+            print(
+                f"{seed:>6} {on:>9} {acc_ours * 100:>12.2f} {acc_hf * 100:>12.2f} {s_ours:>11.1f} / {s_hf:<8.1f}",
+                flush=True,
+            )
     print(f"{'mean':>6} {_mean_std(ours):>12} {_mean_std(theirs):>12}   (test accuracy %, mean \u00b1 std)")
     diff = (statistics.mean(ours) - statistics.mean(theirs)) * 100
     ok = abs(diff) <= args.tolerance
