@@ -49,8 +49,8 @@ log = logging.getLogger("encoderlab")
 # per-tensor loading/saving bars of transformers say nothing a user acts on; the run's own progress bar stays
 transformers.utils.logging.disable_progress_bar()
 
-# keys that never change what a run computes (where it writes, how it shows progress)
-_NOT_IDENTITY = ("paths", "logger", "skip_finished", "resume")
+# keys that never change what a run computes (where it writes, how it shows progress, what its experiment claims)
+_NOT_IDENTITY = ("paths", "logger", "skip_finished", "resume", "claims", "notes")
 
 
 def config_hash(run: RunConfig) -> str:

@@ -1,7 +1,11 @@
-"""``encoderlab-report``: compare finished runs as a mean ± std table and plots.
+"""``encoderlab-report``: compare finished runs as a mean ± std table and plots, compare two arms with a computed
+verdict, store runs as results, and render docs/RESULTS.md from the stored results.
 
 encoderlab-report PATH... [--out DIR] [--metric NAME] [--split test|val] [--task NAME]
                   [--wandb ENTITY/PROJECT [--group NAME]] [--no-plots] [--mistakes N] [--explain]
+encoderlab-report PATH... --compare KEY=A,B [--compare ...] [--margin X] [--direction D] [--json]
+encoderlab-report PATH... --store results/
+encoderlab-report --results-doc results/ [--out docs/RESULTS.md] [--check] [--readme README.md]
 """
 
 from __future__ import annotations
@@ -46,13 +50,102 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with the mistakes, the tokens that drove each prediction (integrated gradients on the run's hf/ model)",
     )
+    evidence = parser.add_argument_group("evidence: paired comparisons, stored results, the rendered results")
+    evidence.add_argument(
+        "--compare",
+        action="append",
+        metavar="KEY=A,B",
+        help="compare arm B with arm A (B − A), paired by seed within each combination of the other varied keys; "
+        "KEY as overridden (finetune) or the config key (finetune.strategy); repeat for several",
+    )
+    evidence.add_argument("--margin", type=float, default=0.0, help="with --compare: the margin B − A must clear")
+    evidence.add_argument(
+        "--direction",
+        choices=("higher", "lower", "equal"),
+        help="with --compare: B claimed higher, lower, or equal within ±margin (default: the metric's better way)",
+    )
+    evidence.add_argument("--json", action="store_true", help="with --compare: print the comparisons as JSON")
+    evidence.add_argument(
+        "--store",
+        metavar="DIR",
+        help="store each finished run as one line of DIR/<experiment>/runs.jsonl (the same run replaces its line)",
+    )
+    evidence.add_argument(
+        "--results-doc",
+        metavar="DIR",
+        help="render the results document (--out, default docs/RESULTS.md) from DIR/*/runs.jsonl and the claims",
+    )
+    evidence.add_argument(
+        "--check", action="store_true", help="with --results-doc: write nothing, fail on a difference"
+    )
+    evidence.add_argument("--readme", metavar="FILE", help="with --results-doc: also render FILE's results block")
+    evidence.add_argument("--experiments", metavar="DIR", help="with --results-doc: the experiment files' folder")
     return parser
+
+
+def _results_doc(args: argparse.Namespace) -> int:
+    from encoderlab.report.results_doc import results_doc
+
+    try:
+        outcome = results_doc(
+            args.results_doc,
+            args.out or "docs/RESULTS.md",
+            check=args.check,
+            readme=args.readme,
+            experiments=args.experiments,
+        )
+    except EncoderlabError as e:
+        print(f"encoderlab-report: error: {e}", file=sys.stderr)
+        return 2
+    for path in outcome.written:
+        print(f"written: {path}")
+    for problem in outcome.problems:
+        print(f"encoderlab-report: {'check failed' if args.check else 'error'}: {problem}", file=sys.stderr)
+    return 1 if outcome.problems else 0
+
+
+def _store(records: list, directory: str) -> None:
+    from encoderlab.report.store import store_runs
+
+    written, skipped = store_runs(records, directory)
+    for path, (added, replaced) in written.items():
+        print(f"stored: {path} ({added} added, {replaced} replaced)")
+    if skipped:
+        print(f"not stored: {skipped} run(s) that did not finish")
+
+
+def _compare(records: list, args: argparse.Namespace) -> None:
+    from encoderlab.report.aggregate import select_metric
+    from encoderlab.report.compare import compare_records
+    from encoderlab.report.compare_view import compare_dicts, json_text, parse_spec, resolve_key, text_lines
+    from encoderlab.report.runs import records_to_frame
+    from encoderlab.report.tables import metric_scale
+
+    frame = records_to_frame(records)
+    runs = frame[frame["status"] == "finished"]
+    if runs.empty:
+        raise EncoderlabError(f"none of the {len(frame)} runs finished: nothing to compare")
+    choice = select_metric(runs, args.metric, args.split)
+    direction = args.direction or ("higher" if choice.greater_is_better else "lower")
+    scale = metric_scale(choice.name, runs[choice.column].astype(float))
+    dicts = [d for d in compare_dicts(records) if d["status"] == "finished"]
+    found, lines = [], []
+    for spec in args.compare:
+        key, a, b = parse_spec(spec)
+        try:
+            key, a, b = resolve_key(dicts, key, a, b)
+            comparisons = compare_records(dicts, key, a, b, choice.column, args.margin, direction)
+        except EncoderlabError as e:
+            raise EncoderlabError(f"--compare {spec}: {e}") from None
+        found += comparisons
+        lines += text_lines(spec, comparisons, scale) if comparisons else [f"{spec}: no combination has both arms"]
+    print(json_text(found) if args.json else "\n".join(lines))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.paths and not args.wandb:
+    if not args.paths and not args.wandb and not args.results_doc:
         parser.error("give at least one PATH (a run dir or multirun dir), or --wandb ENTITY/PROJECT")
     if args.mistakes < 0:
         parser.error("--mistakes: give 0 (no error analysis) or more")
@@ -60,6 +153,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--explain explains the most confident mistakes: use it with --mistakes N > 0")
     if args.group and not args.wandb:
         parser.error("--group selects a W&B run group: use it with --wandb ENTITY/PROJECT")
+    if (args.check or args.readme or args.experiments) and not args.results_doc:
+        parser.error("--check, --readme and --experiments go with --results-doc DIR")
+    if (args.json or args.direction or args.margin) and not args.compare:
+        parser.error("--json, --margin and --direction go with --compare KEY=A,B")
+    if args.margin < 0:
+        parser.error("--margin: give a number >= 0 (in the metric's own units: accuracy 0.01 = 1 point)")
+    if args.results_doc:
+        return _results_doc(args)
 
     from rich.console import Console
     from rich.measure import Measurement
@@ -75,6 +176,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             records += load_wandb_runs(args.wandb, args.group)
         if args.task:
             records = select_task(records, args.task)
+        if args.store:
+            _store(records, args.store)
+            return 0
+        if args.compare:
+            _compare(records, args)
+            return 0
         report = build_report(records_to_frame(records), metric=args.metric, split=args.split)
         out = Path(args.out) if args.out else default_out_dir(args.paths)
         written = write_report(report, out, plots=not args.no_plots, mistakes=args.mistakes, explain=args.explain)

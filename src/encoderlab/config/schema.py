@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from encoderlab.config.claims import parse_claims
 from encoderlab.errors import ConfigError, check_choice
 
 # the names the checks allow live in encoderlab.names (the builders read the same lists); importable from here too
@@ -722,6 +723,10 @@ class RunConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     published: PublishedResult = field(default_factory=PublishedResult)
+    # what the experiment claims (checked by encoderlab.config.claims; verdicts come from stored runs) and a
+    # short hand-written note on its budget
+    claims: list[Any] = field(default_factory=list)
+    notes: str = ""
     stages: dict[str, StageConfig] = field(default_factory=dict)
     cv: CVConfig = field(default_factory=CVConfig)
     seed: int = 42
@@ -749,6 +754,7 @@ class RunConfig:
             self.cv,
         ):
             section.check()
+        parse_claims(self.claims)
         if self.resume not in RESUME_MODES and not os.path.isfile(os.path.expanduser(self.resume)):
             raise ConfigError("resume", f"'{self.resume}' is neither auto, never nor a checkpoint file")
         if self.cv.folds is not None and self.task.kind == "pretraining":

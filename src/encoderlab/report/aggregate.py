@@ -17,7 +17,6 @@ How a group is labelled
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -27,29 +26,11 @@ import pandas as pd
 
 from encoderlab.config.schema import LOWER_IS_BETTER
 from encoderlab.errors import EncoderlabError
+from encoderlab.report.keys import NOISE_KEYS, is_noise  # noqa: F401 (importable from here too)
+from encoderlab.report.reference import add_reference
 from encoderlab.report.runs import CFG, FINISHED, OVR, SPLITS, is_missing
+from encoderlab.report.stats import mean_ci
 
-NOISE_KEYS = (
-    "seed",
-    "cv.fold",  # the folds of a cross-validation are averaged like seeds
-    "task.train_sample_seed",  # a seed too (of the training subset): runs that differ only in it are repeats
-    "paths",
-    "paths.*",
-    "hydra",
-    "hydra.*",
-    "logger",
-    "logger.*",
-    "speed",
-    "speed.*",
-    "eval_batch_size",
-    "trainer.enable_progress_bar",
-    "trainer.log_every_n_steps",
-    "trainer.num_sanity_val_steps",
-    "callbacks.rich_progress",
-    "save_model",
-    "skip_finished",
-    "tags",
-)
 IDENTITY_FIELDS = ("experiment", "task", "model", "strategy", "kind")
 MISSING = "\u2205"  # key of a value a run does not have
 _SHOW_LIMIT = 5
@@ -78,6 +59,7 @@ class Report:
     metric: MetricChoice
     group_columns: list[str]  # frame columns that label the groups (cfg.*, override.*, identity fields)
     table: pd.DataFrame  # one row per group, best first
+    reference: Optional[str] = None  # "key=a": the arm the ref_* columns compare each group with (paired)
 
     @property
     def group_names(self) -> list[str]:
@@ -96,12 +78,6 @@ def display_key(column: str) -> str:
         if column.startswith(prefix):
             return column[len(prefix) :]
     return column
-
-
-def is_noise(key: str) -> bool:
-    """True for config keys that change how a run is executed or logged, never what it means."""
-    key = key.replace("/", ".")
-    return any(fnmatch.fnmatchcase(key, pattern) for pattern in NOISE_KEYS)
 
 
 def lower_is_better(metric: str) -> bool:
@@ -262,6 +238,7 @@ def _aggregate_group(group: pd.DataFrame, metric: MetricChoice, others: list[str
         "min": values.min(),
         "max": values.max(),
     }
+    row["ci_low"], row["ci_high"] = mean_ci(values.tolist())  # 95% Student-t interval of the mean; NaN for n=1
     for other in others:
         col = group[f"{metric.split}/{other}"].astype(float)
         row[f"{metric.split}/{other}_mean"] = col.mean()
@@ -311,4 +288,5 @@ def build_report(frame: pd.DataFrame, metric: Optional[str] = None, split: Optio
     table = table.sort_values(
         ["mean", "group"], ascending=[not choice.greater_is_better, True], kind="mergesort", na_position="last"
     ).reset_index(drop=True)
-    return Report(runs=runs, excluded=excluded, metric=choice, group_columns=columns, table=table)
+    reference = add_reference(runs, table, choice.column)
+    return Report(runs=runs, excluded=excluded, metric=choice, group_columns=columns, table=table, reference=reference)

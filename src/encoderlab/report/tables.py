@@ -27,6 +27,7 @@ _RATE = re.compile(r"(^|_)(accuracy|acc|f1|precision|recall|exact_match)(_|$)")
 _CORRELATION = re.compile(r"(^|_)(matthews_correlation|mcc|pearson|spearman)(_|$)")
 _HIDDEN_METRICS = ("loss",)  # in the CSV, too noisy for the terminal table
 RANGE_HEADER = "min \u2026 max"
+CI_HEADER = "95% interval"
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,22 @@ def fmt_mean_std(mean: Any, std: Any, scale: Scale = Scale()) -> str:
     return f"{float(mean) * scale.factor:.{digits}f} \u00b1 {spread}"
 
 
+def fmt_interval(low: Any, high: Any, scale: Scale = Scale(), signed: bool = False) -> str:
+    """``[91.20, 94.10]``; ``–`` when undefined (a single run)."""
+    if _nan(low) or _nan(high):
+        return DASH
+    return f"[{fmt(low, scale, signed)}, {fmt(high, scale, signed)}]"
+
+
+def _reference_cell(values: Any, scale: Scale) -> str:
+    n = values.get("ref_n")
+    if n is None or _nan(n):
+        return "ref" if values.get("ref_diff") == 0.0 else DASH
+    interval = fmt_interval(values["ref_ci_low"], values["ref_ci_high"], scale, signed=True)
+    test = "" if values.get("ref_paired") else ", Welch"
+    return f"{fmt(values['ref_diff'], scale, signed=True)} {interval} (n={int(n)}{test})"
+
+
 def _seconds(value: Any) -> str:
     if _nan(value):
         return DASH
@@ -109,7 +126,9 @@ def display_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     speed = report.table.get("predict_samples_per_second_mean")
     has_sizes = has_sizes and speed is not None
 
-    headers = ["#", *report.group_names, f"{m.split} {scale.header(m.name)}", RANGE_HEADER, "n"]
+    headers = ["#", *report.group_names, f"{m.split} {scale.header(m.name)}", RANGE_HEADER, "n", CI_HEADER]
+    if report.reference:
+        headers.append(f"\u0394 vs {report.reference} (paired, 95%)")
     headers += [f"{m.split} {other_scales[o].header(o)}" for o in others]
     headers += ["train s"]
     if has_sizes:
@@ -126,7 +145,10 @@ def display_rows(report: Report) -> tuple[list[str], list[list[str]]]:
             fmt_mean_std(values["mean"], values["std"], scale),
             f"{fmt(values['min'], scale)} \u2026 {fmt(values['max'], scale)}",
             str(int(values["n"])),
+            fmt_interval(values.get("ci_low"), values.get("ci_high"), scale),
         ]
+        if report.reference:
+            cells.append(_reference_cell(values, scale))
         cells += [
             fmt_mean_std(values[f"{m.split}/{o}_mean"], values[f"{m.split}/{o}_std"], other_scales[o]) for o in others
         ]

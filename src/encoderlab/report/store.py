@@ -1,0 +1,229 @@
+"""Stored results: one JSON line per run in ``results/<experiment>/runs.jsonl``, committed with the code.
+
+    encoderlab-report multirun/demo --store results/
+
+A run's line is keyed by ``run_id`` (``<experiment>/<sha1 of its overrides, seed and fold>``): storing the same run
+again replaces its line, and the file is sorted by ``run_id`` and written atomically, so the same runs always give
+the same bytes. Benchmarks store theirs in the same shape (:func:`benchmark_record`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from encoderlab.errors import EncoderlabError
+from encoderlab.report.runs import FINISHED, SPLITS, RunRecord, parse_overrides
+
+RUNS_FILE = "runs.jsonl"
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+_MACHINE: Optional[dict[str, Any]] = None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def machine_info() -> dict[str, Any]:
+    """This machine: CPU model, the relevant CPU features present, torch's threads, and the GPU (or null)."""
+    global _MACHINE
+    if _MACHINE is None:
+        cpu, flags = platform.processor() or platform.machine(), set()
+        try:
+            text = Path("/proc/cpuinfo").read_text()
+            model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+            cpu = model.group(1).strip() if model else cpu
+            found = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+            flags = set(found.group(1).split()) if found else set()
+        except OSError:
+            pass
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        _MACHINE = {
+            "cpu": cpu,
+            "flags": " ".join(f for f in CPU_FLAGS if f in flags),
+            "threads": torch.get_num_threads(),
+            "gpu": gpu,
+        }
+    return dict(_MACHINE)
+
+
+def git_commit(cwd: Optional[str | Path] = None) -> Optional[str]:
+    """``git rev-parse --short HEAD`` of the checkout (or null outside one)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def run_id(experiment: str, overrides: Mapping[str, Any], seed: Any, fold: Any) -> str:
+    text = json.dumps({"overrides": dict(sorted(overrides.items())), "seed": seed, "fold": fold}, default=str)
+    return f"{experiment}/{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
+def _sweep_command(run_dir: Path) -> Optional[str]:
+    """The command that launched a sweep, from Hydra's ``multirun.yaml`` beside the job folders."""
+    for parent in list(Path(run_dir).parents)[:2]:
+        path = parent / "multirun.yaml"
+        if path.is_file():
+            try:
+                task = ((yaml.safe_load(path.read_text()) or {}).get("hydra") or {}).get("overrides", {}).get("task")
+            except (yaml.YAMLError, AttributeError):
+                return None
+            if isinstance(task, list) and task:
+                return "encoderlab-train -m " + " ".join(str(t) for t in task)
+    return None
+
+
+def _metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
+    for split in SPLITS:
+        values = summary.get(split) if isinstance(summary.get(split), Mapping) else {}
+        for name, value in sorted(values.items()):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f"{split}/{name}"] = float(value)
+    return out
+
+
+def _date(summary: Mapping[str, Any]) -> str:
+    for key in ("finished_at", "started_at", "date"):
+        value = summary.get(key)
+        if isinstance(value, str) and re.match(r"^\d{4}-\d{2}-\d{2}", value):
+            return value[:10]
+    return date.today().isoformat()
+
+
+def run_record(record: RunRecord, commit: Optional[str] = None) -> dict[str, Any]:
+    """A finished run dir as its stored line (see the module docstring and docs/RESULTS.md)."""
+    s, cfg = record.summary, record.config
+    overrides = parse_overrides(record.overrides)
+    experiment = str(s.get("experiment") or cfg.get("experiment_name") or "default")
+    cv = cfg.get("cv") if isinstance(cfg.get("cv"), Mapping) else {}
+    fold = cv.get("fold") if cv.get("folds") is not None else None
+    seed = s.get("seed", cfg.get("seed"))
+    machine = s.get("machine") if isinstance(s.get("machine"), Mapping) else machine_info()
+    metrics = _metrics(s)
+    primary = s.get("primary_metric")
+    column = next((f"{sp}/{primary}" for sp in SPLITS if f"{sp}/{primary}" in metrics), None)
+    return {
+        "run_id": run_id(experiment, overrides, seed, fold),
+        "experiment": experiment,
+        "overrides": overrides,
+        "seed": seed,
+        "fold": fold,
+        "status": str(s.get("status") or "unknown"),
+        "metrics": metrics,
+        "primary_metric": column,
+        "steps": s.get("steps"),
+        "train_seconds": s.get("train_seconds"),
+        "date": _date(s),
+        "commit": commit,
+        "precision": s.get("precision") or cfg.get("precision"),
+        "machine": dict(machine),
+        "command": _sweep_command(Path(record.run_dir)) or "encoderlab-train " + " ".join(record.overrides),
+    }
+
+
+def benchmark_record(
+    name: str,
+    overrides: Mapping[str, str],
+    seed: Any,
+    metrics: Mapping[str, float],
+    *,
+    command: str,
+    train_seconds: Optional[float] = None,
+    steps: Optional[int] = None,
+    day: Optional[str] = None,
+    precision: Optional[str] = None,
+    machine: Optional[Mapping[str, Any]] = None,
+    commit: Optional[str] = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One benchmark run in the stored shape (``results/<name>/runs.jsonl``); ``extra`` keys are kept as given."""
+    overrides = {str(k): str(v) for k, v in overrides.items()}
+    return {
+        "run_id": run_id(name, overrides, seed, None),
+        "experiment": name,
+        "overrides": overrides,
+        "seed": seed,
+        "fold": None,
+        "status": FINISHED,
+        "metrics": {k: float(v) for k, v in sorted(metrics.items())},
+        "primary_metric": next(iter(sorted(metrics)), None),
+        "steps": steps,
+        "train_seconds": train_seconds,
+        "date": day or date.today().isoformat(),
+        "commit": commit,
+        "precision": precision,
+        "machine": dict(machine) if machine is not None else machine_info(),
+        "command": command,
+        **extra,
+    }
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The records of one ``runs.jsonl``; a broken line is an error naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise EncoderlabError(f"{path} line {i}: not valid JSON ({e.msg})") from None
+        if not isinstance(rec, dict) or "run_id" not in rec or not isinstance(rec.get("overrides"), dict):
+            raise EncoderlabError(f"{path} line {i}: a stored run needs 'run_id', 'overrides' and 'metrics'")
+        out.append(rec)
+    return out
+
+
+def format_records(records: Sequence[Mapping[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sorted(records, key=lambda r: r["run_id"]))
+
+
+def store_records(records: Sequence[Mapping[str, Any]], results_dir: str | Path) -> dict[Path, tuple[int, int]]:
+    """Add ``records`` to ``results_dir/<experiment>/runs.jsonl`` (a stored run with the same run_id is replaced).
+    Returns, per file written, (runs added, runs replaced)."""
+    by_experiment: dict[str, list[Mapping[str, Any]]] = {}
+    for r in records:
+        by_experiment.setdefault(str(r["experiment"]), []).append(r)
+    written = {}
+    for experiment, new in sorted(by_experiment.items()):
+        path = Path(results_dir) / experiment / RUNS_FILE
+        stored = {r["run_id"]: r for r in read_records(path)}
+        replaced = sum(1 for r in {r["run_id"]: r for r in new} if r in stored)
+        stored.update({r["run_id"]: dict(r) for r in new})
+        try:
+            write_text_atomic(path, format_records(list(stored.values())))
+        except OSError as e:
+            raise EncoderlabError(f"--store {results_dir}: cannot write {path} ({e.strerror})") from None
+        written[path] = (len({r["run_id"] for r in new}) - replaced, replaced)
+    return written
+
+
+def store_runs(records: Sequence[RunRecord], results_dir: str | Path) -> tuple[dict[Path, tuple[int, int]], int]:
+    """Store the finished runs among ``records``; returns the files written and how many runs were skipped."""
+    finished = [r for r in records if r.summary.get("status") == FINISHED]
+    commit = git_commit()
+    return store_records([run_record(r, commit) for r in finished], results_dir), len(records) - len(finished)
