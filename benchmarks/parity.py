@@ -10,6 +10,13 @@ difference of means against a tolerance (1 point).
 
     python benchmarks/parity.py                                  # 2,000 train snippets, 1 epoch, seeds 1,2,3
     python benchmarks/parity.py --max-train-samples 16 --max-eval-samples 16 --steps 2 --seeds 1   # smoke test
+    python benchmarks/parity.py --seeds 1,2,3,4,5,6,7,8,9,10 --bucketing both --store results/   # the stored check
+    python benchmarks/parity.py --from-jsonl parity_raw.jsonl --store results/   # store a --jsonl file's runs
+
+``--store DIR`` keeps each run as one line of ``DIR/parity/runs.jsonl`` in the shape of encoderlab's stored results
+(overrides ``side`` and ``bucketing``, metric ``test/accuracy``), so docs/RESULTS.md renders the comparison with its
+interval and verdict (the claim: ``DIR/parity/claims.yaml``). A run of the same side, bucketing and seed replaces the
+stored one: store only runs at the budget the claim is about.
 """
 
 from __future__ import annotations
@@ -114,9 +121,75 @@ def hf_accuracy(args, seed: int, task) -> tuple[float, float]:
     return float(metric.compute()["accuracy"]), seconds
 
 
+RESULTS_NAME = "parity"  # results/parity/runs.jsonl
+
+
+def _recipe_command(rec: dict) -> str:
+    """The command that reruns a raw record's recipe (seeds and bucketing chosen on top)."""
+    budget = f"--steps {rec['steps']}" if (rec.get("steps") or -1) > 0 else f"--epochs {rec.get('epochs', 1)}"
+    n = rec.get("max_train_samples")
+    return (
+        f"python benchmarks/parity.py --max-train-samples {n if n is not None else 'null'} {budget} "
+        f"--batch {rec.get('batch')} --lr {rec.get('lr'):g} --bucketing both --store results/"
+    )
+
+
+def stored_record(rec: dict, commit: str | None = None, machine: dict | None = None) -> dict:
+    """A raw --jsonl record in the stored shape of results/parity/runs.jsonl."""
+    from encoderlab.report.store import benchmark_record, machine_info
+
+    bucketing = rec.get("bucketing")
+    machine = dict(machine or machine_info())
+    if rec.get("threads") is not None:
+        machine["threads"] = rec["threads"]
+    return benchmark_record(
+        RESULTS_NAME,
+        {"side": rec["side"], "bucketing": "-" if bucketing is None else ("on" if bucketing else "off")},
+        rec["seed"],
+        {"test/accuracy": rec["accuracy"]},
+        command=_recipe_command(rec),
+        train_seconds=rec.get("train_seconds"),
+        steps=rec["steps"] if (rec.get("steps") or -1) > 0 else None,
+        day=rec.get("date"),
+        precision="32-true",
+        machine=machine,
+        commit=commit,
+        recipe={k: rec.get(k) for k in ("max_train_samples", "epochs", "steps", "batch", "lr")},
+    )
+
+
+def store_raw(raw: list[dict], results_dir: str) -> None:
+    from encoderlab.report.store import git_commit, store_records
+
+    commit = git_commit(Path(__file__).resolve().parent)
+    for path, (added, replaced) in store_records([stored_record(r, commit) for r in raw], results_dir).items():
+        print(f"stored: {path} ({added} added, {replaced} replaced)", flush=True)
+
+
+def from_jsonl(path: str, results_dir: str) -> int:
+    """Store the runs of a raw --jsonl file (no training)."""
+    import json
+
+    raw = []
+    for i, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                raw.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                print(f"parity: error: --from-jsonl {path} line {i}: not valid JSON ({e.msg})", file=sys.stderr)
+                return 2
+    missing = [i for i, r in enumerate(raw, start=1) if not {"side", "seed", "accuracy"} <= set(r)]
+    if missing:
+        print(f"parity: error: --from-jsonl {path} line {missing[0]}: needs side, seed and accuracy", file=sys.stderr)
+        return 2
+    store_raw(raw, results_dir)
+    return 0
+
+
 def _record(args, side: str, bucketing, seed: int, accuracy: float, seconds: float) -> None:
-    """One JSON line per run in --jsonl FILE (appended and flushed, so a stopped sweep keeps its finished runs)."""
-    if not args.jsonl:
+    """One JSON line per run in --jsonl FILE (appended and flushed, so a stopped sweep keeps its finished runs), and
+    its stored line in --store DIR (rewritten after each run, for the same reason)."""
+    if not args.jsonl and not args.store:
         return
     import json
 
@@ -134,9 +207,12 @@ def _record(args, side: str, bucketing, seed: int, accuracy: float, seconds: flo
         "threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d"),
     }
-    with open(args.jsonl, "a") as f:
-        f.write(json.dumps(rec) + "\n")
-        f.flush()
+    if args.jsonl:
+        with open(args.jsonl, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+    if args.store:
+        store_raw([rec], args.store)
 
 
 def _mean_std(values: list[float]) -> str:
@@ -166,7 +242,17 @@ def main(argv: list[str] | None = None) -> int:
         help="encoderlab's length bucketing (speed.bucket_by_length): off draws batches as the HF Trainer does",
     )
     ap.add_argument("--jsonl", metavar="FILE", help="append one JSON line per run (side, bucketing, seed, accuracy)")
+    ap.add_argument(
+        "--store", metavar="DIR", help="store each run in DIR/parity/runs.jsonl (encoderlab's stored results)"
+    )
+    ap.add_argument(
+        "--from-jsonl", metavar="RAW", help="with --store: store the runs of a --jsonl file (no training) and exit"
+    )
     args = ap.parse_args(argv)
+    if args.from_jsonl:
+        if not args.store:
+            ap.error("--from-jsonl converts a --jsonl file into stored results: give --store DIR (e.g. results/)")
+        return from_jsonl(args.from_jsonl, args.store)
     if args.threads:
         torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
