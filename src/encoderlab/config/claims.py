@@ -117,12 +117,15 @@ def check_notes(notes: Any) -> None:
 
 
 def load_published(path: Optional[str | Path] = None) -> dict[str, dict[str, Any]]:
-    """The published numbers: id -> entry, each with paper, where, value, metric, direction and says."""
+    """The published numbers: id -> entry, each with paper, where, value, metric, direction and says (and
+    ``value_text`` / ``baseline_text``: the numbers as written in the file, for documents)."""
     path = Path(path) if path is not None else PUBLISHED_FILE
     if not path.is_file():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
+        printed = yaml.load(text, Loader=yaml.BaseLoader) or {}  # every scalar as written: 5.40 stays "5.40"
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
@@ -148,4 +151,7 @@ def load_published(path: Optional[str | Path] = None) -> dict[str, dict[str, Any
         if entry["direction"] not in ("higher", "lower"):
             raise EncoderlabError(f"{where}.direction: '{entry['direction']}' is not one of higher, lower")
         out[str(key)] = dict(entry)
+        for number in ("value", "baseline"):
+            if entry.get(number) is not None:
+                out[str(key)][f"{number}_text"] = str(printed[key][number])
     return out

@@ -723,11 +723,9 @@ class RunConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     published: PublishedResult = field(default_factory=PublishedResult)
-    # what the experiment claims (checked by encoderlab.config.claims; verdicts come from stored runs) and a
-    # short hand-written note on its budget
+    stages: dict[str, StageConfig] = field(default_factory=dict)
     claims: list[Any] = field(default_factory=list)
     notes: str = ""
-    stages: dict[str, StageConfig] = field(default_factory=dict)
     cv: CVConfig = field(default_factory=CVConfig)
     seed: int = 42
     batch_size: int = 32

@@ -17,8 +17,8 @@ __all__ = ["PUBLISHED_FILE", "PUBLISHED_REQUIRED", "load_published", "published_
 
 def published_line(entry: dict[str, Any]) -> str:
     """One line: paper, where, value (and the other arm's number), metric, and what the paper found."""
-    value = f"{entry['value']:g}"
+    value = entry.get("value_text") or f"{entry['value']:g}"
     if entry.get("baseline") is not None:
-        value += f" (other arm {entry['baseline']:g})"
+        value += f" (other arm {entry.get('baseline_text') or format(entry['baseline'], 'g')})"
     text = f"{entry['paper']}, {entry['where']}: {value} {entry['metric']}; {entry['says']}"
     return text + (f" ({entry['note']})" if entry.get("note") else "")

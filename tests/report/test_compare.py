@@ -1,0 +1,186 @@
+"""Paired comparisons with computed verdicts: encoderlab-report DIR --compare KEY=A,B [--json]."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+from scipy import stats
+
+from encoderlab.cli.report import main
+from encoderlab.report.compare import compare_records, verdict
+
+from .factory import write_run
+
+BASE = [0.70, 0.74, 0.68, 0.72, 0.71]  # arm A per seed: the seed spread is large, the paired gaps are not
+
+
+def sweep(root, gaps, seeds_b=None, extra=None):
+    """frozen (A) and full (B) per seed, B = A + gap: known paired differences."""
+    seeds_b = seeds_b or list(range(1, len(gaps) + 1))
+    for seed, base in zip(range(1, len(gaps) + 1), BASE, strict=False):
+        write_run(root / f"frozen-{seed}", strategy="frozen", seed=seed, test={"accuracy": base}, config=extra)
+    for seed, base, gap in zip(seeds_b, BASE, gaps, strict=False):
+        write_run(root / f"full-{seed}", strategy="full", seed=seed, test={"accuracy": base + gap}, config=extra)
+    return root
+
+
+def compare_json(capsys, root, *flags):
+    code = main([str(root), "--compare", "finetune=frozen,full", "--json", *flags])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return json.loads(out.out)
+
+
+def test_clear_effect_holds_with_the_hand_computed_interval(tmp_path, capsys):
+    gaps = [0.05, 0.06, 0.04, 0.05]
+    result = compare_json(capsys, sweep(tmp_path, gaps))
+
+    assert {"n", "mean_diff", "ci95", "p", "paired", "verdict", "combination"} <= set(result)
+    half = stats.t.ppf(0.975, 3) * statistics.stdev(gaps) / math.sqrt(4)
+    assert result["n"] == 4 and result["paired"] is True and result["combination"] == {}
+    assert result["mean_diff"] == pytest.approx(0.05)
+    assert result["ci95"] == pytest.approx([0.05 - half, 0.05 + half])
+    assert result["p"] == pytest.approx(
+        stats.ttest_rel([b + g for b, g in zip(BASE[:4], gaps, strict=True)], BASE[:4]).pvalue
+    )
+    assert result["verdict"] == "holds" and result["seeds_needed"] is None
+
+
+def test_reversed_effect_is_reversed(tmp_path, capsys):
+    result = compare_json(capsys, sweep(tmp_path, [-0.05, -0.06, -0.04]))
+
+    assert result["verdict"] == "reversed" and result["ci95"][1] < 0
+
+
+def test_effect_inside_the_noise_is_not_resolved_with_the_seeds_it_would_need(tmp_path, capsys):
+    gaps = [0.012, -0.004, 0.010, -0.002]
+    result = compare_json(capsys, sweep(tmp_path, gaps))
+
+    assert result["verdict"] == "not_resolved"
+    needed = result["seeds_needed"]
+    mean, sd = statistics.mean(gaps), statistics.stdev(gaps)
+    # the smallest n at which the observed mean and spread would give an interval above 0
+    assert stats.t.ppf(0.975, needed - 1) * sd / math.sqrt(needed) < mean
+    assert stats.t.ppf(0.975, needed - 2) * sd / math.sqrt(needed - 1) >= mean
+    assert needed > 4
+
+
+def test_a_margin_the_interval_does_not_clear_is_not_resolved(tmp_path, capsys):
+    result = compare_json(capsys, sweep(tmp_path, [0.05, 0.06, 0.04, 0.05]), "--margin", "0.2")
+
+    assert result["verdict"] == "not_resolved" and result["margin"] == 0.2
+    assert result["seeds_needed"] is None  # the mean lies below the margin: no number of seeds clears it
+
+
+def test_unpaired_seeds_fall_back_to_welch_and_say_so(tmp_path, capsys):
+    result = compare_json(capsys, sweep(tmp_path, [0.05, 0.06, 0.04], seeds_b=[7, 8, 9]))
+
+    a, b = BASE[:3], [x + g for x, g in zip(BASE[:3], [0.05, 0.06, 0.04], strict=True)]
+    welch = stats.ttest_ind(b, a, equal_var=False)
+    assert result["paired"] is False and "Welch" in result["reason"]
+    assert result["p"] == pytest.approx(welch.pvalue)
+    low, high = welch.confidence_interval(0.95)
+    assert result["ci95"] == pytest.approx([low, high])
+
+
+def test_one_pair_has_no_interval_and_is_not_resolved(tmp_path, capsys):
+    write_run(tmp_path / "a", strategy="frozen", seed=1, test={"accuracy": 0.70})
+    write_run(tmp_path / "b", strategy="full", seed=1, test={"accuracy": 0.90})
+
+    result = compare_json(capsys, tmp_path)
+
+    assert result["verdict"] == "not_resolved" and result["ci95"] == [None, None]
+    assert "single run" in result["reason"] and result["seeds_needed"] is None
+
+
+def test_one_comparison_per_combination_of_the_other_varied_keys(tmp_path, capsys):
+    for task, gap in (("rte", 0.05), ("sst2", -0.05)):
+        for seed, base in zip((1, 2, 3), BASE, strict=False):
+            for strategy, value in (("frozen", base), ("full", base + gap + 0.001 * seed)):
+                overrides = [f"finetune={strategy}", f"task={task}", f"seed={seed}"]
+                run = tmp_path / f"{task}-{strategy}-{seed}"
+                write_run(run, strategy=strategy, seed=seed, overrides=overrides, test={"accuracy": value})
+
+    result = compare_json(capsys, tmp_path)
+
+    assert [r["combination"] for r in result] == [{"task": "rte"}, {"task": "sst2"}]
+    assert [r["verdict"] for r in result] == ["holds", "reversed"]
+
+
+def test_the_full_config_key_maps_onto_the_override(tmp_path, capsys):
+    sweep(tmp_path, [0.05, 0.06, 0.04])
+
+    assert main([str(tmp_path), "--compare", "finetune.strategy=frozen,full", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["key"] == "finetune" and result["n"] == 3 and result["verdict"] == "holds"
+
+
+def test_text_output_names_the_test_and_verdict(tmp_path, capsys):
+    sweep(tmp_path, [0.012, -0.004, 0.010, -0.002])
+
+    assert main([str(tmp_path), "--compare", "finetune=frozen,full", "--metric", "accuracy", "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "paired" in out and "not resolved" in out and "+0.40" in out  # B - A in points
+
+
+@pytest.mark.parametrize(
+    ("flags", "names"),
+    [
+        (["--compare", "lr=1,2"], ["--compare lr=1,2", "neither an override nor a config key"]),
+        (["--compare", "finetune=frozen,lora"], ["--compare finetune=frozen,lora", "no run has finetune=lora"]),
+        (["--compare", "finetune=frozen"], ["--compare finetune=frozen", "KEY=A,B"]),
+        (["--compare", "finetune=frozen,full", "--metric", "f1"], ["--metric"]),
+    ],
+)
+def test_bad_compare_input_is_one_line_naming_the_flag(tmp_path, capsys, flags, names):
+    sweep(tmp_path, [0.05, 0.06])
+
+    assert main([str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert all(n in err for n in names)
+
+
+def _records(gaps_by_bucketing):
+    """Parity-shaped records: the HF side has no bucketing ('-') and pairs with both encoderlab arms."""
+    records = []
+    for seed in range(1, 6):
+        records.append({"overrides": {"side": "hf", "bucketing": "-"}, "seed": seed, "metrics": {"m": 0.75}})
+        for bucketing, gaps in gaps_by_bucketing.items():
+            value = 0.75 + gaps[seed - 1]
+            records.append(
+                {"overrides": {"side": "ours", "bucketing": bucketing}, "seed": seed, "metrics": {"m": value}}
+            )
+    return records
+
+
+def test_equivalence_claims_hold_reverse_or_stay_open():
+    records = _records(
+        {
+            "off": [0.001, -0.002, 0.002, 0.0, -0.001],  # well within ±1 point
+            "on": [0.05, 0.06, 0.04, 0.05, 0.055],  # entirely beyond +1 point
+            "wide": [0.03, -0.03, 0.02, -0.025, 0.01],  # the interval straddles the margin
+        }
+    )
+
+    result = {c.combination["bucketing"]: c for c in compare_records(records, "side", "hf", "ours", "m", 0.01, "equal")}
+
+    assert set(result) == {"off", "on", "wide"} and all(c.paired and c.n == 5 for c in result.values())
+    assert (result["off"].verdict, result["on"].verdict, result["wide"].verdict) == (
+        "holds",
+        "reversed",
+        "not_resolved",
+    )
+    assert result["wide"].seeds_needed is not None
+
+
+def test_verdict_rules_mirror_for_lower_is_better():
+    assert verdict((0.01, 0.02), 0.0, "higher") == "holds"
+    assert verdict((0.01, 0.02), 0.0, "lower") == "reversed"
+    assert verdict((-0.02, -0.01), 0.005, "lower") == "holds"
+    assert verdict((-0.02, 0.01), 0.0, "lower") == "not_resolved"
+    assert verdict((-0.005, 0.009), 0.01, "equal") == "holds"
+    assert verdict((-0.03, -0.02), 0.01, "equal") == "reversed"
