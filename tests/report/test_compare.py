@@ -184,3 +184,15 @@ def test_verdict_rules_mirror_for_lower_is_better():
     assert verdict((-0.02, 0.01), 0.0, "lower") == "not_resolved"
     assert verdict((-0.005, 0.009), 0.01, "equal") == "holds"
     assert verdict((-0.03, -0.02), 0.01, "equal") == "reversed"
+
+
+def test_a_multitask_run_is_compared_on_the_single_task_runs_metric():
+    records = []
+    for seed in range(1, 4):
+        records.append({"overrides": {"task": "rt"}, "seed": seed, "metrics": {"test/accuracy": 0.70 + 0.01 * seed}})
+        metrics = {"test/rt/accuracy": 0.75 + 0.01 * seed, "test/bbc/accuracy": 0.1}
+        records.append({"overrides": {"task": "multitask"}, "seed": seed, "metrics": metrics})
+
+    (c,) = compare_records(records, "task", "rt", "multitask", "test/accuracy")
+
+    assert c.paired and c.n == 3 and c.mean_diff == pytest.approx(0.05)

@@ -178,7 +178,7 @@ class TaskConfig:
     qa: QAConfig = field(default_factory=QAConfig)
     mlm: MLMConfig = field(default_factory=MLMConfig)
 
-    # multitask (MT-DNN; Sun et al. 2019 Sec. 5.4): one shared encoder, one head per task. `tasks` names other
+    # multitask (MT-DNN; Sun et al. 2019 Sec. 5.5): one shared encoder, one head per task. `tasks` names other
     # conf/task configs; `subtasks.<name>` overrides keys of one of them (task.subtasks.wnut16.max_seq_length=64)
     # and, once validated, holds each one's whole TaskConfig. task.max_train_samples / max_eval_samples set here
     # cap every sub-task. sampling: proportional (every batch of every task once per epoch, shuffled),

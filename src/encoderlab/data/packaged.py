@@ -1,4 +1,4 @@
-"""Real data sets that install from PyPI, for offline use (see README, "Offline data").
+"""Real data sets that install from PyPI, for offline use (see docs/configuration.md, "Offline data and models").
 
 The packages are data carriers only: their files are located with ``importlib.util.find_spec`` and
 never imported (their own imports are heavy and their loaders differ between machines).

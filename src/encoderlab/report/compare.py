@@ -129,11 +129,21 @@ def _cell(record: Mapping[str, Any]) -> str:
     return f"{record.get('seed')}" + ("" if fold is None else f"/fold {fold}")
 
 
-def _values(records: Sequence[Mapping[str, Any]], metric: str) -> dict[str, float]:
+def task_metric(record: Mapping[str, Any], metric: str, tasks: Sequence[str] = ()) -> Optional[float]:
+    """``metric`` of a run; a multitask run reports each task's as ``split/<task>/name``, read for ``tasks``."""
+    metrics = record.get("metrics") or {}
+    if metric in metrics:
+        return float(metrics[metric])
+    split, _, name = metric.partition("/")
+    found = [metrics[f"{split}/{t}/{name}"] for t in tasks if f"{split}/{t}/{name}" in metrics]
+    return float(found[0]) if found else None
+
+
+def _values(records: Sequence[Mapping[str, Any]], metric: str, tasks: Sequence[str] = ()) -> dict[str, float]:
     """One value per (seed, fold): repeats of one cell are averaged."""
     cells: dict[str, list[float]] = {}
     for r in records:
-        cells.setdefault(_cell(r), []).append(float(r["metrics"][metric]))
+        cells.setdefault(_cell(r), []).append(task_metric(r, metric, tasks))
     return {c: math.fsum(v) / len(v) for c, v in sorted(cells.items())}
 
 
@@ -198,7 +208,8 @@ def compare_records(
             seen = sorted({_overrides(r)[key] for r in records if key in _overrides(r)})
             raise EncoderlabError(f"no run has {key}={value} (values of {key}: {', '.join(seen)})")
     both = arms["A"] + arms["B"]
-    lacking = [r for r in both if metric not in (r.get("metrics") or {})]
+    tasks = (a, b) if key == "task" else ()  # task=T vs task=multitask: the multitask run's metric of T
+    lacking = [r for r in both if task_metric(r, metric, tasks) is None]
     if lacking:
         have = sorted({m for r in both for m in r.get("metrics") or {}})
         raise EncoderlabError(
@@ -209,12 +220,12 @@ def compare_records(
         arm_a = [r for r in arms["A"] if _fits(r, combination)]
         arm_b = [r for r in arms["B"] if _fits(r, combination)]
         if arm_a and arm_b:
-            out.append(_comparison(arm_a, arm_b, key, a, b, metric, margin, direction, combination))
+            out.append(_comparison(arm_a, arm_b, key, a, b, metric, margin, direction, combination, tasks))
     return out
 
 
-def _comparison(arm_a, arm_b, key, a, b, metric, margin, direction, combination) -> Comparison:
-    va, vb = _values(arm_a, metric), _values(arm_b, metric)
+def _comparison(arm_a, arm_b, key, a, b, metric, margin, direction, combination, tasks) -> Comparison:
+    va, vb = _values(arm_a, metric, tasks), _values(arm_b, metric, tasks)
     test, paired, n, reason, cells = _test(va, vb)
     used_a = [va[c] for c in cells] if paired and test else list(va.values())
     used_b = [vb[c] for c in cells] if paired and test else list(vb.values())

@@ -54,9 +54,19 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
+def _unescape(value: Any) -> Any:
+    """A claim's value as a composed config holds it: ``\\${stages.x.dir}`` (an escaped interpolation in the file)
+    is the text ``${stages.x.dir}`` that the runs' overrides carry."""
+    if isinstance(value, str):
+        return value.replace("\\${", "${")
+    if isinstance(value, list):
+        return [_unescape(v) for v in value]
+    return {k: _unescape(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
 def _claims(path: Path, data: dict[str, Any], published_ids: set[str]) -> tuple[list[Claim], str]:
     try:
-        claims = parse_claims(data.get("claims"), published_ids)
+        claims = parse_claims(_unescape(data.get("claims")), published_ids)
         check_notes(data.get("notes"))
     except EncoderlabError as e:
         raise EncoderlabError(f"{path}: {e}") from None

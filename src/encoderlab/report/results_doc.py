@@ -19,7 +19,7 @@ from encoderlab.report.experiments import Section, load_sections
 from encoderlab.report.published import load_published
 from encoderlab.report.render import claim_comparisons, finished, render_document, scale_of
 from encoderlab.report.store import write_text_atomic
-from encoderlab.report.tables import DASH, fmt, fmt_interval
+from encoderlab.report.tables import fmt, fmt_interval
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 # a word in a note -> the computed verdict it asserts
@@ -74,19 +74,14 @@ def readme_block(sections: list[Section]) -> str:
                     + ("" if c.paired else ", Welch")
                     + ")"
                 )
-    if not lines:
-        lines = [f"No stored result yet {DASH} see [docs/RESULTS.md](docs/RESULTS.md)."]
-    else:
-        lines.append("")
-        lines.append("Rendered from `results/`; intervals, tables and commands: [docs/RESULTS.md](docs/RESULTS.md).")
-    return "\n".join(lines)
+    return "\n".join(lines)  # empty while nothing is stored: the markers stay as they are
 
 
 def replace_block(text: str, block: str, where: str) -> str:
     begin, end = text.find(BEGIN), text.find(END)
     if begin < 0 or end < begin:
         raise EncoderlabError(f"--readme {where}: no '{BEGIN}' ... '{END}' markers (in that order) to render between")
-    return text[: begin + len(BEGIN)] + "\n" + block + "\n" + text[end:]
+    return text[: begin + len(BEGIN)] + "\n" + (block + "\n" if block else "") + text[end:]
 
 
 def _read(path: Path, flag: str) -> Optional[str]:

@@ -1,4 +1,4 @@
-"""Kind: multi-task fine-tuning (MT-DNN, Liu et al. 2019; Sun et al. 2019 Sec. 5.4). One encoder, one head per task.
+"""Kind: multi-task fine-tuning (MT-DNN, Liu et al. 2019; Sun et al. 2019 Sec. 5.5). One encoder, one head per task.
 
 Each task is prepared and built by its own kind (sequence classification/regression, token classification), so a
 task trains with the very loss, metrics and label maps of a single-task run of it. Its network is a Hugging Face

@@ -3,7 +3,7 @@
 - ``head``: the first tokens (plain truncation, the default);
 - ``tail``: the last tokens;
 - ``head_tail``: the first ``task.head_tokens`` (default: a quarter of ``max_seq_length``) and the last ones
-  (Sun et al. 2019, Table 3: head 128 + tail 382 was best on IMDb and Sogou);
+  (Sun et al. 2019, Table 2: head 128 + tail 382 was best on IMDb);
 - ``chunks``: every token, in windows of ``max_seq_length`` that overlap by ``task.chunk_stride`` tokens; the model
   scores each window and a document's logits are the mean or max of its windows' (``task.chunk_pooling``), in
   training and evaluation alike. A row then holds a list of windows per field; :class:`ChunkCollator` flattens a
