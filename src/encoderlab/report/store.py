@@ -23,6 +23,8 @@ from typing import Any, Optional
 import yaml
 
 from encoderlab.errors import EncoderlabError
+from encoderlab.report.compare import REPEAT_KEYS
+from encoderlab.report.keys import is_noise
 from encoderlab.report.runs import FINISHED, SPLITS, RunRecord, parse_overrides
 
 RUNS_FILE = "runs.jsonl"
@@ -64,7 +66,9 @@ def machine_info() -> dict[str, Any]:
 
 
 def git_commit(cwd: Optional[str | Path] = None) -> Optional[str]:
-    """``git rev-parse --short HEAD`` of the checkout (or null outside one)."""
+    """``git rev-parse --short HEAD`` of the checkout that holds ``cwd`` (default: encoderlab's own source, the code
+    that ran), or null outside one (an installed wheel)."""
+    cwd = cwd if cwd is not None else Path(__file__).resolve().parent
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
@@ -72,6 +76,11 @@ def git_commit(cwd: Optional[str | Path] = None) -> Optional[str]:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def meaningful(overrides: Mapping[str, str]) -> dict[str, str]:
+    """The overrides that say what a run is (progress bars, paths and other noise keys left out; seeds kept)."""
+    return {k: v for k, v in overrides.items() if not is_noise(k) or k in REPEAT_KEYS}
 
 
 def run_id(experiment: str, overrides: Mapping[str, Any], seed: Any, fold: Any) -> str:
@@ -114,7 +123,7 @@ def _date(summary: Mapping[str, Any]) -> str:
 def run_record(record: RunRecord, commit: Optional[str] = None) -> dict[str, Any]:
     """A finished run dir as its stored line (see the module docstring and docs/RESULTS.md)."""
     s, cfg = record.summary, record.config
-    overrides = parse_overrides(record.overrides)
+    overrides = meaningful(parse_overrides(record.overrides))
     experiment = str(s.get("experiment") or cfg.get("experiment_name") or "default")
     cv = cfg.get("cv") if isinstance(cfg.get("cv"), Mapping) else {}
     fold = cv.get("fold") if cv.get("folds") is not None else None
