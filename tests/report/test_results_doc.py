@@ -162,3 +162,20 @@ def test_the_repository_results_document_is_current():
     if "<!-- results:begin -->" in readme.read_text():
         args += ["--readme", str(readme)]
     assert main(args) == 0
+
+
+def test_a_published_block_shows_the_paper_and_our_distance_to_it(project):
+    (project / "experiments" / "paper" / "unmeasured.yaml").write_text(
+        "experiment_name: freezing_study\npublished:\n  metric: accuracy\n  value: 0.8\n  tolerance: 0.01\n"
+        "  source: 'sun2019_feat_vs_fit: the paper number'\n"
+    )
+
+    code, out = render(project)
+
+    text = out.read_text()
+    section = text[text.index("## paper/unmeasured") : text.index("## study")]
+    assert code == 0 and "Published (sun2019_feat_vs_fit): Sun et al. 2019" in section
+    assert (
+        "mean \u2212 published (95%)" in section
+        and "| finetune=full | 3 | 82.00 \u00b1 2.65 | [75.43, 88.57] | +2.00" in section
+    )

@@ -96,7 +96,10 @@ def group_table(section: Section, records: Sequence[Mapping[str, Any]]) -> list[
     headers = ["group", "n"]
     for m in metrics:
         headers += [f"{scales[m].header(m)} mean \u00b1 std", "95% interval"]
-    lines = [_row(headers), "| :--- | ---: |" + " ---: |" * (2 * len(metrics))]
+    published = _published_value(section, metrics[0])
+    if published is not None:
+        headers.append("mean \u2212 published (95%)")
+    lines = [_row(headers), "| :--- | ---: |" + " ---: |" * (len(headers) - 2)]
     for label, runs in groups(records):
         cells: list[str] = [label, str(len(runs))]
         for m in metrics:
@@ -108,8 +111,22 @@ def group_table(section: Section, records: Sequence[Mapping[str, Any]]) -> list[
             shown = fmt_mean_std(mean, std, scales[m])
             shown += f" (n={len(values)})" if len(values) != len(runs) else ""  # runs that lack this metric
             cells += [shown, fmt_interval(*mean_ci(values), scales[m])]
+        if published is not None:
+            values = [float(r["metrics"][metrics[0]]) for r in runs if metrics[0] in (r.get("metrics") or {})]
+            low, high = mean_ci(values) if values else (float("nan"), float("nan"))
+            scale = scales[metrics[0]]
+            delta = fmt(mean_std(values)[0] - published, scale, signed=True) if values else DASH
+            cells.append(f"{delta} {fmt_interval(low - published, high - published, scale, signed=True)}")
         lines.append(_row(cells))
     return [*lines, ""]
+
+
+def _published_value(section: Section, metric: str) -> float | None:
+    """The `published:` block's value, when it is about the table's first metric (``accuracy`` of test/accuracy)."""
+    p = section.published_block
+    if not p or p.get("value") is None or str(p.get("metric")) != metric.partition("/")[2]:
+        return None
+    return float(p["value"])
 
 
 def claim_comparisons(section: Section, claim) -> tuple[list[Comparison], str]:
@@ -194,6 +211,9 @@ def render_section(section: Section, published: Mapping[str, Mapping[str, Any]])
         lines += [f"Notes: {section.notes}", ""]
     p = section.published_block
     if p:
+        named = sorted(set(re.findall(r"[a-z][a-z0-9_]*", str(p.get("source") or ""))) & set(published))
+        lines += [f"Published ({pid}): {published_line(dict(published[pid]))}" for pid in named]
+        lines += [""] if named else []
         tolerance = f" \u00b1 {p['tolerance']:g}" if p.get("tolerance") is not None else ""
         lines += [
             f"Published (`published:`): {p.get('metric')} {p['value']:g}{tolerance}; {p.get('source', '')}".rstrip(
