@@ -76,3 +76,10 @@ def test_the_packaged_published_numbers_load():
     assert published and all(
         {"paper", "where", "value", "metric", "direction", "says"} <= set(e) for e in published.values()
     )
+
+
+def test_claims_and_notes_do_not_change_the_config_hash(base):
+    """A finished run stays finished (and a stage stays reused) when its experiment file gains claims or notes."""
+    from encoderlab.runner import config_hash
+
+    assert config_hash(validate(base)) == config_hash(validate(base | {"claims": [GOOD], "notes": "budget cut"}))
