@@ -157,6 +157,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--check, --readme and --experiments go with --results-doc DIR")
     if (args.json or args.direction or args.margin) and not args.compare:
         parser.error("--json, --margin and --direction go with --compare KEY=A,B")
+    if args.direction == "equal" and not args.margin > 0:
+        parser.error("--direction equal claims equivalence within ±margin: give --margin X > 0")
     if args.margin < 0:
         parser.error("--margin: give a number >= 0 (in the metric's own units: accuracy 0.01 = 1 point)")
     if args.results_doc:

@@ -129,4 +129,4 @@ def text_lines(spec: str, comparisons: list[Comparison], scale: Scale) -> list[s
 def json_text(comparisons: list[Comparison]) -> str:
     """One object for one comparison, a list for several."""
     items = [c.to_json() for c in comparisons]
-    return json.dumps(items[0] if len(items) == 1 else items, indent=2)
+    return json.dumps(items[0] if len(items) == 1 else items, indent=2)  # [] when no combination has both arms
