@@ -196,3 +196,16 @@ def test_a_multitask_run_is_compared_on_the_single_task_runs_metric():
     (c,) = compare_records(records, "task", "rt", "multitask", "test/accuracy")
 
     assert c.paired and c.n == 3 and c.mean_diff == pytest.approx(0.05)
+
+
+def test_a_single_pair_reports_that_pairs_difference_not_the_arms_means():
+    records = [
+        {"overrides": {"side": "hf"}, "seed": 1, "metrics": {"m": 0.75}},
+        {"overrides": {"side": "hf"}, "seed": 2, "metrics": {"m": 0.77}},  # no partner yet
+        {"overrides": {"side": "ours"}, "seed": 1, "metrics": {"m": 0.76}},
+    ]
+
+    (c,) = compare_records(records, "side", "hf", "ours", "m")
+
+    assert c.n == 1 and c.paired and c.n_a == 2 and c.mean_diff == pytest.approx(0.01) and c.mean_a == 0.75
+    assert c.verdict == "not_resolved" and "single run" in c.reason

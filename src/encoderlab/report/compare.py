@@ -176,7 +176,9 @@ def _test(va: dict[str, float], vb: dict[str, float]) -> tuple[TTest | None, boo
     """The test, paired or not, its n, why (when not paired), and the cells that paired."""
     common = [c for c in va if c in vb]
     if len(common) >= 2:
-        return paired_t([vb[c] - va[c] for c in common]), True, len(common), "", common
+        alone = len(va) + len(vb) - 2 * len(common)
+        why = f"{alone} run(s) without a partner of the same seed left out" if alone else ""
+        return paired_t([vb[c] - va[c] for c in common]), True, len(common), why, common
     if len(va) >= 2 and len(vb) >= 2:
         why = "no run pairs by seed" if not common else "one run pairs by seed"
         return welch_t(list(va.values()), list(vb.values())), False, min(len(va), len(vb)), f"{why}: Welch's t", []
@@ -227,8 +229,8 @@ def compare_records(
 def _comparison(arm_a, arm_b, key, a, b, metric, margin, direction, combination, tasks) -> Comparison:
     va, vb = _values(arm_a, metric, tasks), _values(arm_b, metric, tasks)
     test, paired, n, reason, cells = _test(va, vb)
-    used_a = [va[c] for c in cells] if paired and test else list(va.values())
-    used_b = [vb[c] for c in cells] if paired and test else list(vb.values())
+    used_a = [va[c] for c in cells] if paired else list(va.values())  # the paired runs, or every run
+    used_b = [vb[c] for c in cells] if paired else list(vb.values())
     mean_a, mean_b = mean_std(used_a)[0], mean_std(used_b)[0]
     if test is None:
         ci, p, diff = (math.nan, math.nan), math.nan, mean_b - mean_a
