@@ -38,6 +38,7 @@ from encoderlab.kinds import Kind, Prepared, get_kind
 from encoderlab.models.encoder import load_tokenizer
 from encoderlab.models.features import maybe_cache_features
 from encoderlab.models.module import EncoderModule
+from encoderlab.provenance import git_commit, machine_info
 from encoderlab.redact import redact
 from encoderlab.resuming import Attempt, keep_metrics, plan_attempt
 from encoderlab.training.callbacks import RunTimer, build_callbacks, build_loggers, checkpoint_dir
@@ -111,6 +112,8 @@ def base_summary(run: RunConfig, overrides: list[str]) -> dict:
         "greater_is_better": run.task.greater_is_better,
         "published": asdict(run.published) if run.published.value is not None else None,
         "versions": _versions(),
+        "commit": git_commit(),
+        "machine": machine_info(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

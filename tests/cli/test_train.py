@@ -44,6 +44,7 @@ def test_a_run_writes_its_outputs_and_its_export_serves_a_pipeline(tmp_path, cac
     assert s["trainable_params"] == s["total_params"] > 0
     assert s["train_seconds"] > 0 and s["train_samples_per_second"] > 0 and s["peak_memory_mb"] > 0
     assert s["seed"] == 42 and {"torch", "transformers", "datasets"} <= set(s["versions"])
+    assert set(s["machine"]) == {"cpu", "flags", "threads", "gpu"} and "commit" in s  # where the result came from
     assert s["data"]["label_names"] == ["neg", "pos"]
     assert s["data"]["sizes"] == {"train": 38, "validation": 10, "test": 12}
 

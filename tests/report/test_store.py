@@ -107,3 +107,21 @@ def test_parity_raw_jsonl_converts_into_the_stored_shape(tmp_path, capsys):
     assert shapes == [("encoderlab", "off"), ("encoderlab", "on"), ("hf_trainer", "-")]
     assert all(r["date"] == "2026-12-06" and r["machine"]["threads"] == 2 for r in records)
     assert {r["metrics"]["test/accuracy"] for r in records} == {0.75, 0.76, 0.77}
+
+
+def test_a_run_keeps_the_commit_it_recorded_and_older_runs_take_commit_flag(multirun, tmp_path):
+    """A run's summary.json names the code that made it; runs from before that field take --commit."""
+    summary_file = multirun / "0" / "summary.json"
+    summary = json.loads(summary_file.read_text())
+    summary["commit"] = "aaaaaaa"
+    summary_file.write_text(json.dumps(summary))
+    results = tmp_path / "results"
+
+    assert main([str(multirun), "--store", str(results), "--commit", "bbbbbbb"]) == 0
+
+    commits = {
+        r["overrides"]["finetune"] + r["overrides"]["seed"]: r["commit"]
+        for r in read_records(results / "freezing_study" / "runs.jsonl")
+    }
+    assert commits.pop("full1") == "aaaaaaa"
+    assert set(commits.values()) == {"bbbbbbb"}

@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="store each finished run as one line of DIR/<experiment>/runs.jsonl (the same run replaces its line)",
     )
     evidence.add_argument(
+        "--commit",
+        metavar="SHA",
+        help="with --store: the commit of the code that made runs whose summary.json records none (default: this "
+        "checkout's)",
+    )
+    evidence.add_argument(
         "--results-doc",
         metavar="DIR",
         help="render the results document (--out, default docs/RESULTS.md) from DIR/*/runs.jsonl and the claims",
@@ -104,10 +110,10 @@ def _results_doc(args: argparse.Namespace) -> int:
     return 1 if outcome.problems else 0
 
 
-def _store(records: list, directory: str) -> None:
+def _store(records: list, directory: str, commit: Optional[str]) -> None:
     from encoderlab.report.store import store_runs
 
-    written, skipped = store_runs(records, directory)
+    written, skipped = store_runs(records, directory, commit)
     for path, (added, replaced) in written.items():
         print(f"stored: {path} ({added} added, {replaced} replaced)")
     if skipped:
@@ -179,7 +185,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.task:
             records = select_task(records, args.task)
         if args.store:
-            _store(records, args.store)
+            _store(records, args.store, args.commit)
             return 0
         if args.compare:
             _compare(records, args)

@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import re
-import subprocess
 from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
@@ -23,13 +21,12 @@ from typing import Any, Optional
 import yaml
 
 from encoderlab.errors import EncoderlabError
+from encoderlab.provenance import git_commit, machine_info
 from encoderlab.report.compare import REPEAT_KEYS
 from encoderlab.report.keys import is_noise
 from encoderlab.report.runs import FINISHED, SPLITS, RunRecord, parse_overrides
 
 RUNS_FILE = "runs.jsonl"
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
-_MACHINE: Optional[dict[str, Any]] = None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -38,44 +35,6 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-
-
-def machine_info() -> dict[str, Any]:
-    """This machine: CPU model, the relevant CPU features present, torch's threads, and the GPU (or null)."""
-    global _MACHINE
-    if _MACHINE is None:
-        cpu, flags = platform.processor() or platform.machine(), set()
-        try:
-            text = Path("/proc/cpuinfo").read_text()
-            model = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-            cpu = model.group(1).strip() if model else cpu
-            found = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
-            flags = set(found.group(1).split()) if found else set()
-        except OSError:
-            pass
-        import torch
-
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-        _MACHINE = {
-            "cpu": cpu,
-            "flags": " ".join(f for f in CPU_FLAGS if f in flags),
-            "threads": torch.get_num_threads(),
-            "gpu": gpu,
-        }
-    return dict(_MACHINE)
-
-
-def git_commit(cwd: Optional[str | Path] = None) -> Optional[str]:
-    """``git rev-parse --short HEAD`` of the checkout that holds ``cwd`` (default: encoderlab's own source, the code
-    that ran), or null outside one (an installed wheel)."""
-    cwd = cwd if cwd is not None else Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def meaningful(overrides: Mapping[str, str]) -> dict[str, str]:
@@ -144,7 +103,7 @@ def run_record(record: RunRecord, commit: Optional[str] = None) -> dict[str, Any
         "steps": s.get("steps"),
         "train_seconds": s.get("train_seconds"),
         "date": _date(s),
-        "commit": commit,
+        "commit": s.get("commit") or commit,
         "precision": s.get("precision") or cfg.get("precision"),
         "machine": dict(machine),
         "command": _sweep_command(Path(record.run_dir)) or "encoderlab-train " + " ".join(record.overrides),
@@ -231,8 +190,11 @@ def store_records(records: Sequence[Mapping[str, Any]], results_dir: str | Path)
     return written
 
 
-def store_runs(records: Sequence[RunRecord], results_dir: str | Path) -> tuple[dict[Path, tuple[int, int]], int]:
-    """Store the finished runs among ``records``; returns the files written and how many runs were skipped."""
+def store_runs(
+    records: Sequence[RunRecord], results_dir: str | Path, commit: Optional[str] = None
+) -> tuple[dict[Path, tuple[int, int]], int]:
+    """Store the finished runs among ``records``; returns the files written and how many runs were skipped. A run's
+    commit is the one its summary.json records, else ``commit``, else this checkout's."""
     finished = [r for r in records if r.summary.get("status") == FINISHED]
-    commit = git_commit()
+    commit = commit or git_commit()
     return store_records([run_record(r, commit) for r in finished], results_dir), len(records) - len(finished)
