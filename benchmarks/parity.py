@@ -135,7 +135,8 @@ def _recipe_command(rec: dict) -> str:
 
 
 def stored_record(rec: dict, commit: str | None = None, machine: dict | None = None) -> dict:
-    """A raw --jsonl record in the stored shape of results/parity/runs.jsonl."""
+    """A raw --jsonl record in the stored shape of results/parity/runs.jsonl (its own ``commit`` wins: the code
+    that ran)."""
     from encoderlab.report.store import benchmark_record, machine_info
 
     bucketing = rec.get("bucketing")
@@ -153,7 +154,7 @@ def stored_record(rec: dict, commit: str | None = None, machine: dict | None = N
         day=rec.get("date"),
         precision="32-true",
         machine=machine,
-        commit=commit,
+        commit=rec.get("commit") or commit,
         recipe={k: rec.get(k) for k in ("max_train_samples", "epochs", "steps", "batch", "lr")},
     )
 
@@ -193,6 +194,8 @@ def _record(args, side: str, bucketing, seed: int, accuracy: float, seconds: flo
         return
     import json
 
+    from encoderlab.provenance import git_commit
+
     rec = {
         "side": side,
         "bucketing": bucketing,
@@ -206,6 +209,7 @@ def _record(args, side: str, bucketing, seed: int, accuracy: float, seconds: flo
         "lr": args.lr,
         "threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d"),
+        "commit": git_commit(Path(__file__).resolve().parent),
     }
     if args.jsonl:
         with open(args.jsonl, "a") as f:
