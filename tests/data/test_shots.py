@@ -65,6 +65,23 @@ def test_more_shots_than_a_class_has_is_a_one_line_error(csv):
         load_raw(_task(csv, "task.shots_per_class=500"))
     assert "task.shots_per_class" in str(e.value) and "use at most" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="task.shots_per_class"):
-        _task(csv, "task.shots_per_class=4", "task.max_train_samples=10")
-    with pytest.raises(ConfigError, match="task.shots_per_class"):
         _task(csv, "task.shots_per_class=0")
+
+
+def test_tfidf_logreg_trains_on_the_draw(csv, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from encoderlab.runner import execute
+
+    overrides = [
+        "task=csv_example",
+        f"task.data_files.train={csv}",
+        "task.text_fields=[text]",
+        "task.label_field=label",
+        "task.shots_per_class=3",
+        "arm=tfidf_logreg",
+    ]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        run = validate(compose("config", overrides=overrides))
+    s = execute(run, tmp_path, overrides)
+    assert s["status"] == "finished" and s["data"]["sizes"] == {"train": 6, "validation": 6, "test": 40}

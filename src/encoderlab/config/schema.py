@@ -157,8 +157,9 @@ class TaskConfig:
     # each seed trains on another draw while validation and test stay the same)
     train_sample_seed: Optional[int] = None
     # K labelled training examples per class (stratified; data/shots.py), drawn with train_sample_seed, which the
-    # run's seed fills when null: every arm with the same seed trains on the same draw. Validation is a K-per-class
-    # draw too (all of a class that has fewer); test is untouched. null: every example
+    # run's seed fills when null: every arm with the same seed trains on the same draw. Drawn from what
+    # max_train_samples keeps (null it to draw from the whole split). Validation is a K-per-class draw too (all of a
+    # class that has fewer); test is untouched. null: every example
     shots_per_class: Optional[int] = None
     max_seq_length: int = 128
     metrics: list[str] = field(default_factory=lambda: ["accuracy"])
@@ -250,8 +251,6 @@ class TaskConfig:
             raise ConfigError(
                 "task.shots_per_class", f"draws examples per class: sequence_classification only, not {self.kind}"
             )
-        if self.max_train_samples is not None:
-            raise ConfigError("task.shots_per_class", "task.max_train_samples caps the same split: set one of the two")
 
     def _check_multitask(self) -> None:
         check_choice("task.sampling", self.sampling, SAMPLINGS)

@@ -4,7 +4,9 @@ The draw is stratified and reproducible: it depends on the data and on the draw'
 (``task.train_sample_seed``, which the run's ``seed`` fills when it is null), never on the fine-tuning strategy, so
 every arm of a study that shares a seed trains on the same K examples per class. The validation split is a K-shot
 draw too (K per class, all of a class when it has fewer), with its own random stream of the same seed: a model
-selected on hundreds of validation labels would not be a few-shot result. The test split is not touched.
+selected on hundreds of validation labels would not be a few-shot result. The test split is not touched. The draw
+is made from what ``task.max_train_samples`` / ``task.max_eval_samples`` keep, when a task sets them (set them to
+null to draw from the whole split).
 """
 
 from __future__ import annotations
