@@ -91,7 +91,7 @@ def train_contrastive(encoder, rows: list[dict], collator, run: RunConfig, pooli
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss))
+            losses.append(loss.item())
             tokens += int(a["attention_mask"].sum() + b["attention_mask"].sum())
     encoder.eval()
     first, last = np.mean(losses[: max(1, len(losses) // 10)]), np.mean(losses[-max(1, len(losses) // 10) :])
