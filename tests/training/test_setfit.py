@@ -65,11 +65,14 @@ def _overrides(csv: Path, cache: Path, *extra: str) -> list[str]:
 
 
 def _run(overrides: list[str], run_dir: Path) -> dict:
+    from omegaconf import OmegaConf
+
     from encoderlab.runner import execute
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         run = validate(compose("config", overrides=overrides))
-    run_dir.mkdir(parents=True)
+    (run_dir / ".hydra").mkdir(parents=True)  # as encoderlab-train saves it: what encoderlab-export reads
+    OmegaConf.save(OmegaConf.structured(run), run_dir / ".hydra" / "config.yaml")
     return execute(run, run_dir, overrides)
 
 
@@ -110,13 +113,17 @@ def test_encoderlab_predict_serves_the_export_as_the_run_scored_it(setfit_run, t
     assert np.allclose(got, want, atol=1e-4)
 
 
-def test_the_export_converts_to_onnx(setfit_run):
+def test_the_export_converts_to_onnx_and_scores_as_the_run(setfit_run):
     pytest.importorskip("onnxruntime")
     from encoderlab.cli.export import main as export
 
-    run_dir, _, _ = setfit_run
-    export([str(run_dir), "--format", "onnx", "--no-eval"])
+    run_dir, s, _ = setfit_run
+    export([str(run_dir), "--format", "onnx", "--latency-samples", "2", "--throughput-samples", "8"])
     assert (run_dir / "onnx" / "model.onnx").is_file()
+    report = json.loads((run_dir / "export.json").read_text())
+    assert report["onnx_matches_pytorch"], report
+    for variant in report["variants"]:  # the export scores the run's test split as the run did
+        assert variant["metrics"]["accuracy"] == pytest.approx(s["test"]["accuracy"], abs=1e-6), variant
 
 
 def test_the_contrastive_stage_trains_and_a_linear_head_end_to_end_runs(setfit_run, tmp_path):
