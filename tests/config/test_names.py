@@ -20,7 +20,11 @@ def test_every_kind_strategy_layer_choice_optimizer_and_schedule_has_its_builder
     for name in names.TASK_KINDS:  # get_kind imports a module for each name; a name it lacks fails here
         kind = get_kind(name)
         assert callable(kind.prepare) and callable(kind.build) and callable(kind.export), name
+    from encoderlab.strategies import OWN_LOOPS, own_loop
+
     assert {*FREEZERS, "lora"} == set(names.STRATEGIES)  # lora wraps the network instead of freezing it
+    assert set(OWN_LOOPS) <= set(FREEZERS)  # a kind rebuilds their network to score an export
+    assert all(callable(own_loop(name)) for name in OWN_LOOPS)
     assert tuple(LAYER_CHOICES) == names.FEATURE_LAYERS
     assert tuple(OPTIMIZERS) == tuple(DEFAULTS) == names.OPTIMIZERS
     assert tuple(SCHEDULES) == names.SCHEDULERS

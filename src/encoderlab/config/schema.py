@@ -44,6 +44,7 @@ from encoderlab.names import (  # noqa: F401
     STUDENT_LAYERS,
     TASK_KINDS,
 )
+from encoderlab.strategies.setfit.config import SetFitConfig, check_setfit_run
 
 
 @dataclass
@@ -156,6 +157,11 @@ class TaskConfig:
     # seed of the max_train_samples draw; null: split_seed (a sample-efficiency study sets it to ${seed}, so
     # each seed trains on another draw while validation and test stay the same)
     train_sample_seed: Optional[int] = None
+    # K labelled training examples per class (stratified; data/shots.py), drawn with train_sample_seed, which the
+    # run's seed fills when null: every arm with the same seed trains on the same draw. Drawn from what
+    # max_train_samples keeps (null it to draw from the whole split). Validation is a K-per-class draw too (all of a
+    # class that has fewer); test is untouched. null: every example
+    shots_per_class: Optional[int] = None
     max_seq_length: int = 128
     metrics: list[str] = field(default_factory=lambda: ["accuracy"])
     primary_metric: str = "accuracy"
@@ -212,6 +218,7 @@ class TaskConfig:
             v = getattr(self, key)
             if v is not None and v < 1:
                 raise ConfigError(f"task.{key}", f"must be at least 1 (or null for all), got {v}")
+        self._check_shots()
         if self.source == "files" and not (self.files or self.data_dir):
             raise ConfigError(
                 "task.data_files",
@@ -233,6 +240,18 @@ class TaskConfig:
             self.qa.check(self.max_seq_length)
         if self.kind == "pretraining":
             self.mlm.check()
+
+    def _check_shots(self) -> None:
+        if self.shots_per_class is None:
+            return
+        if self.shots_per_class < 1:
+            raise ConfigError(
+                "task.shots_per_class", f"must be at least 1 (or null for all), got {self.shots_per_class}"
+            )
+        if self.kind != "sequence_classification":
+            raise ConfigError(
+                "task.shots_per_class", f"draws examples per class: sequence_classification only, not {self.kind}"
+            )
 
     def _check_multitask(self) -> None:
         check_choice("task.sampling", self.sampling, SAMPLINGS)
@@ -403,6 +422,7 @@ class FinetuneConfig:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.1
     lora_target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    setfit: SetFitConfig = field(default_factory=SetFitConfig)  # setfit: strategies/setfit/config.py
 
     def check(self) -> None:
         check_choice("finetune.strategy", self.strategy, STRATEGIES)
@@ -777,12 +797,24 @@ class RunConfig:
                 "once per example; use head, tail or head_tail",
             )
         self._check_distill()
+        if self.finetune.strategy == "setfit":
+            check_setfit_run(self)
         if self.task.kind == "multitask":
             self._check_multitask()
         if self.finetune.head == "bilstm" and self.task.kind != "token_classification":
             raise ConfigError("finetune.head", "'bilstm' is a head for token_classification tasks")
         if self.model.family == "tfidf_logreg":
             self._check_tfidf()
+
+    def unhashed(self) -> list[tuple[str, str]]:
+        """(section, key) of settings added after runs were first hashed that this run does not use: left out of its
+        config_hash, so a run dir made before they existed is still recognised as finished (skip_finished)."""
+        out = []
+        if self.task.shots_per_class is None:
+            out.append(("task", "shots_per_class"))
+        if self.finetune.strategy != "setfit":
+            out.append(("finetune", "setfit"))
+        return out
 
     def _check_distill(self) -> None:
         if self.finetune.strategy != "distill":

@@ -91,5 +91,7 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
         from encoderlab.config.subtasks import resolve_subtasks
 
         run.task.subtasks = resolve_subtasks(plain)
+    if run.task.shots_per_class is not None and run.task.train_sample_seed is None:
+        run.task.train_sample_seed = run.seed  # the K-shot draw follows the run's seed (schema: task.shots_per_class)
     run.check()
     return run

@@ -73,6 +73,8 @@ def _file_stamp(path: str) -> list:
 
 def fingerprint(task: TaskConfig, tokenizer, **extra) -> str:
     fields = {k: v for k, v in dataclasses.asdict(task).items() if k not in _NOT_DATA}
+    if task.shots_per_class is None:  # added later: entries made before it existed stay valid
+        fields.pop("shots_per_class")
     fields["qa"] = {k: v for k, v in fields["qa"].items() if k not in _NOT_QA_DATA}
     files = []
     if task.source == "files":

@@ -301,13 +301,18 @@ def make_splits(ds: DatasetDict, task: TaskConfig, cv: CVConfig | None = None) -
 
 def subsample(ds: DatasetDict, task: TaskConfig, seed: int) -> DatasetDict:
     """Seeded subsets (``task.max_train_samples`` / ``task.max_eval_samples``) for quick runs; the training
-    subset is drawn with ``task.train_sample_seed`` when it is set."""
+    subset is drawn with ``task.train_sample_seed`` when it is set. ``task.shots_per_class``: K-shot draws of train
+    and validation (:mod:`encoderlab.data.shots`)."""
     out = {}
     for split, d in ds.items():
         limit = task.max_train_samples if split == "train" else task.max_eval_samples
         draw = task.train_sample_seed if split == "train" and task.train_sample_seed is not None else seed
         if limit is not None and limit < len(d):
             d = d.shuffle(seed=draw).select(range(limit))
+        if task.shots_per_class is not None and split != "test":  # a K-shot draw (data/shots.py); test untouched
+            from encoderlab.data.shots import draw_shots
+
+            d = draw_shots(d, task, split, task.train_sample_seed if task.train_sample_seed is not None else seed)
         out[split] = d
     return DatasetDict(out)
 

@@ -65,9 +65,11 @@ class FeatureHead(nn.Module):
         head: str = "linear",
         head_hidden_size: int = 256,
         dropout: float = 0.1,
+        normalize: bool = False,
     ):
         super().__init__()
         self.combine = combine
+        self.normalize = normalize  # unit-length vectors before the classifier (a sentence encoder's Normalize)
         # what rebuilds this head from an export (feature_head.json)
         self.kind, self.n_selected, self.hidden = head, n_selected, hidden
         self.num_outputs, self.head_hidden_size = num_outputs, head_hidden_size
@@ -94,7 +96,8 @@ class FeatureHead(nn.Module):
         return feats.flatten(-2)  # single layer: [.., 1, H] -> [.., H]; concat: [.., n*H]
 
     def forward(self, feats: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.dropout(self.combined(feats.float()))
+        x = self.combined(feats.float())
+        x = self.dropout(nn.functional.normalize(x, dim=-1) if self.normalize else x)
         if self.lstm is not None:
             lengths = (
                 attention_mask.sum(-1).clamp(min=1).cpu()
@@ -242,6 +245,7 @@ def export_feature_model(network: FeatureModel | PooledModel, tokenizer, out: Pa
         "hidden": head.hidden,
         "num_outputs": head.num_outputs,
         "head_hidden_size": head.head_hidden_size,
+        "normalize": head.normalize,
         **meta,
     }
     (out / "feature_head.json").write_text(json.dumps(desc, indent=2))
@@ -266,6 +270,7 @@ def load_feature_model(path: str | Path) -> tuple[FeatureModel, object, dict]:
         desc["combine"],
         desc["head"],
         desc["head_hidden_size"],
+        normalize=desc.get("normalize", False),  # exports from before the option: no normalisation
     )
     head.load_state_dict(torch.load(path / "feature_head.pt", map_location="cpu", weights_only=True))
     encoder = AutoModel.from_pretrained(path / "encoder")

@@ -51,6 +51,8 @@ FREEZERS: dict[str, Callable[[nn.Module, FinetuneConfig, int], None]] = {
     "top_k": _freeze_below_top_k,
     "gradual_unfreeze": _train_all,
     "distill": _train_all,  # the student trains every weight; what differs is its loss (models/distill.py)
+    # trained by its own loop (strategies/setfit/); a kind builds its network (a pooled head) only to score an export
+    "setfit": _train_all,
 }
 
 
