@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from encoderlab.deploy import evaluate as ev
-from encoderlab.deploy.onnx import LogitsModule, write_onnx_folder
+from encoderlab.deploy.logits import LogitsModule
+from encoderlab.deploy.onnx import write_onnx_folder
 from encoderlab.deploy.served import (
     ONNX_DIR,
     QA_SETTINGS_FILE,

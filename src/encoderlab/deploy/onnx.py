@@ -2,7 +2,7 @@
 
 The exported graph takes ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the tokenizer makes
 them) and returns one ``logits`` tensor, whatever the kind: :class:`LogitsModule` gives every model the same
-signature, so the same pre- and post-processing serve PyTorch and ONNX.
+signature (``encoderlab.deploy.logits``), so the same pre- and post-processing serve PyTorch and ONNX.
 """
 
 from __future__ import annotations
@@ -16,32 +16,12 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch import nn
 
+from encoderlab.deploy.logits import LogitsModule
 from encoderlab.deploy.served import DEPLOY_FILE, ONNX_FILE, ONNX_INT8_FILE, ServeError, require
-from encoderlab.models.heads import FeatureModel
 
 log = logging.getLogger(__name__)
 OPSET = 17
-
-
-class LogitsModule(nn.Module):
-    """Any exported network (HF head model or FeatureModel) as ``(input_ids, attention_mask[, token_type_ids])
-    -> logits``; a QA model's start and end logits are stacked on the last axis."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
-        if isinstance(self.model, FeatureModel):
-            batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-            return self.model(batch)
-        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
-        if hasattr(out, "start_logits"):
-            return torch.stack([out.start_logits, out.end_logits], dim=-1)
-        return out.logits
 
 
 def _example_inputs(tokenizer, names: list[str]) -> tuple[torch.Tensor, ...]:

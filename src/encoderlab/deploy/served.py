@@ -213,7 +213,7 @@ def load_torch_model(folder: Path, kind: str, feature: bool):
 
 
 def torch_backend(module, device: str = "cpu") -> Backend:
-    """A :class:`~encoderlab.deploy.onnx.LogitsModule` as a numpy function."""
+    """A :class:`~encoderlab.deploy.logits.LogitsModule` as a numpy function."""
     import torch
 
     module = module.to(device).eval()
@@ -278,7 +278,7 @@ def load(path: str | Path, backend: str = "auto", device: str = "cpu", threads: 
     folder, run_dir, backend = locate(path, backend)
     if backend.startswith("onnx"):
         return _load_onnx(folder, run_dir, backend, device, threads)
-    from encoderlab.deploy.onnx import LogitsModule
+    from encoderlab.deploy.logits import LogitsModule
 
     info = describe_hf(folder)
     model, tokenizer = load_torch_model(folder, info["kind"], info["feature"])
