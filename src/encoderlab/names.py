@@ -59,4 +59,4 @@ METRICS = {
 }
 LOWER_IS_BETTER = ("mse", "mlm_loss", "perplexity", "rtd_loss")
 RESUME_MODES = ("auto", "never")
-PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")

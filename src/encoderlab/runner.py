@@ -44,6 +44,7 @@ from encoderlab.training.callbacks import RunTimer, build_callbacks, build_logge
 from encoderlab.training.checkpoints import AtomicCheckpointIO, cluster_plugins
 from encoderlab.training.freezing import count_parameters
 from encoderlab.training.master_weights import precision_arg, precision_plugins
+from encoderlab.training.precision import precision_reason, slow_bf16_warning
 
 log = logging.getLogger("encoderlab")
 # per-tensor loading/saving bars of transformers say nothing a user acts on; the run's own progress bar stays
@@ -65,15 +66,25 @@ def config_hash(run: RunConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def finished_before(run_dir: Path, run: RunConfig) -> bool:
+# statuses of a run that ended: "undertrained" (below its kind's floor, see Kind.assess) is kept and reused as such
+ENDED = ("finished", "undertrained")
+
+
+def previous_summary(run_dir: Path, run: RunConfig) -> dict | None:
+    """``run_dir``'s summary.json if a run with ``run``'s config wrote it."""
     f = run_dir / "summary.json"
     if not f.exists():
-        return False
+        return None
     try:
         s = json.loads(f.read_text())
     except json.JSONDecodeError:
-        return False
-    return s.get("status") == "finished" and s.get("config_hash") == config_hash(run)
+        return None
+    return s if isinstance(s, dict) and s.get("config_hash") == config_hash(run) else None
+
+
+def finished_before(run_dir: Path, run: RunConfig) -> bool:
+    s = previous_summary(run_dir, run)
+    return s is not None and s.get("status") in ENDED
 
 
 def _versions() -> dict:
@@ -106,6 +117,8 @@ def base_summary(run: RunConfig, overrides: list[str]) -> dict:
         "model": run.model.name,
         "strategy": run.finetune.strategy,
         "seed": run.seed,
+        "precision": run.precision,  # what runs: precision=auto resolved for this machine
+        "precision_reason": precision_reason(run),
         "overrides": overrides,
         "primary_metric": run.task.primary_metric,
         "greater_is_better": run.task.greater_is_better,
@@ -165,6 +178,9 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         "attempts": attempt.number,
     }
     write_summary(run_dir, summary)
+    slow = slow_bf16_warning(run) if run.model.family != "tfidf_logreg" else None
+    if slow and is_rank_zero():
+        log.warning(slow)
     loggers: list = []
     try:
         pl.seed_everything(run.seed, workers=True, verbose=False)
@@ -179,7 +195,10 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         fitted = fit_and_test(built, run_dir, summary, attempt, loggers)
         export(built, fitted, run_dir, overrides)
         summary |= summarize(built, fitted, attempt)
+        summary |= built.kind.assess(built.run, summary) if getattr(built.kind, "assess", None) else {}
         write_summary(run_dir, summary)
+        if summary["status"] != "finished" and is_rank_zero():  # e.g. undertrained: kept, and said in one line
+            print(f"encoderlab: {summary['status']}: {summary.get(summary['status'])}  ({run_dir})", flush=True)
         if fitted.trainer.is_global_zero:  # after summary.json says finished: hf/ holds the best weights
             shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
         _finish_loggers(loggers, 0, summary)
@@ -302,6 +321,7 @@ def summarize(built: Built, fitted: Fitted, attempt: Attempt) -> dict:
         "best_epoch": timer.best_epoch,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
+        "planned_steps": getattr(module, "planned_steps", None),  # the schedule's length (max_steps or epochs)
         # what this run paid to train: fitting, plus encoding the features when it had to, in every attempt
         "train_seconds": round(attempt.seconds_before + timer.fit_seconds + built.feature_seconds, 2),
         "feature_seconds": round(built.feature_seconds, 2),

@@ -706,6 +706,20 @@ class StageConfig:
 
     dir: str = "???"
     overrides: list[str] = field(default_factory=list)
+    # independent replicates: the stage seeds an experiment sweeps (stages.<name>.seed), each stage in its own dir
+    seeds: list[int] = field(default_factory=list)
+    seed: Optional[int] = None  # this job's stage: run with seed=<seed>, in a dir that contains seed<seed>
+
+    def check(self, name: str) -> None:
+        if self.seeds and self.seed is None:
+            raise ConfigError(f"stages.{name}.seed", f"pick this job's stage, one of stages.{name}.seeds {self.seeds}")
+        if self.seeds and self.seed not in self.seeds:
+            raise ConfigError(f"stages.{name}.seed", f"{self.seed} is not one of stages.{name}.seeds {self.seeds}")
+        if self.seed is not None and f"seed{self.seed}" not in self.dir:
+            raise ConfigError(
+                f"stages.{name}.dir",
+                f"each stage seed needs its own dir: put seed${{stages.{name}.seed}} in it (got {self.dir})",
+            )
 
 
 @dataclass
@@ -749,6 +763,8 @@ class RunConfig:
             self.cv,
         ):
             section.check()
+        for name, stage in self.stages.items():
+            stage.check(name)
         if self.resume not in RESUME_MODES and not os.path.isfile(os.path.expanduser(self.resume)):
             raise ConfigError("resume", f"'{self.resume}' is neither auto, never nor a checkpoint file")
         if self.cv.folds is not None and self.task.kind == "pretraining":

@@ -92,4 +92,8 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
 
         run.task.subtasks = resolve_subtasks(plain)
     run.check()
+    if run.precision == "auto":  # what this machine runs fast (torch is imported only here, for a valid config)
+        from encoderlab.training.precision import resolve_run
+
+        resolve_run(run)
     return run
