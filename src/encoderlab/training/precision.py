@@ -163,7 +163,9 @@ def _detected(cache_dir: str | None, accelerator: str, env: str | None) -> tuple
     return detect_fast_bf16(cache_dir, accelerator)
 
 
-def resolve(requested: str, pretraining: bool, cache_dir: str | None = None, accelerator: str = "auto") -> tuple[str, str]:
+def resolve(
+    requested: str, pretraining: bool, cache_dir: str | None = None, accelerator: str = "auto"
+) -> tuple[str, str]:
     """(the precision to run, why) for ``precision=requested``; only ``auto`` looks at the hardware."""
     if requested != "auto":
         return requested, f"precision={requested} set in the config"
@@ -198,7 +200,9 @@ def slow_bf16_warning(run) -> str | None:
         slower = f"{ENV}=0 says bf16 is slow here"
     else:
         ratio = cpu_probe(run.paths.cache_dir)["bf16_over_fp32"]
-        slower = f"its bf16 matmuls ran {ratio:.0f}x slower than fp32 in a probe: expect training up to ~{ratio:.0f}x slower"
+        slower = (
+            f"its bf16 matmuls ran {ratio:.0f}x slower than fp32 in a probe: expect training up to ~{ratio:.0f}x slower"
+        )
     return (
         f"precision={run.precision} on a CPU without fast bf16 ({why}): {slower}; "
         "precision=auto (or 32-true) runs fp32 here"
