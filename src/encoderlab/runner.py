@@ -42,6 +42,7 @@ from encoderlab.redact import redact
 from encoderlab.resuming import Attempt, keep_metrics, plan_attempt
 from encoderlab.training.callbacks import RunTimer, build_callbacks, build_loggers, checkpoint_dir
 from encoderlab.training.checkpoints import AtomicCheckpointIO, cluster_plugins
+from encoderlab.training.flops import FlopCounter
 from encoderlab.training.freezing import count_parameters
 from encoderlab.training.master_weights import precision_arg, precision_plugins
 from encoderlab.training.precision import precision_reason, slow_bf16_warning
@@ -165,6 +166,7 @@ class Fitted:
     timer: RunTimer
     val: dict[str, float]
     test: dict[str, float]
+    train_flops: float  # 6 x non-embedding parameters x tokens trained on, in every attempt (training/flops)
 
 
 def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dict | None = None) -> dict:
@@ -266,6 +268,8 @@ def fit_and_test(built: Built, run_dir: Path, summary: dict, attempt: Attempt, l
     run, module, dm = built.run, built.module, built.datamodule
     beat = _heartbeat(run_dir, summary, attempt.seconds_before + built.feature_seconds)
     callbacks, ckpt, timer = build_callbacks(run, run_dir, beat)
+    flop_counter = FlopCounter(run.trainer.extra.get("max_flops"))
+    callbacks.append(flop_counter)
     _check_val_interval(run, len(built.prepared.datasets["train"]))
     trainer = pl.Trainer(
         default_root_dir=str(run_dir),
@@ -287,7 +291,7 @@ def fit_and_test(built: Built, run_dir: Path, summary: dict, attempt: Attempt, l
     kind = built.kind
     extra = kind.predict(module, trainer, dm, built.prepared, run_dir) if kind.predict else {}
     test |= extra or {}
-    return Fitted(trainer, timer, timer.best_val or val, test)
+    return Fitted(trainer, timer, timer.best_val or val, test, flop_counter.flops)
 
 
 def export(built: Built, fitted: Fitted, run_dir: Path, overrides: list[str]) -> None:
@@ -322,6 +326,7 @@ def summarize(built: Built, fitted: Fitted, attempt: Attempt) -> dict:
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "planned_steps": getattr(module, "planned_steps", None),  # the schedule's length (max_steps or epochs)
+        "train_flops": fitted.train_flops,
         # what this run paid to train: fitting, plus encoding the features when it had to, in every attempt
         "train_seconds": round(attempt.seconds_before + timer.fit_seconds + built.feature_seconds, 2),
         "feature_seconds": round(built.feature_seconds, 2),
@@ -398,7 +403,8 @@ def _check_val_interval(run: RunConfig, train_rows: int) -> None:
 
 def _trainer_kwargs(run: RunConfig) -> dict:
     t = asdict(run.trainer)
-    extra = t.pop("extra") or {}
+    extra = dict(t.pop("extra") or {})
+    extra.pop("max_flops", None)  # encoderlab's FLOP budget (training/flops.FlopCounter), not a Trainer argument
     # null means "Lightning's default" except for check_val_every_n_epoch, where it means "count steps across
     # epochs" (val_check_interval in steps, for runs such as pre-training that are measured in steps)
     return {k: v for k, v in t.items() if v is not None or k == "check_val_every_n_epoch"} | extra

@@ -532,7 +532,8 @@ class SchedulerConfig:
     lr_end_ratio: float = 0.0  # polynomial / cosine floor, as a fraction of the peak lr
     ratio: float = 32.0  # slanted_triangular: peak lr / lowest lr (Howard & Ruder)
     # steps: the schedule runs over the run's optimizer steps; time: over its time budget (+trainer.extra.max_time)
-    # as well, whichever is further along (Cramming's budgeted schedule: warmup and decay end within the budget)
+    # as well, whichever is further along (Cramming's budgeted schedule: warmup and decay end within the budget);
+    # flops: over its FLOP budget (+trainer.extra.max_flops) as well
     clock: str = "steps"
 
     def check(self) -> None:
@@ -778,6 +779,7 @@ class RunConfig:
                 "'time' runs the schedule over the run's time budget: add +trainer.extra.max_time=DD:HH:MM:SS "
                 "(or use scheduler.clock=steps)",
             )
+        self._check_flop_budget()
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
         if self.eval_batch_size < 1:
@@ -795,6 +797,17 @@ class RunConfig:
             raise ConfigError("finetune.head", "'bilstm' is a head for token_classification tasks")
         if self.model.family == "tfidf_logreg":
             self._check_tfidf()
+
+    def _check_flop_budget(self) -> None:
+        budget = self.trainer.extra.get("max_flops")
+        if self.scheduler.clock == "flops" and budget is None:
+            raise ConfigError(
+                "scheduler.clock",
+                "'flops' runs the schedule over the run's FLOP budget: add +trainer.extra.max_flops=<FLOPs, e.g. 5e13> "
+                "(or use scheduler.clock=steps)",
+            )
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
+            raise ConfigError("trainer.extra.max_flops", f"must be a number of FLOPs > 0 (e.g. 5e13), got {budget!r}")
 
     def _check_distill(self) -> None:
         if self.finetune.strategy != "distill":

@@ -157,7 +157,17 @@ class EncoderModule(pl.LightningModule):
 
     def _budget_clock(self):
         """scheduler.clock=time: the fraction of the time budget (Lightning's Timer, ``max_time``) spent so far. The
-        Timer is checkpointed: a resumed run continues from the time its earlier attempts used."""
+        Timer is checkpointed: a resumed run continues from the time its earlier attempts used. scheduler.clock=flops:
+        the fraction of the FLOP budget (``max_flops``, training/flops.FlopCounter, checkpointed too)."""
+        if self.run.scheduler.clock == "flops":
+            from encoderlab.training.flops import FlopCounter
+
+            counter = next((c for c in self.trainer.callbacks if isinstance(c, FlopCounter)), None)
+            if counter is None or not counter.max_flops:
+                raise ConfigError(
+                    "scheduler.clock", "'flops' needs a FLOP budget: add +trainer.extra.max_flops=<FLOPs>"
+                )
+            return counter.fraction
         if self.run.scheduler.clock != "time":
             return None
         timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)

@@ -101,7 +101,7 @@ def _cache_dir(cache_dir: str | Path | None) -> Path:
 def probe_key() -> str:
     import torch
 
-    return f"{cpu_model()} | torch {torch.__version__} | {torch.backends.cpu.get_cpu_capability()}"
+    return f"{cpu_model()} | torch {torch.__version__} | {torch_capability()}"
 
 
 def cpu_probe(cache_dir: str | Path | None = None) -> dict:
@@ -129,6 +129,13 @@ def cpu_probe(cache_dir: str | Path | None = None) -> dict:
     return result
 
 
+def torch_capability() -> str:
+    """torch's CPU capability: 'AVX2', 'AVX512', 'DEFAULT', ..."""
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def _device(accelerator: str = "auto") -> str:
     import torch
 
@@ -147,7 +154,7 @@ def detect_fast_bf16(cache_dir: str | Path | None = None, accelerator: str = "au
         if torch.cuda.is_bf16_supported():
             return True, f"GPU {name} runs bf16"
         return False, f"GPU {name} has no fast bf16"
-    capability = torch.backends.cpu.get_cpu_capability()
+    capability = torch_capability()
     instructions = cpu_bf16_instructions()
     if instructions is None and _is_x86():
         return False, f"CPU ({capability}) without AMX or AVX512-BF16: bf16 is emulated"
@@ -197,11 +204,11 @@ def slow_bf16_warning(run) -> str | None:
     if fast:
         return None
     if env_override() is False:
-        slower = f"{ENV}=0 says bf16 is slow here"
+        slower = "expect training several times slower than in fp32"
     else:
         ratio = cpu_probe(run.paths.cache_dir)["bf16_over_fp32"]
         slower = (
-            f"its bf16 matmuls ran {ratio:.0f}x slower than fp32 in a probe: expect training up to ~{ratio:.0f}x slower"
+            f"expect training up to ~{ratio:.0f}x slower than in fp32 (bf16 matmuls ran {ratio:.0f}x slower in a probe)"
         )
     return (
         f"precision={run.precision} on a CPU without fast bf16 ({why}): {slower}; "
