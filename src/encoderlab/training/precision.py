@@ -165,6 +165,13 @@ def detect_fast_bf16(cache_dir: str | Path | None = None, accelerator: str = "au
     return False, f"CPU ({has}): bf16 matmul {ratio:.1f}x slower than fp32 (probe)"
 
 
+def bf16_rows(device: str = "cpu") -> tuple[bool, str]:
+    """Whether a benchmark runs its bf16 rows on ``device`` ('cpu' or 'cuda'), and why: the same detection as
+    ``precision=auto`` (``ENCODERLAB_FAST_BF16`` included). A script that skips them prints ``bf16 rows skipped:``
+    and the reason."""
+    return detect_fast_bf16(accelerator="gpu" if device == "cuda" else "cpu")
+
+
 @lru_cache(maxsize=8)
 def _detected(cache_dir: str | None, accelerator: str, env: str | None) -> tuple[bool, str]:
     return detect_fast_bf16(cache_dir, accelerator)
