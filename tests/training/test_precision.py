@@ -129,3 +129,19 @@ def test_a_run_records_what_precision_ran_and_why(tmp_path, cache_dir):
     assert s["precision"] == "bf16-mixed" and s["precision_reason"] == "precision=bf16-mixed set in the config"
     warned = [ln for ln in (p.stdout + p.stderr).splitlines() if "without fast bf16" in ln]
     assert len(warned) == 1 and "precision=auto" in warned[0]
+
+
+def test_a_composed_config_resolves_auto_by_task_kind(monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    import encoderlab.cli.train  # noqa: F401  (the schema in Hydra's ConfigStore)
+    from encoderlab.config.validate import validate
+
+    monkeypatch.setenv(precision.ENV, "1")
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        finetune = validate(compose("config", overrides=["task=csv_example"]))
+        pretrain = validate(compose("config", overrides=["task=pretrain_mlm_small", "model=bert_tiny_preln"]))
+        explicit = validate(compose("config", overrides=["task=csv_example", "precision=32-true"]))
+    assert (finetune.precision, pretrain.precision, explicit.precision) == ("bf16-mixed", "bf16-true", "32-true")
+    assert precision.precision_reason(pretrain) == "auto: ENCODERLAB_FAST_BF16=1"
+    assert precision.precision_reason(explicit) == "precision=32-true set in the config"
