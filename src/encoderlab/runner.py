@@ -199,8 +199,10 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         summary |= summarize(built, fitted, attempt)
         summary |= built.kind.assess(built.run, summary) if getattr(built.kind, "assess", None) else {}
         write_summary(run_dir, summary)
-        if summary["status"] != "finished" and is_rank_zero():  # e.g. undertrained: kept, and said in one line
-            print(f"encoderlab: {summary['status']}: {summary.get(summary['status'])}  ({run_dir})", flush=True)
+        status = summary["status"]
+        if status != "finished" and is_rank_zero():  # e.g. undertrained: kept, and said in one line with the fix
+            why = "; ".join(str(summary[k]) for k in (status, f"{status}_fix") if summary.get(k))
+            print(f"encoderlab: {status}: {why}  ({run_dir})", flush=True)
         if fitted.trainer.is_global_zero:  # after summary.json says finished: hf/ holds the best weights
             shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
         _finish_loggers(loggers, 0, summary)

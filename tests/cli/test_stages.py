@@ -118,6 +118,8 @@ def test_an_undertrained_stage_is_kept_and_its_jobs_stop_at_once_naming_it(tmp_p
     assert stage["status"] == "undertrained" and stage["planned_steps"] == 100000 and stage["steps"] < 10000
     assert "of 100,000 planned steps" in stage["undertrained"]
     assert (tmp_path / "pretrain" / "seed1" / "hf").is_dir()  # kept as it is
+    said = [ln for ln in p.stdout.splitlines() if ln.startswith("encoderlab: undertrained:")]
+    assert len(said) == 1 and "planned steps" in said[0]  # the stage run says so in one line
     stops = [ln for ln in p.stderr.splitlines() if ln.startswith("encoderlab: error: stage pretrain")]
     assert len(stops) == 2, p.stderr[-3000:]  # both arms, one line each
     for line in stops:
