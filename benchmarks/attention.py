@@ -13,6 +13,9 @@ kernel that computes something else cannot look fast.
     python benchmarks/attention.py                                # BERT-mini MLM, bf16 and fp32
     python benchmarks/attention.py --steps 2 --rounds 1 --batch 4 # smoke test
 
+bf16 rows run only where bf16 is fast (``precision=auto``'s detection, ``ENCODERLAB_FAST_BF16`` included); elsewhere
+the script says ``bf16 rows skipped:`` and why. Progress goes to stderr, the table to stdout.
+
 Never time on a machine that is busy with other work: another process makes steps several times slower.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -111,6 +115,13 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if "bf16" in args.precisions:
+        from encoderlab.training.precision import bf16_rows
+
+        fast, why = bf16_rows("cpu")
+        if not fast:
+            print(f"bf16 rows skipped: {why}", flush=True)
+            args.precisions = [p for p in args.precisions if p != "bf16"]
     print(f"threads {torch.get_num_threads()}, {args.rounds} rounds of {args.steps} steps, best round kept")
     print("| model | precision | batch x tokens | eager ms/step | sdpa ms/step | eager speed-up |")
     print("|---|---|---|---:|---:|---:|")
@@ -120,11 +131,17 @@ def main() -> None:
         length = 32 if name == "minilm" else 64
         batch = batch_for(name, bs, length, model.config.vocab_size)
         for precision in args.precisions:
+            print(
+                f"timing {name} in {precision}: {args.rounds} rounds of {args.steps} steps ...",
+                file=sys.stderr,
+                flush=True,
+            )
             t = time_kernels(model, batch, precision, args.steps, args.rounds, args.warmup)
             label = "MiniLM-L6 classification" if name == "minilm" else "BERT-mini MLM (30% masked)"
             print(
                 f"| {label} | {precision} | {bs} x {length} | {1000 * t['eager']:.1f} | {1000 * t['sdpa']:.1f} "
-                f"| {t['sdpa'] / t['eager']:.2f}x |"
+                f"| {t['sdpa'] / t['eager']:.2f}x |",
+                flush=True,
             )
 
 

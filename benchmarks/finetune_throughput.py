@@ -19,6 +19,9 @@ or head). Never run it beside other work: a busy machine makes steps several tim
 
     python benchmarks/finetune_throughput.py --steps 30 --threads 2
     python benchmarks/finetune_throughput.py --steps 2 --batch 4 --no-bf16 --max-train-samples 32  # smoke test
+
+The bf16 rows run only where bf16 is fast (``precision=auto``'s detection, ``ENCODERLAB_FAST_BF16`` included);
+elsewhere the script says ``bf16 rows skipped:`` and why. Each side announces itself before it starts.
 """
 
 from __future__ import annotations
@@ -159,6 +162,8 @@ def encoderlab_side(
     from encoderlab.models.heads import FeatureModel
     from encoderlab.training.master_weights import precision_arg, precision_plugins
 
+    print(f"running: {name} ...", flush=True)
+
     run, prepared, module = _encoderlab_parts(batch, overrides)
     counter = None if isinstance(module.network, FeatureModel) else TokenCounter(module.network)
     _sync(device)
@@ -220,6 +225,7 @@ def encoderlab_side(
 def plain_side(name: str, steps: int, batch: int, overrides: list[str], device: str = "cpu") -> Result:
     """encoderlab's model, batches, parameter groups, optimizer and schedule in a bare PyTorch loop: the speed
     the framework is measured against (everything Lightning adds is gone)."""
+    print(f"running: {name} ...", flush=True)
     from encoderlab.data.datamodule import EncoderDataModule
     from encoderlab.models.module import optimizer_config
     from encoderlab.training.optim import build_optimizer
@@ -359,6 +365,7 @@ def hf_side(
 
     from encoderlab.config.schema import TaskConfig
 
+    print(f"running: {name} ...", flush=True)
     tok = AutoTokenizer.from_pretrained(minilm_path())
     task = TaskConfig(
         name="rt",
@@ -403,6 +410,16 @@ def hf_side(
         return result
 
 
+def skip_bf16(asked: bool, device: str) -> bool:
+    """True where the bf16 rows are left out (``--no-bf16``, or bf16 not fast here); says so in one line."""
+    from encoderlab.training.precision import bf16_rows
+
+    fast, why = (False, "--no-bf16") if asked else bf16_rows(device)
+    if not fast:
+        print(f"bf16 rows skipped: {why}", flush=True)
+    return not fast
+
+
 def main(argv: list[str] | None = None) -> dict[str, Result]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
@@ -418,8 +435,10 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
     torch.set_num_threads(args.threads)
     rows: dict[str, Result] = {}
     dev, ev = args.device, not args.no_eval
+    no_bf16 = skip_bf16(args.no_bf16, dev)
+    print("measuring the matmul peak ...", flush=True)
     peak = {"fp32": matmul_peak(torch.float32, dev)}
-    if not args.no_bf16:
+    if not no_bf16:
         peak["bf16"] = matmul_peak(torch.bfloat16, dev)
     where = f"{torch.get_num_threads()} threads" if dev == "cpu" else torch.cuda.get_device_name()
     print(
@@ -441,21 +460,21 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
     if args.max_eval_samples is not None:
         subset.append(f"task.max_eval_samples={args.max_eval_samples}")
     s, b, m = args.steps, args.batch, args.max_eval_samples
-    bf16_runs = [False] if args.no_bf16 else [False, True]
+    bf16_runs = [False] if no_bf16 else [False, True]
     add(lambda: hf_side("HF Trainer, padding to 128", s, b, True, False, dev, n, m))
     for bf in bf16_runs:
         p = " bf16" if bf else " fp32"
-        prec = ["precision=bf16-mixed"] if bf else []
+        prec = ["precision=bf16-mixed"] if bf else ["precision=32-true"]
         add(lambda bf=bf, p=p: hf_side(f"HF Trainer, dynamic padding,{p}", s, b, False, bf, dev, n, m, ev))
         add(lambda prec=prec, p=p: encoderlab_side(f"encoderlab, buckets,{p}", s, b, [*subset, *prec], dev, ev))
         add(lambda prec=prec, p=p: plain_side(f"plain PyTorch loop,{p}", s, b, [*subset, *prec], dev))
-    if not args.no_bf16:  # bf16 weights, fp32 master weights in the optimizer: no autocast casts
+    if not no_bf16:  # bf16 weights, fp32 master weights in the optimizer: no autocast casts
         name = "encoderlab, buckets, bf16-true"
         add(lambda: encoderlab_side(name, s, b, [*subset, "precision=bf16-true"], dev, ev))
-    if not args.no_bf16 and dev == "cpu":  # the kernel encoderlab picks on a CPU (model.attn_implementation=auto)
+    if not no_bf16 and dev == "cpu":  # the kernel encoderlab picks on a CPU (model.attn_implementation=auto)
         name = "HF Trainer, dynamic padding, bf16, eager attention"
         add(lambda: hf_side(name, s, b, False, True, dev, n, m, False, "eager"))
-    frozen = [*subset, "finetune=frozen"] + ([] if args.no_bf16 else ["precision=bf16-mixed"])
+    frozen = [*subset, "finetune=frozen"] + (["precision=32-true"] if no_bf16 else ["precision=bf16-mixed"])
     add(
         lambda: encoderlab_side(
             "encoderlab frozen, features encoded once (incl. encoding)", s * args.frozen_steps_factor, b, frozen, dev
@@ -482,7 +501,8 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
         true = rows.get("encoderlab, buckets, bf16-true") if p == "bf16" else None
         if true is not None:
             print(
-                f"  bf16: encoderlab precision=bf16-true / HF Trainer bf16  x{true.samples_per_s / hf.samples_per_s:5.2f}"
+                "  bf16: encoderlab precision=bf16-true / HF Trainer bf16  "
+                f"x{true.samples_per_s / hf.samples_per_s:5.2f}"
             )
         if ours.eval_samples_per_s and hf.eval_samples_per_s:
             print(

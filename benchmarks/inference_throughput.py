@@ -131,6 +131,7 @@ def main() -> None:
 
     results = []
     for name, fn in sides.items():
+        print(f"timing {name} on {len(texts)} texts ...", flush=True)
         rate, labels = timed(fn, texts)
         acc = sum(names.index(lab) == g for lab, g in zip(labels, gold, strict=True)) / len(gold)
         results.append((name, rate, acc))

@@ -92,6 +92,8 @@ def same_data(run_dir: Path):
     from encoderlab.kinds.pretraining.kind import prepare
 
     run = validate(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))
+    ran = json.loads((run_dir / "summary.json").read_text()).get("precision")
+    run.precision = ran or run.precision  # what the run trained in (precision=auto resolved there): the same here
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "hf")
     prepared = prepare(run, tokenizer, None)
     return run, tokenizer, prepared.datasets
@@ -138,6 +140,7 @@ def reference_curve(run_dir: Path, run, tokenizer, data, steps: int, eval_every:
         opt.zero_grad()
         if step % eval_every == 0 or step == steps:
             curve[step] = evaluate(model, val, tokenizer.pad_token_id, bf16)
+            print(f"reference loop: step {step} of {steps}", flush=True)
     return curve
 
 

@@ -127,6 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for pooling, lr, scale, seed in grid:
         t0 = time.perf_counter()
+        print(
+            f"pooling={pooling} lr={lr:g} embedding_lr_scale={scale:g} seed={seed}: fine-tuning both arms ...",
+            flush=True,
+        )
         run = (pooling, lr, args.epochs, args.batch, seed, scale)
         ours = finetune(args.model_dir, data, True, *run)
         twin = finetune(args.model_dir, data, False, *run)

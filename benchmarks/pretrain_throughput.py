@@ -150,6 +150,14 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if args.precision == "bf16-mixed":  # only where bf16 is fast: emulated bf16 would take hours here
+        from encoderlab.training.precision import bf16_rows
+
+        fast, why = bf16_rows(device.type)
+        if not fast:
+            print(f"bf16 rows skipped: {why}; timing 32-true instead (ENCODERLAB_FAST_BF16=1 forces bf16)", flush=True)
+            args.precision = "32-true"
+    print(f"preparing {args.corpus} and the models ...", flush=True)
     torch.manual_seed(args.seed)
     layers, hidden, heads = SIZES[args.size]
     tokenizer = load_tokenizer(ModelConfig(from_scratch=True, tokenizer_path=DEFAULT_SCRATCH_TOKENIZER))
@@ -224,12 +232,14 @@ def main(argv: list[str] | None = None) -> dict:
         f"model: BERT-{args.size} ({layers} layers, hidden {hidden}), vocab {len(tokenizer)}; corpus {args.corpus} "
         f"({len(docs)} train documents, {len(lines)} lines, {len(ours_rows)} packed blocks); "
         f"batch {args.batch_size} x {args.max_seq_length}; {args.precision} on {device}; torch threads "
-        f"{torch.get_num_threads()}"
+        f"{torch.get_num_threads()}",
+        flush=True,
     )
     for pipe in pipes:
         pipe.run(args.warmup, timed=False)
-    for _ in range(args.rounds):
+    for r in range(args.rounds):
         for pipe in pipes:
+            print(f"round {r + 1}/{args.rounds}: {pipe.name}, {args.steps} steps ...", flush=True)
             pipe.run(args.steps)
     base, ours = pipes
     peak = matmul_peak(torch.bfloat16 if args.precision == "bf16-mixed" else torch.float32, device)
@@ -247,6 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # time to quality: the same wall-clock of training for both, then the same held-out masked tokens
     budget = max(base.seconds, ours.seconds) + args.quality_seconds
+    print(f"training each pipeline to {budget:.1f}s for the held-out accuracy ...", flush=True)
     for pipe in pipes:
         while pipe.seconds < budget:
             pipe.run(1)

@@ -8,6 +8,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# precision=auto (the default) picks 32-true on every machine the suite runs on, unless the caller says otherwise
+os.environ.setdefault("ENCODERLAB_FAST_BF16", "0")
 
 import pytest  # noqa: E402
 

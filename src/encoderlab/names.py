@@ -44,7 +44,7 @@ HEADS = ("linear", "mlp", "bilstm")
 OPTIMIZERS = ("adamw", "adamw_bert")
 LAYER_DECAY_TOPS = ("base", "decayed")
 SCHEDULERS = ("linear", "bert_linear", "cosine", "constant", "slanted_triangular", "polynomial", "inverse_sqrt")
-SCHEDULE_CLOCKS = ("steps", "time")  # scheduler.clock: what a schedule's progress is measured in
+SCHEDULE_CLOCKS = ("steps", "time", "flops")  # scheduler.clock: what a schedule's progress is measured in
 PADDINGS = ("dynamic", "max_length")
 LONG_TEXT = ("head", "tail", "head_tail", "chunks")
 CHUNK_POOLINGS = ("mean", "max")
@@ -59,4 +59,4 @@ METRICS = {
 }
 LOWER_IS_BETTER = ("mse", "mlm_loss", "perplexity", "rtd_loss")
 RESUME_MODES = ("auto", "never")
-PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")

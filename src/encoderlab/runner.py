@@ -44,8 +44,10 @@ from encoderlab.resuming import Attempt, keep_metrics, plan_attempt
 from encoderlab.strategies import own_loop
 from encoderlab.training.callbacks import RunTimer, build_callbacks, build_loggers, checkpoint_dir
 from encoderlab.training.checkpoints import AtomicCheckpointIO, cluster_plugins
+from encoderlab.training.flops import FlopCounter
 from encoderlab.training.freezing import count_parameters
 from encoderlab.training.master_weights import precision_arg, precision_plugins
+from encoderlab.training.precision import precision_reason, slow_bf16_warning
 
 log = logging.getLogger("encoderlab")
 # per-tensor loading/saving bars of transformers say nothing a user acts on; the run's own progress bar stays
@@ -69,15 +71,25 @@ def config_hash(run: RunConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def finished_before(run_dir: Path, run: RunConfig) -> bool:
+# statuses of a run that ended: "undertrained" (below its kind's floor, see Kind.assess) is kept and reused as such
+ENDED = ("finished", "undertrained")
+
+
+def previous_summary(run_dir: Path, run: RunConfig) -> dict | None:
+    """``run_dir``'s summary.json if a run with ``run``'s config wrote it."""
     f = run_dir / "summary.json"
     if not f.exists():
-        return False
+        return None
     try:
         s = json.loads(f.read_text())
     except json.JSONDecodeError:
-        return False
-    return s.get("status") == "finished" and s.get("config_hash") == config_hash(run)
+        return None
+    return s if isinstance(s, dict) and s.get("config_hash") == config_hash(run) else None
+
+
+def finished_before(run_dir: Path, run: RunConfig) -> bool:
+    s = previous_summary(run_dir, run)
+    return s is not None and s.get("status") in ENDED
 
 
 def _versions() -> dict:
@@ -110,6 +122,8 @@ def base_summary(run: RunConfig, overrides: list[str]) -> dict:
         "model": run.model.name,
         "strategy": run.finetune.strategy,
         "seed": run.seed,
+        "precision": run.precision,  # what runs: precision=auto resolved for this machine
+        "precision_reason": precision_reason(run),
         "overrides": overrides,
         "primary_metric": run.task.primary_metric,
         "greater_is_better": run.task.greater_is_better,
@@ -158,6 +172,7 @@ class Fitted:
     timer: RunTimer
     val: dict[str, float]
     test: dict[str, float]
+    train_flops: float  # 6 x non-embedding parameters x tokens trained on, in every attempt (training/flops)
 
 
 def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dict | None = None) -> dict:
@@ -171,6 +186,9 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         "attempts": attempt.number,
     }
     write_summary(run_dir, summary)
+    slow = slow_bf16_warning(run) if run.model.family != "tfidf_logreg" else None
+    if slow and is_rank_zero():
+        log.warning(slow)
     loggers: list = []
     try:
         pl.seed_everything(run.seed, workers=True, verbose=False)
@@ -189,7 +207,12 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         fitted = fit_and_test(built, run_dir, summary, attempt, loggers)
         export(built, fitted, run_dir, overrides)
         summary |= summarize(built, fitted, attempt)
+        summary |= built.kind.assess(built.run, summary) if getattr(built.kind, "assess", None) else {}
         write_summary(run_dir, summary)
+        status = summary["status"]
+        if status != "finished" and is_rank_zero():  # e.g. undertrained: kept, and said in one line with the fix
+            why = "; ".join(str(summary[k]) for k in (status, f"{status}_fix") if summary.get(k))
+            print(f"encoderlab: {status}: {why}  ({run_dir})", flush=True)
         if fitted.trainer.is_global_zero:  # after summary.json says finished: hf/ holds the best weights
             shutil.rmtree(checkpoint_dir(run_dir), ignore_errors=True)
         _finish_loggers(loggers, 0, summary)
@@ -257,6 +280,8 @@ def fit_and_test(built: Built, run_dir: Path, summary: dict, attempt: Attempt, l
     run, module, dm = built.run, built.module, built.datamodule
     beat = _heartbeat(run_dir, summary, attempt.seconds_before + built.feature_seconds)
     callbacks, ckpt, timer = build_callbacks(run, run_dir, beat)
+    flop_counter = FlopCounter(run.trainer.extra.get("max_flops"))
+    callbacks.append(flop_counter)
     _check_val_interval(run, len(built.prepared.datasets["train"]))
     trainer = pl.Trainer(
         default_root_dir=str(run_dir),
@@ -278,7 +303,7 @@ def fit_and_test(built: Built, run_dir: Path, summary: dict, attempt: Attempt, l
     kind = built.kind
     extra = kind.predict(module, trainer, dm, built.prepared, run_dir) if kind.predict else {}
     test |= extra or {}
-    return Fitted(trainer, timer, timer.best_val or val, test)
+    return Fitted(trainer, timer, timer.best_val or val, test, flop_counter.flops)
 
 
 def export(built: Built, fitted: Fitted, run_dir: Path, overrides: list[str]) -> None:
@@ -312,6 +337,8 @@ def summarize(built: Built, fitted: Fitted, attempt: Attempt) -> dict:
         "best_epoch": timer.best_epoch,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
+        "planned_steps": getattr(module, "planned_steps", None),  # the schedule's length (max_steps or epochs)
+        "train_flops": fitted.train_flops,
         # what this run paid to train: fitting, plus encoding the features when it had to, in every attempt
         "train_seconds": round(attempt.seconds_before + timer.fit_seconds + built.feature_seconds, 2),
         "feature_seconds": round(built.feature_seconds, 2),
@@ -388,7 +415,8 @@ def _check_val_interval(run: RunConfig, train_rows: int) -> None:
 
 def _trainer_kwargs(run: RunConfig) -> dict:
     t = asdict(run.trainer)
-    extra = t.pop("extra") or {}
+    extra = dict(t.pop("extra") or {})
+    extra.pop("max_flops", None)  # encoderlab's FLOP budget (training/flops.FlopCounter), not a Trainer argument
     # null means "Lightning's default" except for check_val_every_n_epoch, where it means "count steps across
     # epochs" (val_check_interval in steps, for runs such as pre-training that are measured in steps)
     return {k: v for k, v in t.items() if v is not None or k == "check_val_every_n_epoch"} | extra

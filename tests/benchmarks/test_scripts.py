@@ -16,14 +16,14 @@ TINY = {
         "| BERT-mini MLM (30% masked) | fp32",  # the table's last row
     ),
     "finetune_throughput.py": (
-        ["--steps", "2", "--batch", "4", "--no-bf16", "--max-train-samples", "32", "--frozen-steps-factor", "1"]
+        ["--steps", "2", "--batch", "4", "--max-train-samples", "32", "--frozen-steps-factor", "1"]
         + ["--max-eval-samples", "16"],
         "framework overhead vs plain loop",  # the plain PyTorch loop and the evaluation rows ran too
     ),
     "pretrain_throughput.py": (
         ["--steps", "2", "--rounds", "1", "--warmup", "0", "--size", "tiny", "--max-documents", "20"]
         + ["--batch-size", "4", "--max-seq-length", "32", "--device", "cpu", "--quality-seconds", "0"]
-        + ["--eval-blocks", "8"],
+        + ["--eval-blocks", "8", "--precision", "bf16-mixed"],
         "held-out MLM accuracy after",
     ),
     "inference_throughput.py": (
@@ -49,6 +49,10 @@ TINY = {
         "difference of means",
     ),
 }
+
+
+# scripts with bf16 rows: they run them only where bf16 is fast and otherwise say "bf16 rows skipped: <why>"
+BF16_ROWS = ("attention.py", "finetune_throughput.py", "pretrain_throughput.py")
 
 
 def test_every_benchmark_script_has_a_tiny_mode_here():
@@ -79,6 +83,27 @@ def test_benchmark_script_runs_in_its_tiny_mode(script, tmp_path):
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert last_words in proc.stdout
+    if script in BF16_ROWS:  # the suite runs with ENCODERLAB_FAST_BF16=0 (conftest): a CPU without fast bf16
+        assert "bf16 rows skipped: ENCODERLAB_FAST_BF16=0" in proc.stdout
+        assert "| bf16 |" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_bf16_rows_run_where_bf16_is_fast(tmp_path):
+    """ENCODERLAB_FAST_BF16=1 (a CPU with AMX, say) brings the bf16 rows back."""
+    env = dict(os.environ, ENCODERLAB_FAST_BF16="1", OMP_NUM_THREADS="1")
+    args = [*TINY["attention.py"][0], "--batch", "2"]
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "attention.py"), "--threads", "1", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "bf16 rows skipped" not in proc.stdout and "| bf16 |" in proc.stdout
+    assert "timing mini in bf16" in proc.stderr  # progress, so a slow machine is never silent
 
 
 def test_gpu_check_exits_cleanly_without_a_gpu(tmp_path):

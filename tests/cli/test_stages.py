@@ -25,7 +25,11 @@ def _cli(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
-def _stage(tmp_path: Path, extra: str = "") -> list[str]:
+# enough steps for the tiny model to learn the corpus: above the unigram baseline, so not undertrained
+LEARNS = ["trainer.limit_train_batches=null", "trainer.max_epochs=-1", "trainer.max_steps=150", "optimizer.lr=5e-3"]
+
+
+def _stage(tmp_path: Path, *extra: str) -> list[str]:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(CORPUS)
     overrides = [
@@ -36,10 +40,14 @@ def _stage(tmp_path: Path, extra: str = "") -> list[str]:
         "task.max_seq_length=32",
         *TINY,
         "batch_size=4",
-        *([extra] if extra else []),
+        *(extra or LEARNS),
     ]
     quoted = ",".join(f'"{o}"' for o in overrides)
-    return [f"stages.pretrain.dir={tmp_path / 'pretrain'}", f"stages.pretrain.overrides=[{quoted}]"]
+    return [
+        f"stages.pretrain.dir={tmp_path / 'pretrain'}/seed${{stages.pretrain.seed}}",
+        f"stages.pretrain.overrides=[{quoted}]",
+        "stages.pretrain.seeds=[1]",
+    ]
 
 
 def test_a_sweep_runs_its_stage_once_and_a_rerun_reuses_it(tmp_path, cache_dir):
@@ -61,9 +69,10 @@ def test_a_sweep_runs_its_stage_once_and_a_rerun_reuses_it(tmp_path, cache_dir):
     log = p.stdout + p.stderr
     assert log.count("stage pretrain: running it first") == 1
     assert log.count("stage pretrain: reusing the finished run") == 1
-    stage = json.loads((tmp_path / "pretrain" / "summary.json").read_text())
+    stage = json.loads((tmp_path / "pretrain" / "seed1" / "summary.json").read_text())
     assert stage["status"] == "finished" and stage["kind"] == "pretraining"
-    assert (tmp_path / "pretrain" / ".hydra" / "config.yaml").exists()
+    assert (tmp_path / "pretrain" / "seed1" / ".hydra" / "config.yaml").exists()
+    assert "seed=1" in (tmp_path / "pretrain" / "seed1" / ".hydra" / "overrides.yaml").read_text()
     jobs = sorted(sweep.glob("*/summary.json"))
     assert len(jobs) == 2
     for job in jobs:
@@ -83,3 +92,42 @@ def test_a_bad_stage_override_names_the_stage_key(tmp_path, cache_dir):
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.startswith("encoderlab: error")]
     assert len(lines) == 1 and "stages.pretrain.overrides" in lines[0] and "lrr" in lines[0], p.stderr[-2000:]
     assert "Traceback" not in p.stderr
+
+
+def test_an_undertrained_stage_is_kept_and_its_jobs_stop_at_once_naming_it(tmp_path, cache_dir):
+    """A stage held to a one-second budget of a 100,000-step plan ends undertrained; each job stops with one line
+    naming the stage, what it reached and what to change, and the stage is not run again."""
+    budget = ["trainer.limit_train_batches=null", "trainer.max_epochs=-1", "trainer.max_steps=100000"]
+    budget += ["+trainer.extra.max_time=00:00:00:01", "scheduler.clock=time"]
+    sweep = tmp_path / "sweep"
+    args = [
+        "-m",
+        "experiment=pretrain_vs_scratch",
+        *_stage(tmp_path, *budget),
+        "model.from_scratch=false,true",
+        "task=csv_example",
+        "seed=1",
+        "trainer=debug",
+        "trainer.enable_progress_bar=false",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    p = _cli(args)
+    log = p.stdout + p.stderr
+    assert log.count("stage pretrain: running it first") == 1, log[-3000:]
+    stage = json.loads((tmp_path / "pretrain" / "seed1" / "summary.json").read_text())
+    assert stage["status"] == "undertrained" and stage["planned_steps"] == 100000 and stage["steps"] < 10000
+    assert "of 100,000 planned steps" in stage["undertrained"]
+    assert (tmp_path / "pretrain" / "seed1" / "hf").is_dir()  # kept as it is
+    said = [ln for ln in p.stdout.splitlines() if ln.startswith("encoderlab: undertrained:")]
+    assert len(said) == 1 and "planned steps" in said[0]  # the stage run says so in one line
+    stops = [ln for ln in p.stderr.splitlines() if ln.startswith("encoderlab: error: stage pretrain")]
+    assert len(stops) == 2, p.stderr[-3000:]  # both arms, one line each
+    for line in stops:
+        assert "is undertrained" in line and "planned steps" in line and "precision=32-true" in line
+        assert "stages.pretrain.overrides" in line
+    assert not list(sweep.glob("*/summary.json"))  # no job trained on it
+    assert "Traceback" not in p.stderr
+
+    p = _cli(args)  # the stage is reused as undertrained, not run again
+    assert "stage pretrain: running it first" not in p.stdout + p.stderr
+    assert sum(ln.startswith("encoderlab: error: stage pretrain") for ln in p.stderr.splitlines()) == 2

@@ -75,7 +75,7 @@ def test_every_group_option_composes_and_validates(hydra_conf, group, option):
 
 def _swept_overrides(cfg) -> list[str]:
     """Each value of each swept key as its own override (`finetune: full,frozen` -> finetune=full, finetune=frozen)."""
-    params = OmegaConf.to_container(cfg.hydra.sweeper.get("params") or {}, resolve=False)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.get("params") or {}, resolve=True)  # ${encoderlab.sweep:...}
     if not params:
         return []
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])

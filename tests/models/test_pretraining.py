@@ -93,7 +93,12 @@ def test_short_run_lowers_mlm_loss_and_export_fill_masks(corpus_dir, tokenizer, 
 
     module.update_metrics("val", val, module.step(val)[1])
     metrics = module.compute_metrics("val")
-    assert set(metrics) == {"mlm_loss", "mlm_accuracy", "perplexity"}
+    assert set(metrics) == {"mlm_loss", "mlm_accuracy", "unigram_accuracy", "perplexity"}
+    # the unigram baseline: always the most frequent training token, scored on the same masked positions
+    targets = val["labels"][val["labels"] != -100]
+    expected = float((targets == prepared.meta["unigram_token"]).float().mean())
+    assert metrics["unigram_accuracy"] == pytest.approx(expected)
+    assert 0 < metrics["unigram_accuracy"] < 1
     assert metrics["perplexity"] == pytest.approx(torch.tensor(metrics["mlm_loss"]).exp().item(), rel=1e-4)
 
     out = tmp_path / "hf"
@@ -331,3 +336,33 @@ def test_bf16_true_takes_the_vocabulary_softmax_in_bf16_and_reports_the_fp32_los
     assert loss16.dtype == loss32.dtype == torch.float32
     assert float(loss16) == pytest.approx(float(loss32), rel=1e-3)
     assert float((grad16 - grad32).norm() / grad32.norm()) < 0.05  # bf16 gradients either way: their rounding only
+
+
+def test_the_unigram_token_is_the_most_frequent_non_special_training_token(tokenizer):
+    from datasets import Dataset
+
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    the, film = tokenizer.convert_tokens_to_ids(["the", "film"])
+    train = Dataset.from_dict({"input_ids": [[cls, the, film, sep, sep], [cls, film, the, film, sep]]})
+    assert kind.most_frequent_token(train, tokenizer) == film  # [SEP] and [CLS] are more frequent, but special
+
+
+@pytest.mark.parametrize(
+    ("steps", "planned", "acc", "unigram", "reached"),
+    [
+        (9, 100, 0.30, 0.05, "9 of 100 planned steps (under 10%)"),
+        (50, 100, 0.05, 0.05, "held-out MLM accuracy 0.050, not above the unigram baseline 0.050"),
+        (5, 100, 0.01, 0.05, "5 of 100 planned steps (under 10%); held-out MLM accuracy 0.010"),
+    ],
+)
+def test_a_run_below_the_floor_is_undertrained(steps, planned, acc, unigram, reached):
+    run = RunConfig()
+    summary = {"steps": steps, "planned_steps": planned, "test": {"mlm_accuracy": acc, "unigram_accuracy": unigram}}
+    verdict = kind.assess(run, summary)
+    assert verdict["status"] == "undertrained" and verdict["undertrained"].startswith(reached)
+    assert "precision=32-true" in verdict["undertrained_fix"]
+
+
+def test_a_run_above_the_floor_stays_finished():
+    summary = {"steps": 10, "planned_steps": 100, "test": {"mlm_accuracy": 0.06, "unigram_accuracy": 0.05}}
+    assert kind.assess(RunConfig(), summary) == {}

@@ -36,7 +36,7 @@ def _job_config(cfg: DictConfig) -> DictConfig:
 
 
 def _sweep_params(cfg: DictConfig) -> dict[str, list[str]]:
-    params = OmegaConf.to_container(cfg.hydra.sweeper.params) or {}
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True) or {}  # ${encoderlab.sweep:...}
     return {key: [v.strip() for v in str(values).split(",")] for key, values in params.items()}
 
 

@@ -94,6 +94,9 @@ OmegaConf.register_new_resolver(
 OmegaConf.register_new_resolver("encoderlab.sqlite", _sqlite_url, replace=True)
 # conf/hydra/default.yaml: the folder of each job of a sweep
 OmegaConf.register_new_resolver("encoderlab.job_dir", _job_dir, replace=True)
+# an experiment's sweeper params: a list of the config as a sweep, e.g. the stage seeds
+# (stages.pretrain.seed: ${encoderlab.sweep:${stages.pretrain.seeds}}), so stages.pretrain.seeds=[1] sweeps one
+OmegaConf.register_new_resolver("encoderlab.sweep", lambda values: ",".join(str(v) for v in values), replace=True)
 
 
 def _optuna_is_ours() -> None:

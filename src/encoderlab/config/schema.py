@@ -553,7 +553,8 @@ class SchedulerConfig:
     lr_end_ratio: float = 0.0  # polynomial / cosine floor, as a fraction of the peak lr
     ratio: float = 32.0  # slanted_triangular: peak lr / lowest lr (Howard & Ruder)
     # steps: the schedule runs over the run's optimizer steps; time: over its time budget (+trainer.extra.max_time)
-    # as well, whichever is further along (Cramming's budgeted schedule: warmup and decay end within the budget)
+    # as well, whichever is further along (Cramming's budgeted schedule: warmup and decay end within the budget);
+    # flops: over its FLOP budget (+trainer.extra.max_flops) as well
     clock: str = "steps"
 
     def check(self) -> None:
@@ -727,6 +728,20 @@ class StageConfig:
 
     dir: str = "???"
     overrides: list[str] = field(default_factory=list)
+    # independent replicates: the stage seeds an experiment sweeps (stages.<name>.seed), each stage in its own dir
+    seeds: list[int] = field(default_factory=list)
+    seed: Optional[int] = None  # this job's stage: run with seed=<seed>, in a dir that contains seed<seed>
+
+    def check(self, name: str) -> None:
+        if self.seeds and self.seed is None:
+            raise ConfigError(f"stages.{name}.seed", f"pick this job's stage, one of stages.{name}.seeds {self.seeds}")
+        if self.seeds and self.seed not in self.seeds:
+            raise ConfigError(f"stages.{name}.seed", f"{self.seed} is not one of stages.{name}.seeds {self.seeds}")
+        if self.seed is not None and f"seed{self.seed}" not in self.dir:
+            raise ConfigError(
+                f"stages.{name}.dir",
+                f"each stage seed needs its own dir: put seed${{stages.{name}.seed}} in it (got {self.dir})",
+            )
 
 
 @dataclass
@@ -773,6 +788,8 @@ class RunConfig:
         ):
             section.check()
         parse_claims(self.claims)
+        for name, stage in self.stages.items():
+            stage.check(name)
         if self.resume not in RESUME_MODES and not os.path.isfile(os.path.expanduser(self.resume)):
             raise ConfigError("resume", f"'{self.resume}' is neither auto, never nor a checkpoint file")
         if self.cv.folds is not None and self.task.kind == "pretraining":
@@ -786,6 +803,7 @@ class RunConfig:
                 "'time' runs the schedule over the run's time budget: add +trainer.extra.max_time=DD:HH:MM:SS "
                 "(or use scheduler.clock=steps)",
             )
+        self._check_flop_budget()
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
         if self.eval_batch_size < 1:
@@ -815,6 +833,17 @@ class RunConfig:
         if self.finetune.strategy != "setfit":
             out.append(("finetune", "setfit"))
         return out
+
+    def _check_flop_budget(self) -> None:
+        budget = self.trainer.extra.get("max_flops")
+        if self.scheduler.clock == "flops" and budget is None:
+            raise ConfigError(
+                "scheduler.clock",
+                "'flops' runs the schedule over the run's FLOP budget: add +trainer.extra.max_flops=<FLOPs, e.g. 5e13> "
+                "(or use scheduler.clock=steps)",
+            )
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
+            raise ConfigError("trainer.extra.max_flops", f"must be a number of FLOPs > 0 (e.g. 5e13), got {budget!r}")
 
     def _check_distill(self) -> None:
         if self.finetune.strategy != "distill":

@@ -94,4 +94,8 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     if run.task.shots_per_class is not None and run.task.train_sample_seed is None:
         run.task.train_sample_seed = run.seed  # the K-shot draw follows the run's seed (schema: task.shots_per_class)
     run.check()
+    if run.precision == "auto":  # what this machine runs fast (torch is imported only here, for a valid config)
+        from encoderlab.training.precision import resolve_run
+
+        resolve_run(run)
     return run

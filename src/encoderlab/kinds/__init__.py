@@ -79,6 +79,13 @@ class TokenizerFn(Protocol):
         ...
 
 
+class AssessFn(Protocol):
+    def __call__(self, run: RunConfig, summary: dict) -> dict:
+        """What a finished run's summary says about it: ``{"status": "undertrained", "undertrained": what it reached,
+        "undertrained_fix": what to change}`` for a run below the kind's floor, else ``{}``."""
+        ...
+
+
 class Kind(Protocol):
     """What a task kind provides to the runner (and to multitask, which builds on the other kinds)."""
 
@@ -87,6 +94,7 @@ class Kind(Protocol):
     export: ExportFn
     predict: PredictFn | None  # None: no predictions files, no extra metrics
     tokenizer: TokenizerFn | None  # None: the model's own (models/encoder.load_tokenizer)
+    assess: AssessFn | None  # None: a finished run is finished
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,7 @@ class KindFunctions:
     export: ExportFn
     predict: PredictFn | None = None
     tokenizer: TokenizerFn | None = None
+    assess: AssessFn | None = None
 
 
 def get_kind(name: str) -> Kind:

@@ -44,6 +44,7 @@ class EncoderModule(pl.LightningModule):
         # as integers, which is wrong when ranks evaluate different numbers of rows (they do: no repeated rows)
         self.eval_loss = nn.ModuleDict({s: MeanMetric().set_dtype(torch.float64) for s in STAGES})
         self.samples_seen = 0
+        self.planned_steps: int | None = None  # the optimizer steps the schedule runs over
         self._tokens: list[torch.Tensor] = []  # per-batch counts, read once: reading each would sync a GPU every step
         self._tokens_read = 0
         self.train_time = 0.0
@@ -146,6 +147,7 @@ class EncoderModule(pl.LightningModule):
         if self.masters is not None:
             self.masters.attach(optimizer)
         total = max(1, int(self.trainer.estimated_stepping_batches))
+        self.planned_steps = total
         scheduler = build_scheduler(optimizer, self.run.scheduler, total, self._budget_clock())
         if self.run.finetune.strategy == "gradual_unfreeze":
             per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
@@ -155,7 +157,17 @@ class EncoderModule(pl.LightningModule):
 
     def _budget_clock(self):
         """scheduler.clock=time: the fraction of the time budget (Lightning's Timer, ``max_time``) spent so far. The
-        Timer is checkpointed: a resumed run continues from the time its earlier attempts used."""
+        Timer is checkpointed: a resumed run continues from the time its earlier attempts used. scheduler.clock=flops:
+        the fraction of the FLOP budget (``max_flops``, training/flops.FlopCounter, checkpointed too)."""
+        if self.run.scheduler.clock == "flops":
+            from encoderlab.training.flops import FlopCounter
+
+            counter = next((c for c in self.trainer.callbacks if isinstance(c, FlopCounter)), None)
+            if counter is None or not counter.max_flops:
+                raise ConfigError(
+                    "scheduler.clock", "'flops' needs a FLOP budget: add +trainer.extra.max_flops=<FLOPs>"
+                )
+            return counter.fraction
         if self.run.scheduler.clock != "time":
             return None
         timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)

@@ -55,6 +55,12 @@ log = logging.getLogger(__name__)
 
 SENTENCE_LABEL = {"nsp": "next_sentence_label", "sop": "sentence_order_label"}
 STAGES = ("train", "val", "test")
+UNIGRAM_ROWS = 20_000  # training rows counted for the unigram baseline's token
+MIN_STEP_FRACTION = 0.1  # the undertrained floor (see assess)
+UNDERTRAINED_FIX = (
+    "give it a longer budget (+trainer.extra.max_time, +trainer.extra.max_flops or trainer.max_steps), a smaller "
+    "model (e.g. model=bert_tiny_preln) or precision=32-true"
+)
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -114,7 +120,21 @@ def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
     ds = subsample(ds, task, task.split_seed)  # max_train_samples / max_eval_samples count examples
     meta["data_key"] = key
     meta["sizes"] = {k: len(v) for k, v in ds.items()}
+    meta["unigram_token"] = most_frequent_token(ds["train"], tokenizer)
     return Prepared(datasets=ds, collator=collator(run, tokenizer), meta=meta)
+
+
+def most_frequent_token(train, tokenizer, rows: int = UNIGRAM_ROWS) -> int | None:
+    """The most frequent maskable token (not special) of the first ``rows`` training rows: the unigram baseline
+    predicts it at every masked position."""
+    import numpy as np
+
+    if not len(train):
+        return None
+    ids = train.select(range(min(rows, len(train))))["input_ids"]
+    flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in ids]) if ids else np.zeros(0, dtype=np.int64)
+    flat = flat[~np.isin(flat, sorted(set(tokenizer.all_special_ids)))]
+    return int(np.bincount(flat).argmax()) if flat.size else None
 
 
 # ----------------------------------------------------------------------------------------------------- model
@@ -135,7 +155,7 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> PretrainingModule:
     check_length(task.max_seq_length, config)
     if task.mlm.objective == "electra":
         network = build_electra(run, config)
-        return PretrainingModule(network, run, n_layers=config.num_hidden_layers)
+        return PretrainingModule(network, run, config.num_hidden_layers, prepared.meta.get("unigram_token"))
     auto = AutoModelForMaskedLM if task.mlm.objective == "none" else AutoModelForPreTraining
     network = build_model(model_cfg, auto, config)
     if not model_cfg.from_scratch:
@@ -146,7 +166,7 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> PretrainingModule:
             type(network).__name__,
         )
     apply_freezing(network, run.finetune, config.num_hidden_layers)
-    return PretrainingModule(network, run, n_layers=config.num_hidden_layers)
+    return PretrainingModule(network, run, config.num_hidden_layers, prepared.meta.get("unigram_token"))
 
 
 class ElectraPretrainer(nn.Module):
@@ -236,13 +256,19 @@ def _sentence_logits(out) -> torch.Tensor:
 
 
 class PretrainingModule(EncoderModule):
-    """MLM loss + accuracy on masked positions + perplexity; NSP/SOP accuracy; non-padding tokens per second."""
+    """MLM loss + accuracy on masked positions + perplexity; NSP/SOP accuracy; non-padding tokens per second.
 
-    def __init__(self, network: nn.Module, run: RunConfig, n_layers: int | None = None):
+    ``unigram_accuracy``: the accuracy on the same masked positions of always predicting ``unigram_token`` (the
+    most frequent token of the training data), the floor a model that learnt anything beats."""
+
+    def __init__(
+        self, network: nn.Module, run: RunConfig, n_layers: int | None = None, unigram_token: int | None = None
+    ):
         super().__init__(network, run, n_layers)
         self.objective = run.task.mlm.objective
         self.sentence_key = SENTENCE_LABEL.get(self.objective)
-        names = ["mlm_loss", "mlm_accuracy"] + (["sentence_accuracy"] if self.sentence_key else [])
+        self.unigram_token = unigram_token
+        names = ["mlm_loss", "mlm_accuracy", "unigram_accuracy"] + (["sentence_accuracy"] if self.sentence_key else [])
         if self.objective == "electra":
             names += ["rtd_loss", "rtd_accuracy"]
         # keyed "<stage>_": a ModuleDict key may not shadow nn.Module attributes such as ``train``
@@ -327,6 +353,9 @@ class PretrainingModule(EncoderModule):
         if outputs["n_masked"]:
             m["mlm_loss"].update(outputs["mlm_loss"], weight=outputs["n_masked"])
             m["mlm_accuracy"].update(outputs["mlm_correct"])
+            if stage != "train" and self.unigram_token is not None:
+                targets = batch["labels"][batch["labels"] != -100]
+                m["unigram_accuracy"].update((targets == self.unigram_token).float())
         if "sentence_correct" in outputs:
             m["sentence_accuracy"].update(outputs["sentence_correct"])
 
@@ -363,6 +392,26 @@ class PretrainingModule(EncoderModule):
         self.log_dict({f"train/{k}_epoch": v for k, v in values.items()})
 
 
+# ------------------------------------------------------------------------------------------------- the floor
+
+
+def assess(run: RunConfig, summary: dict) -> dict:
+    """The undertrained floor: a pre-training run that made fewer than ``MIN_STEP_FRACTION`` (10%) of its planned
+    optimizer steps, or whose held-out MLM accuracy (test split, else validation) is not above the unigram baseline
+    (always predicting the most frequent training token, on the same masked positions), is ``undertrained``."""
+    steps, planned = summary.get("steps"), summary.get("planned_steps")
+    held = summary.get("test") or summary.get("val") or {}
+    acc, unigram = held.get("mlm_accuracy"), held.get("unigram_accuracy")
+    short = []
+    if steps is not None and planned and steps < MIN_STEP_FRACTION * planned:
+        short.append(f"{steps:,} of {planned:,} planned steps (under {MIN_STEP_FRACTION:.0%})")
+    if acc is not None and unigram is not None and acc <= unigram:
+        short.append(f"held-out MLM accuracy {acc:.3f}, not above the unigram baseline {unigram:.3f}")
+    if not short:
+        return {}
+    return {"status": "undertrained", "undertrained": "; ".join(short), "undertrained_fix": UNDERTRAINED_FIX}
+
+
 # ---------------------------------------------------------------------------------------------------- export
 
 
@@ -376,11 +425,12 @@ def export(module: PretrainingModule, tokenizer, out: Path, prepared: Prepared) 
     save_pretrained(module.network, tokenizer, out)
 
 
-KIND = KindFunctions(prepare=prepare, build=build, export=export, tokenizer=tokenizer)
+KIND = KindFunctions(prepare=prepare, build=build, export=export, tokenizer=tokenizer, assess=assess)
 
 __all__ = [
     "KIND",
     "ElectraPretrainer",
+    "assess",
     "PretrainingModule",
     "build_electra",
     "build",
