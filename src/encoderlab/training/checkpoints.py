@@ -48,7 +48,12 @@ def cluster_plugins() -> list:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to ``.NAME.tmp`` in the same folder, flushed to disk, then ``os.replace`` onto ``NAME``."""
+    """``torch.save`` to ``.NAME.tmp`` in the same folder, flushed to disk, then ``os.replace`` onto ``NAME``.
+
+    A fault for testing resume: with ENCODERLAB_KILL_AFTER_CHECKPOINT=N the process SIGKILLs itself as soon as the
+    ``last.ckpt`` of optimizer step N is on disk (ENCODERLAB_KILL_RUN=TEXT: only in run dirs whose path contains
+    TEXT), so a kill lands at an exact point: whatever the run does after that save is lost.
+    """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if storage_options is not None:
@@ -61,6 +66,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        kill_after = os.environ.get("ENCODERLAB_KILL_AFTER_CHECKPOINT")
+        if kill_after and path.name == LAST and checkpoint.get("global_step") == int(kill_after):
+            if os.environ.get("ENCODERLAB_KILL_RUN", "") in str(path):
+                os.kill(os.getpid(), signal.SIGKILL)
 
 
 class LastCheckpoint(ModelCheckpoint):
