@@ -25,7 +25,14 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from encoderlab.config.schema import RunConfig
 from encoderlab.errors import ConfigError
 from encoderlab.redact import redact
-from encoderlab.training.checkpoints import KillAtStep, LastCheckpoint, RngState, WaitAtStep, on_slurm
+from encoderlab.training.checkpoints import (
+    CheckpointFolder,
+    KillAtStep,
+    LastCheckpoint,
+    RngState,
+    WaitAtStep,
+    on_slurm,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +149,7 @@ def build_callbacks(
 ) -> tuple[list, ModelCheckpoint | None, RunTimer]:
     """The run's callbacks; the ModelCheckpoint of the best weights (None when off) and the timer apart."""
     timer = RunTimer(run.task.primary_metric, run.task.greater_is_better, heartbeat)
-    callbacks: list = [timer, RngState()]
+    callbacks: list = [timer, RngState(), CheckpointFolder(checkpoint_dir(run_dir), timer.state_key)]
     ckpt = None
     if run.callbacks.checkpoint:
         ckpt = build_lightning(checkpoint_config(run, run_dir), "callbacks.checkpoint")

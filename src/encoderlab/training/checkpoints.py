@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import threading
@@ -195,6 +196,64 @@ class RngState(pl.Callback):
         np.random.set_state((name, keys.numpy(), pos, has_gauss, cached))
         if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class CheckpointFolder(pl.Callback):
+    """Continuing a checkpoint made in another folder (a run dir moved or copied since, or ``resume=PATH`` from
+    another run): the checkpoint callbacks' state is pointed at this run's ``folder`` before they load it, in memory on
+    every process, so Lightning keeps the best score so far (it drops it when the folder changes). The best weights
+    come along: the moved folder's own ``best.ckpt``, or a copy of the other run's (by rank 0). Where they are gone,
+    the best so far is forgotten, with the run timer's best epoch: validation metrics and tested weights then both
+    come from this run's validations."""
+
+    def __init__(self, folder: Path, timer_key: str = "RunTimer"):
+        self.folder = os.path.realpath(folder)
+        self.timer_key = timer_key
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        states = checkpoint.get("callbacks") or {}
+        here, moved, lost = self.folder, False, False
+        for state in states.values():
+            old = state.get("dirpath") if isinstance(state, dict) else None
+            if not isinstance(old, str) or not old or os.path.realpath(old) == here:
+                continue
+            moved = True
+            state["dirpath"] = here
+            best = state.get("best_model_path")
+            if best:
+                kept = self._best_here(trainer, best, old)
+                lost = lost or kept is None
+                state["best_model_path"] = kept or ""
+                if kept is None:
+                    state |= {"best_model_score": None, "best_k_models": {}, "kth_best_model_path": ""}
+                    state.pop("kth_value", None)
+                else:
+                    state["best_k_models"] = {kept: state.get("best_model_score")}
+                    state["kth_best_model_path"] = kept
+            state["last_model_path"] = os.path.join(here, LAST) if state.get("last_model_path") else ""
+        if lost and self.timer_key in states:
+            states[self.timer_key] = {}
+        if moved and trainer.is_global_zero:
+            log.info("the checkpoint was made in another folder: its checkpoints now name %s", here)
+            if lost:
+                log.warning("its best checkpoint is gone: the best is chosen among this run's validations")
+
+    def _best_here(self, trainer: pl.Trainer, best: str, old: str) -> str | None:
+        """The best weights' path in this folder: the file itself (a moved run dir), or a copy (another run's)."""
+        rel = os.path.relpath(best, old)
+        if rel.startswith(".."):
+            rel = os.path.basename(best)
+        target = os.path.join(self.folder, rel)
+        if os.path.isfile(target):
+            return target
+        if not os.path.isfile(best):
+            return None
+        if trainer.is_global_zero:  # the others read it only in test, long after the processes next meet
+            tmp = os.path.join(self.folder, f".{os.path.basename(target)}.tmp")
+            os.makedirs(self.folder, exist_ok=True)
+            shutil.copyfile(best, tmp)
+            os.replace(tmp, target)
+        return target
 
 
 def _as_tuple(x):
