@@ -194,3 +194,33 @@ def test_on_slurm_lightning_does_not_requeue_by_itself(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_NAME", "encoderlab")
     (env,) = cluster_plugins()
     assert isinstance(env, SLURMEnvironment) and not env.auto_requeue  # no hpc_ckpt_N.ckpt behind resume's back
+
+
+def test_minute_triggered_saves_never_fall_inside_a_gradient_accumulation_window(tmp_path, monkeypatch):
+    """The partial gradients of a window are in no checkpoint: a save there would lose them on resume."""
+    from types import SimpleNamespace
+
+    import pytorch_lightning.callbacks.model_checkpoint as mc
+
+    clock = iter(range(0, 100_000, 60))  # a minute passes at every look at the clock: a save every other batch
+    monkeypatch.setattr(mc, "time", SimpleNamespace(monotonic=lambda: float(next(clock))))
+    inside = []
+
+    class Recorded(LastCheckpoint):
+        def _save_checkpoint(self, trainer, filepath):
+            inside.append(trainer.fit_loop.epoch_loop._should_accumulate())
+            super()._save_checkpoint(trainer, filepath)
+
+    trainer = pl.Trainer(
+        max_steps=6,
+        accumulate_grad_batches=3,
+        logger=False,
+        callbacks=[Recorded(tmp_path / "ckpt", every_minutes=1.5)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        accelerator="cpu",
+    )
+    trainer.fit(_Linear())
+
+    assert len(inside) >= 3 and not any(inside)

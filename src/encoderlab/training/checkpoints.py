@@ -80,6 +80,10 @@ class LastCheckpoint(ModelCheckpoint):
     Lightning's ModelCheckpoint does the step and time triggers (it accepts both at once in its batch-end logic,
     only its constructor refuses the pair); the epoch-end save is unconditional here, because Lightning's own
     last-checkpoint rule only saves when a top-k checkpoint was saved at that step.
+
+    A checkpoint is only taken where a resumed run continues exactly: never inside a gradient-accumulation window (its
+    partial gradients are in no checkpoint), and on a step that validates only after that validation (Lightning would
+    count a validation saved before as done, and skip it on resume); on an epoch's last step, the epoch-end save.
     """
 
     def __init__(
@@ -101,18 +105,34 @@ class LastCheckpoint(ModelCheckpoint):
         self.requeue_signal = requeue_signal
         self._requeue_asked = False
         self._previous_handler = None
+        self._validation_follows = False  # set during a batch end after which the epoch loop validates
+        self._deferred = False  # a save asked for at that batch end, done once the validation has ended
+        self._requeue_after_save = False
 
     @property
     def state_key(self) -> str:
         return "LastCheckpoint"  # its state is its own, whatever its triggers (they may change between attempts)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Nothing: the epoch-end save below comes after validation."""
+        """The save that the step's batch end deferred (the epoch-end save below comes after validation anyway)."""
+        if self._deferred and not trainer.sanity_checking:
+            self._deferred = False
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            if self._requeue_after_save:
+                self._requeue(trainer)
+
+    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
+        if not self._validation_follows:
+            super()._save_last_checkpoint(trainer, monitor_candidates)
+        elif not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:  # else the epoch-end save is next
+            self._deferred = True
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.fast_dev_run:
             return
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self._requeue_after_save:
+            self._requeue(trainer)
 
     # --- the requeue signal ---------------------------------------------------------------------------------------
 
@@ -136,15 +156,33 @@ class LastCheckpoint(ModelCheckpoint):
         self._restore_handler()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if self.requeue_signal is None or trainer.fit_loop.epoch_loop._should_accumulate():
+        loop = trainer.fit_loop.epoch_loop
+        if loop._should_accumulate():
+            return  # inside an accumulation window: its partial gradients would be in no checkpoint
+        self._validation_follows = loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
+        try:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            self._requeue_save(trainer)
+        finally:
+            self._validation_follows = False
+
+    def _requeue_save(self, trainer: pl.Trainer) -> None:
+        if self.requeue_signal is None:
             return
         # every process decides at the same step (one asked is enough): the save below waits for all of them
         if not trainer.strategy.reduce_boolean_decision(self._requeue_asked, all=False):
             return
         self._requeue_asked = False
+        if self._validation_follows:  # requeued once the save after this step's validation is on disk
+            self._requeue_after_save = True
+            self._save_last_checkpoint(trainer, {})  # deferred (or the epoch-end save)
+            return
         if self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._requeue(trainer)
+
+    def _requeue(self, trainer: pl.Trainer) -> None:
+        self._requeue_after_save = False
         log.info("%s: saved %s at step %d", signal.Signals(self.requeue_signal).name, LAST, trainer.global_step)
         if trainer.is_global_zero:
             requeue_slurm_job()
