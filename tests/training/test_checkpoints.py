@@ -224,3 +224,40 @@ def test_minute_triggered_saves_never_fall_inside_a_gradient_accumulation_window
     trainer.fit(_Linear())
 
     assert len(inside) >= 3 and not any(inside)
+
+
+def _resume_rng_on_rank(rank: int, port: int, path, results) -> None:
+    os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(100 + rank)  # each process's own dropout stream
+        state = RngState().state_dict()  # every process takes part in the save ...
+        expected = torch.rand(3)
+        torch.rand(50)
+        if rank == 0:
+            torch.save(state, path)
+        torch.distributed.barrier()  # ... and all load the file rank 0 wrote
+        RngState().load_state_dict(torch.load(path, weights_only=True))
+        results.put((rank, torch.equal(torch.rand(3), expected)))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_each_process_gets_its_own_rng_states_back_from_the_checkpoint_rank_0_wrote(tmp_path):
+    import multiprocessing
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    path = tmp_path / "rng.pt"
+    procs = [ctx.Process(target=_resume_rng_on_rank, args=(rank, port, path, results)) for rank in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    got = dict(results.get(timeout=5) for _ in procs)
+
+    assert got == {0: True, 1: True}

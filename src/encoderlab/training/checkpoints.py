@@ -211,29 +211,64 @@ class RngState(pl.Callback):
     """The global RNG states (torch CPU and CUDA, Python, NumPy) go into every checkpoint and come back on resume.
 
     The data side draws nothing from them (seeded samplers and collators, loaders with their own generator), so
-    after a resume dropout continues the very stream it would have drawn from without the interruption.
+    after a resume dropout continues the very stream it would have drawn from without the interruption. With several
+    processes, each one's states are gathered into the checkpoint (rank 0 writes it), and each gets its own back.
     """
 
     def state_dict(self) -> dict[str, Any]:
-        name, keys, pos, has_gauss, cached = np.random.get_state()
-        state: dict[str, Any] = {
-            "torch": torch.get_rng_state(),
-            "python": random.getstate(),
-            "numpy": [name, torch.from_numpy(np.array(keys)), pos, has_gauss, cached],
-        }
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
+        own = _rng_states()
+        if not _distributed():
+            return own
+        states: list = [None] * torch.distributed.get_world_size()
+        # every process saves (rank 0 writes): all take part; tensors travel as NumPy arrays (torch's own pickling of
+        # them does not survive this exchange), and are tensors again in the checkpoint (loaded without pickle)
+        torch.distributed.all_gather_object(states, _convert(own, torch.Tensor, lambda t: t.numpy()))
+        return {"per_rank": [_convert(st, np.ndarray, torch.from_numpy) for st in states]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
             return
+        if "per_rank" in state:
+            per_rank = state["per_rank"]
+            rank = torch.distributed.get_rank() if _distributed() else 0
+            state = per_rank[rank] if len(per_rank) == _world_size() else per_rank[0]
         torch.set_rng_state(state["torch"])
         random.setstate(_as_tuple(state["python"]))
         name, keys, pos, has_gauss, cached = state["numpy"]
         np.random.set_state((name, keys.numpy(), pos, has_gauss, cached))
         if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _convert(x, kind: type, fn):
+    if isinstance(x, kind):
+        return fn(x)
+    if isinstance(x, dict):
+        return {k: _convert(v, kind, fn) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_convert(v, kind, fn) for v in x)
+    return x
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized() and _world_size() > 1
+
+
+def _world_size() -> int:
+    ok = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_world_size() if ok else 1
+
+
+def _rng_states() -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(np.array(keys)), pos, has_gauss, cached],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 class CheckpointFolder(pl.Callback):
