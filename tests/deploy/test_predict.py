@@ -233,3 +233,15 @@ def test_a_long_text_run_is_served_the_tokens_it_was_trained_on(cls_run, tmp_pat
         with torch.no_grad():
             logits = torch.stack([model(input_ids=torch.tensor([w])).logits[0] for w in windows]).mean(0)
         assert row["probabilities"]["pos"] == pytest.approx(float(logits.softmax(-1)[1]), abs=1e-5)
+
+
+def test_a_bare_roberta_style_export_is_cut_to_the_positions_it_can_embed():
+    """RoBERTa numbers positions from padding_idx + 1: 514 position embeddings hold 512 tokens."""
+    from types import SimpleNamespace
+
+    from encoderlab.deploy.served import _max_length
+
+    unbounded = SimpleNamespace(model_max_length=int(1e30))  # a tokenizer saved without a limit
+    roberta = {"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}
+    assert _max_length(None, unbounded, roberta) == 512
+    assert _max_length(None, unbounded, {"model_type": "bert", "max_position_embeddings": 512}) == 512
