@@ -145,3 +145,24 @@ def test_bf16_true_starts_the_fp32_copies_from_the_weights_as_loaded_and_keeps_r
     quiet_trainer(max_steps=1, plugins=[BF16Weights()], limit_val_batches=0, callbacks=[Watch()]).fit(module, dm)
 
     assert seen == {"copies": True, "labels": torch.float32}
+
+
+def test_a_checkpoint_holds_a_shared_weights_fp32_copy_once():
+    """A multitask network shares its encoder between the task models: one copy in the file, under every name."""
+    import io
+
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            encoder = nn.Linear(64, 64)
+            self.a, self.b = nn.Sequential(encoder, nn.Linear(64, 2)), nn.Sequential(encoder, nn.Linear(64, 3))
+
+    net = Shared().to(torch.bfloat16)
+    masters = MasterWeights(net)
+    state = {f"network.{k}": v for k, v in net.state_dict().items()}
+    masters.into_state(state, net, "network.")
+    assert state["network.a.0.weight"].dtype == torch.float32
+    assert state["network.a.0.weight"].data_ptr() == state["network.b.0.weight"].data_ptr()
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    assert len(buf.getvalue()) < 1.5 * 64 * 64 * 4  # the 64x64 fp32 encoder weight once

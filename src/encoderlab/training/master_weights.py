@@ -114,11 +114,15 @@ class MasterWeights:
                 master.copy_(value)
 
     def into_state(self, state: dict[str, torch.Tensor], network: nn.Module, prefix: str = "") -> None:
-        """Replace the network's bf16 weights in a state dict by their fp32 copies (tied names included)."""
+        """Replace the network's bf16 weights in a state dict by their fp32 copies (tied and shared names included:
+        one tensor under all of a parameter's names, which ``torch.save`` then stores once)."""
+        saved: dict[int, torch.Tensor] = {}
         for name, p in network.named_parameters(remove_duplicate=False):
             master = self._by_param.get(id(p))
             if master is not None and prefix + name in state:
-                state[prefix + name] = master.detach().clone()
+                if id(p) not in saved:
+                    saved[id(p)] = master.detach().clone()
+                state[prefix + name] = saved[id(p)]
 
     @torch.no_grad()
     def to_full_precision(self, network: nn.Module) -> None:
