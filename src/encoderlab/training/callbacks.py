@@ -28,6 +28,7 @@ from encoderlab.redact import redact
 from encoderlab.training.checkpoints import (
     CheckpointFolder,
     KillAtStep,
+    KillDuringValidation,
     LastCheckpoint,
     RngState,
     WaitAtStep,
@@ -167,7 +168,7 @@ def build_callbacks(
             checkpoint_dir(run_dir), every.checkpoint_every_n_steps, every.checkpoint_every_minutes, requeue_signal
         )
     )
-    for fault in (KillAtStep.from_env(), WaitAtStep.from_env()):
+    for fault in (KillAtStep.from_env(), KillDuringValidation.from_env(), WaitAtStep.from_env()):
         if fault is not None:
             callbacks.append(fault)
     return callbacks, ckpt, timer

@@ -352,6 +352,25 @@ class KillAtStep(pl.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+def kill_point(where: str) -> None:
+    """A fault for testing resume: SIGKILL this process here when ENCODERLAB_KILL_DURING names this point
+    (``export``, or ``validation:N``: in the first validation batch after optimizer step N)."""
+    if os.environ.get("ENCODERLAB_KILL_DURING") == where:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillDuringValidation(pl.Callback):
+    """Calls :func:`kill_point` in each validation batch (none of the sanity check)."""
+
+    @classmethod
+    def from_env(cls) -> KillDuringValidation | None:
+        return cls() if os.environ.get("ENCODERLAB_KILL_DURING", "").startswith("validation:") else None
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if not trainer.sanity_checking:
+            kill_point(f"validation:{trainer.global_step}")
+
+
 class WaitAtStep(pl.Callback):
     """A fault for testing preemption: when optimizer step ``step`` ends in a run that did not resume, wait (at most
     ``timeout`` seconds) for a SIGTERM or the requeue signal, as a job does until SLURM requeues or preempts it.
