@@ -48,18 +48,22 @@ def read_summary(run_dir: Path) -> dict | None:
 def plan_attempt(run: RunConfig, run_dir: Path, config_hash: str, writer: bool = True) -> Attempt:
     """Decide from ``run.resume`` and the run dir's summary.json; call before the new summary.json is written.
 
-    Only the ``writer`` (the main process; not DDP's other ranks) changes files in the run dir.
+    Every process of a run (DDP's ranks, the tasks of a SLURM job, which all start at once) reaches the same decision
+    by the same rule, whichever of them reads the run dir first: the ``writer`` (rank 0) clears an earlier run's
+    checkpoints before it writes the new summary.json, so a process that reads that summary finds ``last.ckpt`` only
+    where rank 0 continues from it. Only the writer changes files in the run dir.
     """
     previous = read_summary(run_dir)
-    if not writer:
-        return _reader_attempt(run, run_dir, previous, config_hash)
     unfinished = bool(previous) and previous.get("status") in ("running", "failed")
     same_run = unfinished and previous.get("config_hash") == config_hash
-    ckpt = _checkpoint(run, run_dir, previous, same_run)
+    ckpt = _checkpoint(run, run_dir, previous, same_run, writer)
+    if ckpt is not None:
+        log.info("resuming from %s", ckpt)
+    if not writer:
+        return Attempt(ckpt=ckpt)
     if ckpt is None:
         _clear(run_dir)
         return Attempt(wandb_id=_new_wandb_id(run, run_dir))
-    log.info("resuming from %s", ckpt)
     attempt = Attempt(ckpt, 0.0, 1, _wandb_id(run, run_dir, same_run))
     if same_run:
         attempt.seconds_before = float(previous.get("train_seconds") or 0.0)
@@ -68,14 +72,8 @@ def plan_attempt(run: RunConfig, run_dir: Path, config_hash: str, writer: bool =
     return attempt
 
 
-def _reader_attempt(run: RunConfig, run_dir: Path, previous: dict | None, config_hash: str) -> Attempt:
-    """What a DDP worker needs: the checkpoint rank 0 continues from (it has written summary.json by then)."""
-    same_run = bool(previous) and previous.get("config_hash") == config_hash
-    resumed = previous.get("resumed_from") if same_run else None
-    return Attempt(ckpt=Path(resumed) if resumed else None)
-
-
-def _checkpoint(run: RunConfig, run_dir: Path, previous: dict | None, same_run: bool) -> Path | None:
+def _checkpoint(run: RunConfig, run_dir: Path, previous: dict | None, same_run: bool, writer: bool) -> Path | None:
+    """The checkpoint to continue from; reads files, changes none."""
     if run.resume == "never":
         return None
     if run.resume != "auto":
@@ -85,43 +83,10 @@ def _checkpoint(run: RunConfig, run_dir: Path, previous: dict | None, same_run: 
         return None
     if not same_run:
         why = "finished" if previous and previous.get("status") == "finished" else "made with another config"
-        log.warning("not resuming from %s: its run %s; starting over", last, why)
+        if writer:
+            log.warning("not resuming from %s: its run %s; starting over", last, why)
         return None
-    _rebase(last, checkpoint_dir(run_dir))
     return last
-
-
-def _rebase(ckpt: Path, folder: Path) -> None:
-    """Point the checkpoint callbacks' state in ``ckpt`` at ``folder`` when the run dir has moved since.
-
-    A run dir copied from a cluster or renamed keeps checkpoints that name its old folder; Lightning then forgets the
-    best score so far and tests a best.ckpt that is elsewhere or gone. Their files moved with the run dir.
-    """
-    import os
-
-    here = os.path.realpath(folder)
-    state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)  # tensors read only if re-saved
-    moved = False
-    for cb in (state.get("callbacks") or {}).values():
-        old = cb.get("dirpath") if isinstance(cb, dict) else None
-        if not isinstance(old, str) or not old or old == here:
-            continue
-
-        def rebased(path, old=old):
-            return here + path[len(old) :] if isinstance(path, str) and path.startswith(old) else path
-
-        cb["dirpath"] = here
-        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
-            if key in cb:
-                cb[key] = rebased(cb[key])
-        if isinstance(cb.get("best_k_models"), dict):
-            cb["best_k_models"] = {rebased(k): v for k, v in cb["best_k_models"].items()}
-        moved = True
-    if moved:
-        tmp = ckpt.with_name(f".{ckpt.name}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, ckpt)
-        log.info("the run dir has moved: its checkpoints now name %s", here)
 
 
 def _clear(run_dir: Path) -> None:

@@ -43,7 +43,7 @@ from encoderlab.redact import redact
 from encoderlab.resuming import Attempt, keep_metrics, plan_attempt
 from encoderlab.strategies import own_loop
 from encoderlab.training.callbacks import RunTimer, build_callbacks, build_loggers, checkpoint_dir
-from encoderlab.training.checkpoints import AtomicCheckpointIO, cluster_plugins
+from encoderlab.training.checkpoints import AtomicCheckpointIO, cluster_plugins, kill_point
 from encoderlab.training.flops import FlopCounter
 from encoderlab.training.freezing import count_parameters
 from encoderlab.training.master_weights import precision_arg, precision_plugins
@@ -320,6 +320,7 @@ def export(built: Built, fitted: Fitted, run_dir: Path, overrides: list[str]) ->
         built.kind.export(built.module, built.tokenizer, tmp, built.prepared)
         metrics = {"test": fitted.test, "validation": fitted.val}
         _model_card(tmp, run, metrics, built.prepared.meta, overrides)
+        kill_point("export")  # a fault for testing resume (ENCODERLAB_KILL_DURING)
         shutil.rmtree(old, ignore_errors=True)
         if hf.exists():
             os.replace(hf, old)

@@ -200,3 +200,48 @@ def test_regression_and_sentence_pairs(tmp_path, tokenizer, tiny_bert_config):
         probs = pair_model(**enc).logits.softmax(-1)[0]
     assert got[0]["probabilities"]["neutral"] == pytest.approx(float(probs[2]), abs=1e-5)
     assert set(got[0]["probabilities"]) == {"contradiction", "entailment", "neutral"}
+
+
+@pytest.mark.parametrize("long_text", ["tail", "chunks"])
+def test_a_long_text_run_is_served_the_tokens_it_was_trained_on(cls_run, tmp_path, long_text):
+    """task.long_text=tail sees a text's last tokens, chunks the mean of its windows' logits: so does predict."""
+    import shutil
+
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    run = tmp_path / "run"
+    shutil.copytree(cls_run / "hf", run / "hf")
+    cfg = OmegaConf.load(cls_run / ".hydra" / "config.yaml")
+    cfg.task.long_text, cfg.task.max_seq_length = long_text, 8  # reviews are longer than 8 tokens
+    (run / ".hydra").mkdir()
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    (run / "summary.json").write_text((cls_run / "summary.json").read_text())
+    texts = reviews()[:6]
+
+    got = P.predict_sequences(load(run), [{"text": t} for t in texts], P.Columns(text="text"), 4, False)
+
+    model = AutoModelForSequenceClassification.from_pretrained(run / "hf").eval()
+    tok = AutoTokenizer.from_pretrained(run / "hf")
+    for text, row in zip(texts, got, strict=True):
+        if long_text == "tail":
+            ids = tok(text, add_special_tokens=False)["input_ids"][-6:]
+            windows = [[tok.cls_token_id, *ids, tok.sep_token_id]]
+        else:
+            windows = tok(text, truncation=True, max_length=8, return_overflowing_tokens=True)["input_ids"]
+        assert len(windows[0]) == 8
+        with torch.no_grad():
+            logits = torch.stack([model(input_ids=torch.tensor([w])).logits[0] for w in windows]).mean(0)
+        assert row["probabilities"]["pos"] == pytest.approx(float(logits.softmax(-1)[1]), abs=1e-5)
+
+
+def test_a_bare_roberta_style_export_is_cut_to_the_positions_it_can_embed():
+    """RoBERTa numbers positions from padding_idx + 1: 514 position embeddings hold 512 tokens."""
+    from types import SimpleNamespace
+
+    from encoderlab.deploy.served import _max_length
+
+    unbounded = SimpleNamespace(model_max_length=int(1e30))  # a tokenizer saved without a limit
+    roberta = {"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}
+    assert _max_length(None, unbounded, roberta) == 512
+    assert _max_length(None, unbounded, {"model_type": "bert", "max_position_embeddings": 512}) == 512

@@ -114,3 +114,19 @@ def test_tfidf_logreg_on_rotten_tomatoes_clearly_beats_the_majority_class(tmp_pa
     )
     summary = execute(_run(task, save_model=False), tmp_path, [])
     assert summary["test"]["accuracy"] > 0.70  # majority class: 0.58 (measured 0.75)
+
+
+def test_tfidf_logreg_trains_and_validates_each_cross_validation_fold_on_its_own_split(tmp_path):
+    from encoderlab.config.schema import CVConfig
+
+    path = _reviews_file(tmp_path / "reviews.csv", n=120)
+    sizes = []
+    for fold in (0, 1):
+        run = _run(reviews_task(path), cv=CVConfig(folds=3, fold=fold))
+        run_dir = tmp_path / f"fold{fold}"
+        run_dir.mkdir()
+        summary = execute(run, run_dir, [f"cv.fold={fold}"])
+        raw = load_raw(run.task, run.cv)  # the fold's split, as an encoder run of this fold reads it
+        sizes.append(summary["data"]["sizes"])
+        assert sizes[-1] == {split: len(raw[split]) for split in ("train", "validation", "test")}
+    assert sizes[0]["train"] + sizes[0]["validation"] == sizes[1]["train"] + sizes[1]["validation"]

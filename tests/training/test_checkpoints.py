@@ -194,3 +194,70 @@ def test_on_slurm_lightning_does_not_requeue_by_itself(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_NAME", "encoderlab")
     (env,) = cluster_plugins()
     assert isinstance(env, SLURMEnvironment) and not env.auto_requeue  # no hpc_ckpt_N.ckpt behind resume's back
+
+
+def test_minute_triggered_saves_never_fall_inside_a_gradient_accumulation_window(tmp_path, monkeypatch):
+    """The partial gradients of a window are in no checkpoint: a save there would lose them on resume."""
+    from types import SimpleNamespace
+
+    import pytorch_lightning.callbacks.model_checkpoint as mc
+
+    clock = iter(range(0, 100_000, 60))  # a minute passes at every look at the clock: a save every other batch
+    monkeypatch.setattr(mc, "time", SimpleNamespace(monotonic=lambda: float(next(clock))))
+    inside = []
+
+    class Recorded(LastCheckpoint):
+        def _save_checkpoint(self, trainer, filepath):
+            inside.append(trainer.fit_loop.epoch_loop._should_accumulate())
+            super()._save_checkpoint(trainer, filepath)
+
+    trainer = pl.Trainer(
+        max_steps=6,
+        accumulate_grad_batches=3,
+        logger=False,
+        callbacks=[Recorded(tmp_path / "ckpt", every_minutes=1.5)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        accelerator="cpu",
+    )
+    trainer.fit(_Linear())
+
+    assert len(inside) >= 3 and not any(inside)
+
+
+def _resume_rng_on_rank(rank: int, port: int, path, results) -> None:
+    os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(100 + rank)  # each process's own dropout stream
+        state = RngState().state_dict()  # every process takes part in the save ...
+        expected = torch.rand(3)
+        torch.rand(50)
+        if rank == 0:
+            torch.save(state, path)
+        torch.distributed.barrier()  # ... and all load the file rank 0 wrote
+        RngState().load_state_dict(torch.load(path, weights_only=True))
+        results.put((rank, torch.equal(torch.rand(3), expected)))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_each_process_gets_its_own_rng_states_back_from_the_checkpoint_rank_0_wrote(tmp_path):
+    import multiprocessing
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    path = tmp_path / "rng.pt"
+    procs = [ctx.Process(target=_resume_rng_on_rank, args=(rank, port, path, results)) for rank in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    got = dict(results.get(timeout=5) for _ in procs)
+
+    assert got == {0: True, 1: True}

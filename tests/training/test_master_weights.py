@@ -117,3 +117,52 @@ def test_bf16_true_trains_the_network_in_bf16_clips_fp32_gradients_and_exports_f
     assert moved  # trained, and not only rounded: the copies' exact values
     for p, master in module.masters.pairs:
         assert torch.equal(p, master)
+
+
+def test_bf16_true_starts_the_fp32_copies_from_the_weights_as_loaded_and_keeps_regression_labels_fp32(tokenizer):
+    """The copies are the weights the run continues from: rounding them to bf16 first would lose what the
+    pre-trained (fp32) weights hold below bf16's precision; a regression target rounded to bf16 moves the loss."""
+    from support import ratings_task, tiny_model
+
+    run = RunConfig(task=ratings_task(), model=tiny_model(), precision="bf16-true")
+    run.check()
+    prepared = kind.prepare(run, tokenizer, None)
+    torch.manual_seed(0)
+    module = kind.build(run, prepared, tokenizer)
+    start = {n: p.detach().clone() for n, p in module.network.named_parameters()}
+    seen = {}
+
+    class Watch(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            named = dict(pl_module.network.named_parameters())
+            by_id = {id(p): n for n, p in named.items()}
+            seen["copies"] = all(torch.equal(m, start[by_id[id(p)]]) for p, m in pl_module.masters.pairs)
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen["labels"] = batch["labels"].dtype
+
+    dm = EncoderDataModule(prepared.datasets, prepared.collator, 8, 16, run.speed, seed=0)
+    quiet_trainer(max_steps=1, plugins=[BF16Weights()], limit_val_batches=0, callbacks=[Watch()]).fit(module, dm)
+
+    assert seen == {"copies": True, "labels": torch.float32}
+
+
+def test_a_checkpoint_holds_a_shared_weights_fp32_copy_once():
+    """A multitask network shares its encoder between the task models: one copy in the file, under every name."""
+    import io
+
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            encoder = nn.Linear(64, 64)
+            self.a, self.b = nn.Sequential(encoder, nn.Linear(64, 2)), nn.Sequential(encoder, nn.Linear(64, 3))
+
+    net = Shared().to(torch.bfloat16)
+    masters = MasterWeights(net)
+    state = {f"network.{k}": v for k, v in net.state_dict().items()}
+    masters.into_state(state, net, "network.")
+    assert state["network.a.0.weight"].dtype == torch.float32
+    assert state["network.a.0.weight"].data_ptr() == state["network.b.0.weight"].data_ptr()
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    assert len(buf.getvalue()) < 1.5 * 64 * 64 * 4  # the 64x64 fp32 encoder weight once

@@ -118,7 +118,7 @@ def test_a_killed_run_whose_run_dir_was_moved_resumes_and_ends_as_an_uninterrupt
 
     p = ok(cli([*FINETUNE, f"hydra.run.dir={run}"]))
 
-    assert "the run dir has moved" in p.log and summary(run)["attempts"] == 2
+    assert "the checkpoint was made in another folder" in p.log and summary(run)["attempts"] == 2
     assert_same_run(run, reference)
 
 

@@ -239,3 +239,34 @@ def test_a_run_on_the_time_clock_stops_at_its_budget_with_the_schedule_decayed(t
     assert 10 < trainer.global_step < 1_000_000  # stopped by the time budget
     assert max(lrs) == pytest.approx(1e-3, rel=0.25)  # warmed up to the peak on the way
     assert lrs[-1] < 0.05 * 1e-3  # and decayed with the budget
+
+
+def test_under_ddp_every_process_follows_rank_0s_clock(tokenizer):
+    """scheduler.clock=time: each process's own clock differs a little; the LR of every process comes from rank 0's
+    reading (broadcast once per step), so the replicas stay identical."""
+    from types import SimpleNamespace
+
+    from pytorch_lightning.callbacks import Timer
+    from support import reviews_task, tiny_model
+
+    from encoderlab.config.schema import RunConfig
+    from encoderlab.kinds.sequence import kind
+
+    run = RunConfig(task=reviews_task(max_seq_length=16), model=tiny_model())
+    run.scheduler = SchedulerConfig(name="linear", clock="time")
+    run.trainer.extra["max_time"] = {"seconds": 100}
+    run.check()
+    module = kind.build(run, kind.prepare(run, tokenizer, None), tokenizer)
+    timer = Timer(duration={"seconds": 100})
+    timer.time_elapsed = lambda stage: 90.0  # this process (rank 1) has spent 90% of the budget by its own clock
+    timer.time_remaining = lambda stage: 10.0
+    sent = []
+
+    def broadcast(value, src=0):  # rank 0 read 20%
+        sent.append((value, src))
+        return 0.2
+
+    module._trainer = SimpleNamespace(callbacks=[timer], strategy=SimpleNamespace(broadcast=broadcast))
+    clock = module._budget_clock()
+
+    assert clock() == 0.2 and sent == [(0.9, 0)]

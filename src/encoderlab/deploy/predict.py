@@ -241,8 +241,21 @@ def predict_sequences(served: Served, rows: list[dict], cols: Columns, batch_siz
     args = [texts]
     if cols.text_pair:
         args.append([str(_value(r, cols.text_pair, i, "--text-pair-column")) for i, r in enumerate(rows)])
-    feats, _ = _encode(served, *args)
-    logits = run_features(served, feats, batch_size, False, progress)
+    task = _long_text(served)
+    if task is None:
+        feats, _ = _encode(served, *args)
+        logits = run_features(served, feats, batch_size, False, progress)
+    else:  # the run's task.long_text: the tokens it was trained and tested on, windows pooled as it pooled them
+        import torch
+
+        from encoderlab.kinds.sequence.long_text import pool_chunks, serving_features
+
+        feats, owner = serving_features(served.tokenizer, texts, task | {"max_seq_length": served.max_length})
+        feats = [{k: f[k] for k in served.input_names} for f in feats]
+        logits = run_features(served, feats, batch_size, False, progress)
+        if owner is not None:
+            pooled = pool_chunks(torch.as_tensor(np.stack(logits)), torch.as_tensor(owner), len(texts), task["pool"])
+            logits = list(pooled.numpy())
     if served.kind == "sequence_regression":
         return [{"value": float(x[0])} for x in logits]
     names = served.label_names or [str(i) for i in range(len(logits[0]))]
@@ -254,6 +267,16 @@ def predict_sequences(served: Served, rows: list[dict], cols: Columns, batch_siz
             {"label": names[k], "score": float(p[k]), "probabilities": dict(zip(names, map(float, p), strict=True))}
         )
     return out
+
+
+def _long_text(served: Served) -> dict | None:
+    """The run's ``task.long_text`` settings, unless it is ``head`` (the tokenizer's own truncation)."""
+    from encoderlab.deploy.served import read_run_config
+
+    task = read_run_config(served.run_dir).get("task", {}) if served.run_dir is not None else {}
+    if task.get("long_text", "head") == "head":
+        return None
+    return task | {"pool": task.get("chunk_pooling") or "mean"}
 
 
 def _words(value: Any) -> tuple[str, list[str], list[tuple[int, int]]]:

@@ -170,8 +170,15 @@ def _max_length(run_dir: Path | None, tokenizer, config: dict | None) -> int:
         n = read_run_config(run_dir).get("task", {}).get("max_seq_length")
         if isinstance(n, int):
             return n
-    limit = (config or {}).get("max_position_embeddings", 512)
+    config = config or {}
+    limit = config.get("max_position_embeddings", 512)
+    if config.get("model_type") in OFFSET_POSITIONS:  # positions numbered from padding_idx + 1: two fewer tokens
+        limit -= int(config.get("pad_token_id") if config.get("pad_token_id") is not None else 1) + 1
     return int(min(limit, getattr(tokenizer, "model_max_length", limit) or limit))
+
+
+# architectures whose position ids start after the padding index (RoBERTa's scheme): max_position_embeddings - 2
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "data2vec-text", "xmod")
 
 
 def input_names(tokenizer) -> list[str]:

@@ -125,8 +125,10 @@ class EncoderModule(pl.LightningModule):
         if self.eval_loss[stage].update_count:  # every rank evaluated a batch or none did: all take part in the sync
             values = {"loss": float(self.eval_loss[stage].compute())} | values
         self.eval_loss[stage].reset()
-        # torchmetrics already synchronised these across processes; sync_dist only quiets Lightning's check
-        self.log_dict({f"{stage}/{k}": float(v) for k, v in values.items()}, prog_bar=(stage == "val"), sync_dist=True)
+        # torchmetrics already synchronised these across processes: every rank holds the same value, which the max
+        # keeps exactly (a mean of equal values can be 1 ulp off); sync_dist only quiets Lightning's check
+        logged = {f"{stage}/{k}": float(v) for k, v in values.items()}
+        self.log_dict(logged, prog_bar=(stage == "val"), sync_dist=True, reduce_fx="max")
 
     def on_validation_epoch_end(self):
         self._log_epoch("val")
@@ -174,9 +176,9 @@ class EncoderModule(pl.LightningModule):
         if timer is None:
             raise ConfigError("scheduler.clock", "'time' needs a time budget: add +trainer.extra.max_time=DD:HH:MM:SS")
 
-        def spent() -> float:
+        def spent() -> float:  # read once per step by every process: rank 0's clock, so that all use one LR
             used, left = timer.time_elapsed("train"), timer.time_remaining("train")
-            return used / (used + left) if used + left > 0 else 1.0
+            return float(self.trainer.strategy.broadcast(used / (used + left) if used + left > 0 else 1.0, src=0))
 
         return spent
 

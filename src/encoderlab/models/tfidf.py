@@ -55,7 +55,7 @@ def fit_tfidf_logreg(run: RunConfig, run_dir: Path) -> dict:
 
     task, cfg = run.task, run.model.tfidf
     t_data = time.perf_counter()
-    labeled, names = prepare_labels(load_raw(task), task)
+    labeled, names = prepare_labels(load_raw(task, run.cv), task)  # cv.folds: this fold's split
     x = {split: _texts(ds, task.text_fields) for split, ds in labeled.items()}
     y = {split: np.asarray(ds["labels"], dtype=np.int64) for split, ds in labeled.items()}
     data_seconds = time.perf_counter() - t_data

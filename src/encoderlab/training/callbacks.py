@@ -25,7 +25,15 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from encoderlab.config.schema import RunConfig
 from encoderlab.errors import ConfigError
 from encoderlab.redact import redact
-from encoderlab.training.checkpoints import KillAtStep, LastCheckpoint, RngState, WaitAtStep, on_slurm
+from encoderlab.training.checkpoints import (
+    CheckpointFolder,
+    KillAtStep,
+    KillDuringValidation,
+    LastCheckpoint,
+    RngState,
+    WaitAtStep,
+    on_slurm,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +150,7 @@ def build_callbacks(
 ) -> tuple[list, ModelCheckpoint | None, RunTimer]:
     """The run's callbacks; the ModelCheckpoint of the best weights (None when off) and the timer apart."""
     timer = RunTimer(run.task.primary_metric, run.task.greater_is_better, heartbeat)
-    callbacks: list = [timer, RngState()]
+    callbacks: list = [timer, RngState(), CheckpointFolder(checkpoint_dir(run_dir), timer.state_key)]
     ckpt = None
     if run.callbacks.checkpoint:
         ckpt = build_lightning(checkpoint_config(run, run_dir), "callbacks.checkpoint")
@@ -160,7 +168,7 @@ def build_callbacks(
             checkpoint_dir(run_dir), every.checkpoint_every_n_steps, every.checkpoint_every_minutes, requeue_signal
         )
     )
-    for fault in (KillAtStep.from_env(), WaitAtStep.from_env()):
+    for fault in (KillAtStep.from_env(), KillDuringValidation.from_env(), WaitAtStep.from_env()):
         if fault is not None:
             callbacks.append(fault)
     return callbacks, ckpt, timer

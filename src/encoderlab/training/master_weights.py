@@ -38,8 +38,16 @@ def precision_plugins(precision: str) -> list:
     return [BF16Weights()] if precision == "bf16-true" else []
 
 
+# what a loss or a metric compares against: kept in its own dtype (a regression target rounded to bf16 moves the loss)
+TARGETS = ("labels", "teacher_logits")
+
+
 class BF16Weights(HalfPrecision):
-    """Lightning's ``bf16-true`` for the LightningModule's ``network`` only (its metrics keep float32/float64)."""
+    """Lightning's ``bf16-true`` for the LightningModule's ``network`` only (its metrics keep float32/float64).
+
+    Before the network is rounded to bf16, its trainable weights as loaded (fp32) are kept in the module's
+    ``_master_start`` (unless a checkpoint has set them): the optimizer's fp32 copies start from them. A batch's
+    floating inputs go to bf16, its targets (:data:`TARGETS`) keep their dtype."""
 
     def __init__(self) -> None:
         super().__init__("bf16-true")
@@ -48,8 +56,18 @@ class BF16Weights(HalfPrecision):
         network = getattr(module, "network", None)
         if network is None:
             return super().convert_module(module)
+        if getattr(module, "masters", False) is None and getattr(module, "_master_start", False) is None:
+            start = {n: p.detach().clone() for n, p in network.named_parameters() if p.requires_grad}
+            module._master_start = {n: v for n, v in start.items() if v.dtype == torch.float32}
         network.to(dtype=DTYPE)
         return module
+
+    def convert_input(self, data):
+        if isinstance(data, dict):
+            return {k: v if k in TARGETS else self.convert_input(v) for k, v in data.items()}
+        if type(data) in (list, tuple):
+            return type(data)(self.convert_input(v) for v in data)
+        return super().convert_input(data)
 
 
 class MasterWeights:
@@ -96,11 +114,15 @@ class MasterWeights:
                 master.copy_(value)
 
     def into_state(self, state: dict[str, torch.Tensor], network: nn.Module, prefix: str = "") -> None:
-        """Replace the network's bf16 weights in a state dict by their fp32 copies (tied names included)."""
+        """Replace the network's bf16 weights in a state dict by their fp32 copies (tied and shared names included:
+        one tensor under all of a parameter's names, which ``torch.save`` then stores once)."""
+        saved: dict[int, torch.Tensor] = {}
         for name, p in network.named_parameters(remove_duplicate=False):
             master = self._by_param.get(id(p))
             if master is not None and prefix + name in state:
-                state[prefix + name] = master.detach().clone()
+                if id(p) not in saved:
+                    saved[id(p)] = master.detach().clone()
+                state[prefix + name] = saved[id(p)]
 
     @torch.no_grad()
     def to_full_precision(self, network: nn.Module) -> None:

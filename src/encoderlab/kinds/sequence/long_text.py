@@ -112,3 +112,21 @@ def pool_chunks(logits: torch.Tensor, owner: torch.Tensor, n_docs: int, how: str
     if how == "max":
         return out.scatter_reduce(0, index, logits, reduce="amax", include_self=False)
     return out.scatter_reduce(0, index, logits, reduce="mean", include_self=False)
+
+
+def serving_features(tokenizer, texts: list[str], task: dict) -> tuple[list[dict], list[int] | None]:
+    """What a served model of a run with ``task.long_text`` (``task``: the run's task settings) sees, as in its
+    training: each text clipped the same way, or (``chunks``) every window, with the index of the text it belongs to
+    (pool the windows' logits with :func:`pool_chunks` and the run's ``chunk_pooling``)."""
+    mode, max_len = task["long_text"], int(task["max_seq_length"])
+    if mode == "chunks":
+        stride = int(task.get("chunk_stride") or 0)
+        kw = {"truncation": True, "max_length": max_len, "stride": stride, "return_overflowing_tokens": True}
+        enc = tokenizer(texts, **kw)
+        rows = [{k: enc[k][i] for k in MODEL_FIELDS if k in enc} for i in range(len(enc["input_ids"]))]
+        return rows, list(enc["overflow_to_sample_mapping"])
+    prefix, suffix = _special_tokens(tokenizer)
+    head = task.get("head_tokens") or max_len // 4
+    ids = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
+    out = [prefix + clip(x, mode, max_len - len(prefix) - len(suffix), head) + suffix for x in ids]
+    return [{"input_ids": x, "attention_mask": [1] * len(x), "token_type_ids": [0] * len(x)} for x in out], None
