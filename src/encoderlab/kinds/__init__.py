@@ -9,134 +9,28 @@ written out, so go-to-definition and type checkers follow them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-
-from datasets import DatasetDict
-
 from encoderlab.errors import check_choice
+from encoderlab.kinds.base import (  # noqa: F401  (the kinds' shared types, importable from the package)
+    AssessFn,
+    BuildFn,
+    ExportFn,
+    Kind,
+    KindFunctions,
+    PredictFn,
+    Prepared,
+    PrepareFn,
+    TokenizerFn,
+    write_json,
+)
+from encoderlab.kinds.single import get_single_kind
 from encoderlab.names import TASK_KINDS
-
-if TYPE_CHECKING:
-    import pytorch_lightning as pl
-
-    from encoderlab.config.schema import RunConfig
-    from encoderlab.data.datamodule import EncoderDataModule
-    from encoderlab.models.module import EncoderModule
-
-
-@dataclass
-class Prepared:
-    """Tokenized splits ready for batching, plus what the model and the outputs need to know."""
-
-    datasets: DatasetDict  # train / validation / test, tokenized, unpadded
-    collator: Callable  # list of rows -> batch of tensors
-    meta: dict = field(default_factory=dict)  # JSON-able: label_names, data stats, ... (goes into summary.json)
-    extras: dict[str, Any] = field(default_factory=dict)  # anything else (raw examples for QA post-processing)
-    # per-row lengths for length-bucketed batches; None: sample uniformly
-    lengths: dict[str, list[int]] | None = None
-    # multitask: which rows may share a batch and which task trains next (data.multitask.TaskBatching)
-    batching: Any = None
-
-
-class PrepareFn(Protocol):
-    def __call__(self, run: RunConfig, tokenizer: Any, cache_root: Path | None) -> Prepared:
-        """Raw splits -> :class:`Prepared` (tokenized splits, collator, meta, lengths); ``cache_root`` None: no
-        cache."""
-        ...
-
-
-class BuildFn(Protocol):
-    def __call__(self, run: RunConfig, prepared: Prepared, tokenizer: Any) -> EncoderModule:
-        """The network with its head, the strategy's freezing applied, in an :class:`EncoderModule`."""
-        ...
-
-
-class ExportFn(Protocol):
-    def __call__(self, module: EncoderModule, tokenizer: Any, out_dir: Path, prepared: Prepared) -> None:
-        """``out_dir``: a Hugging Face folder that ``transformers.pipeline`` loads (where the network allows)."""
-        ...
-
-
-class PredictFn(Protocol):
-    def __call__(
-        self,
-        module: EncoderModule,
-        trainer: pl.Trainer,
-        datamodule: EncoderDataModule,
-        prepared: Prepared,
-        run_dir: Path,
-    ) -> dict:
-        """Writes predictions files into ``run_dir``; returns extra test metrics (computed outside the loop)."""
-        ...
-
-
-class TokenizerFn(Protocol):
-    def __call__(self, run: RunConfig, run_dir: Path) -> Any:
-        """The run's tokenizer when it is not the model's own (pre-training may train a WordPiece vocabulary)."""
-        ...
-
-
-class AssessFn(Protocol):
-    def __call__(self, run: RunConfig, summary: dict) -> dict:
-        """What a finished run's summary says about it: ``{"status": "undertrained", "undertrained": what it reached,
-        "undertrained_fix": what to change}`` for a run below the kind's floor, else ``{}``."""
-        ...
-
-
-class Kind(Protocol):
-    """What a task kind provides to the runner (and to multitask, which builds on the other kinds)."""
-
-    prepare: PrepareFn
-    build: BuildFn
-    export: ExportFn
-    predict: PredictFn | None  # None: no predictions files, no extra metrics
-    tokenizer: TokenizerFn | None  # None: the model's own (models/encoder.load_tokenizer)
-    assess: AssessFn | None  # None: a finished run is finished
-
-
-@dataclass(frozen=True)
-class KindFunctions:
-    """A :class:`Kind` made of functions: what each kind's module puts in its ``KIND``."""
-
-    prepare: PrepareFn
-    build: BuildFn
-    export: ExportFn
-    predict: PredictFn | None = None
-    tokenizer: TokenizerFn | None = None
-    assess: AssessFn | None = None
 
 
 def get_kind(name: str) -> Kind:
     """The kind named by ``task.kind``; imports its module (only that one) on first use."""
     check_choice("task.kind", name, TASK_KINDS)
-    if name in ("sequence_classification", "sequence_regression"):
-        from encoderlab.kinds.sequence.kind import KIND as sequence
-
-        return sequence
-    if name == "token_classification":
-        from encoderlab.kinds.token_classification.kind import KIND as token_classification
-
-        return token_classification
-    if name == "question_answering":
-        from encoderlab.kinds.question_answering.kind import KIND as question_answering
-
-        return question_answering
-    if name == "pretraining":
-        from encoderlab.kinds.pretraining.kind import KIND as pretraining
-
-        return pretraining
     if name == "multitask":
         from encoderlab.kinds.multitask.kind import KIND as multitask
 
         return multitask
-    # names.TASK_KINDS and the branches above list the same kinds (tests/config/test_names.py checks it)
-    raise AssertionError(f"task.kind {name!r} has no module in get_kind")
-
-
-def write_json(path: Path, obj) -> None:
-    import json
-
-    path.write_text(json.dumps(obj, indent=2, default=str))
+    return get_single_kind(name)

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from encoderlab.config.schema import ModelConfig, RunConfig
 from encoderlab.data.collate import PadCollator, sorted_batches
 from encoderlab.errors import ConfigError, DataError
-from encoderlab.kinds import Prepared
+from encoderlab.kinds.base import Prepared
 from encoderlab.models.module import SequenceModule
 
 log = logging.getLogger("encoderlab")
@@ -280,11 +280,11 @@ def compute_teacher_logits(run: RunConfig, teacher: Teacher, labels: list[int], 
     tokenizer (the two may differ), in the student's order."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from encoderlab.kinds.sequence import kind as sequence
+    from encoderlab.kinds.sequence.data import prepare as prepare_sequence
 
     tokenizer = AutoTokenizer.from_pretrained(teacher.hf)
     teacher_run = dataclasses.replace(run, model=ModelConfig(name="teacher", path=str(teacher.hf)))
-    rows = sequence.prepare(teacher_run, tokenizer, root if run.speed.cache_tokenized else None).datasets["train"]
+    rows = prepare_sequence(teacher_run, tokenizer, root if run.speed.cache_tokenized else None).datasets["train"]
     if list(rows["labels"]) != labels:
         raise DataError(
             f"the training split tokenized for the teacher ({len(rows)} rows) does not line up with the student's "

@@ -23,7 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from encoderlab.data.collate import sorted_batches
-from encoderlab.kinds import Prepared
+from encoderlab.kinds.base import Prepared
 from encoderlab.models.heads import FeatureModel
 
 if TYPE_CHECKING:

@@ -22,8 +22,9 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoMode
 from encoderlab.config.schema import RunConfig
 from encoderlab.data.datamodule import to_rows
 from encoderlab.errors import ConfigError
-from encoderlab.kinds import KindFunctions, Prepared, get_kind
+from encoderlab.kinds.base import KindFunctions, Prepared
 from encoderlab.kinds.multitask.data import TASK_ID, TaskBatching, TaskCollator
+from encoderlab.kinds.single import get_single_kind as get_kind
 from encoderlab.models.encoder import build_config, build_model, save_pretrained
 from encoderlab.models.module import STAGES, EncoderModule, _batch_size
 from encoderlab.training.lora import apply_strategy, merged

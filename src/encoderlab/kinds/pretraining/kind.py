@@ -37,7 +37,7 @@ from encoderlab.data.corpora import load_corpus_dir, split_corpus
 from encoderlab.data.sources import load_source, subsample
 from encoderlab.data.wordpiece import train_wordpiece
 from encoderlab.errors import ConfigError
-from encoderlab.kinds import KindFunctions, Prepared
+from encoderlab.kinds.base import KindFunctions, Prepared
 from encoderlab.kinds.pretraining.data import check_max_positions, preprocess_pretraining
 from encoderlab.kinds.pretraining.masking import MLMCollator
 from encoderlab.models.encoder import (

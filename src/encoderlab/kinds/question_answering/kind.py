@@ -20,7 +20,7 @@ from encoderlab.config.schema import RunConfig, TaskConfig
 from encoderlab.data import cache as data_cache
 from encoderlab.data.collate import pad_collator
 from encoderlab.data.sources import cv_fingerprint, load_raw
-from encoderlab.kinds import KindFunctions, Prepared
+from encoderlab.kinds.base import KindFunctions, Prepared
 from encoderlab.kinds.question_answering.data import (
     EXAMPLE_ID,
     FEATURE_INDEX,

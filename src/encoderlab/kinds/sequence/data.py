@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import datasets
 from datasets import ClassLabel, DatasetDict
 
-from encoderlab.config.schema import TaskConfig
+from encoderlab.config.schema import RunConfig, TaskConfig
+from encoderlab.data import cache as data_cache
+from encoderlab.data.collate import pad_collator
+from encoderlab.data.sources import cv_fingerprint, load_raw
 from encoderlab.errors import ConfigError, DataError, choices
+from encoderlab.kinds.base import Prepared
 
 
 def _check_columns(ds: datasets.Dataset, task: TaskConfig, split: str) -> None:
@@ -169,3 +174,22 @@ def tokenize(raw: DatasetDict, tokenizer, task: TaskConfig, pad_to_max: bool = F
             for split, ds in raw.items()
         }
     )
+
+
+def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
+    task = run.task
+
+    def build():
+        labeled, names = prepare_labels(load_raw(task, run.cv), task)
+        tok = tokenize(labeled, tokenizer, task)
+        return tok, {"label_names": names, "sizes": {k: len(v) for k, v in tok.items()}}
+
+    key = data_cache.fingerprint(task, tokenizer, **cv_fingerprint(run.cv))
+    ds, meta = data_cache.cached(cache_root, f"{task.kind}-{task.name}", key, build)
+    meta["data_key"] = key
+    collator = pad_collator(run, tokenizer)
+    if task.long_text == "chunks":  # documents of several windows each
+        from encoderlab.kinds.sequence.long_text import ChunkCollator
+
+        collator = ChunkCollator(collator)
+    return Prepared(datasets=ds, collator=collator, meta=meta)

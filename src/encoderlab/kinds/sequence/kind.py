@@ -8,11 +8,8 @@ from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification
 
 from encoderlab.config.schema import RunConfig
-from encoderlab.data import cache as data_cache
-from encoderlab.data.collate import pad_collator
-from encoderlab.data.sources import cv_fingerprint, load_raw
-from encoderlab.kinds import KindFunctions, Prepared
-from encoderlab.kinds.sequence.data import prepare_labels, tokenize
+from encoderlab.kinds.base import KindFunctions, Prepared
+from encoderlab.kinds.sequence.data import prepare
 from encoderlab.models.distill import DistillSequenceModule, keep_layers, student_layer_indices
 from encoderlab.models.encoder import build_config, build_model, check_length, save_pretrained
 
@@ -27,25 +24,6 @@ from encoderlab.models.heads import (  # noqa: F401
 )
 from encoderlab.models.module import ChunkedSequenceModule, SequenceModule
 from encoderlab.training.lora import apply_strategy, merged
-
-
-def prepare(run: RunConfig, tokenizer, cache_root: Path | None) -> Prepared:
-    task = run.task
-
-    def build():
-        labeled, names = prepare_labels(load_raw(task, run.cv), task)
-        tok = tokenize(labeled, tokenizer, task)
-        return tok, {"label_names": names, "sizes": {k: len(v) for k, v in tok.items()}}
-
-    key = data_cache.fingerprint(task, tokenizer, **cv_fingerprint(run.cv))
-    ds, meta = data_cache.cached(cache_root, f"{task.kind}-{task.name}", key, build)
-    meta["data_key"] = key
-    collator = pad_collator(run, tokenizer)
-    if task.long_text == "chunks":  # documents of several windows each
-        from encoderlab.kinds.sequence.long_text import ChunkCollator
-
-        collator = ChunkCollator(collator)
-    return Prepared(datasets=ds, collator=collator, meta=meta)
 
 
 def pooled_model(run: RunConfig, config, num_outputs: int) -> PooledModel:

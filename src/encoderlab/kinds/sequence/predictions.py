@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from encoderlab.data.collate import sorted_batches
-from encoderlab.kinds import Prepared
+from encoderlab.kinds.base import Prepared
 
 log = logging.getLogger(__name__)
 PREDICTIONS_FILE = "predictions_test.jsonl"

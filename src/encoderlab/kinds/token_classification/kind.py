@@ -21,7 +21,7 @@ from encoderlab.config.schema import RunConfig
 from encoderlab.data import cache as data_cache
 from encoderlab.data.collate import pad_collator
 from encoderlab.data.sources import cv_fingerprint, load_raw
-from encoderlab.kinds import KindFunctions, Prepared, write_json
+from encoderlab.kinds.base import KindFunctions, Prepared, write_json
 from encoderlab.kinds.token_classification.data import (
     EXAMPLE_INDEX,
     IGNORE_INDEX,
