@@ -34,7 +34,9 @@ def run(args: list[str], run_dir: Path) -> dict:
         timeout=600,
     )
     assert p.returncode == 0, f"exit {p.returncode}\nstdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-5000:]}"
-    assert p.stdout.count("encoderlab: ") == 1  # one process prints the result
+    said = [line for line in p.stdout.splitlines() if line.startswith("encoderlab: ")]
+    # one process prints the result (and, for a pre-training run this short, that it is undertrained): no line twice
+    assert said and len(said) == len(set(said)), said
     return json.loads((run_dir / "summary.json").read_text())
 
 
@@ -68,7 +70,8 @@ def test_two_processes_report_the_metrics_of_one(tmp_path, cache_dir, task):
     one = run(args, tmp_path / "one")
     two = run([*args, *DDP], tmp_path / "two")
 
-    assert one["status"] == two["status"] == "finished"
+    # lr 1e-30 learns nothing: a pre-training run this short ends undertrained, as it should, on every rank count
+    assert one["status"] == two["status"] == ("undertrained" if task == "pretraining" else "finished")
     for split in ("val", "test"):
         assert set(two[split]) == set(one[split])
         assert two[split] == one[split], split  # exactly: accuracy, F1, losses, perplexity

@@ -75,9 +75,9 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(run_dir / "hf" / "model.safetensors")
 
 
-def assert_same_run(resumed: Path, reference: Path) -> None:
+def assert_same_run(resumed: Path, reference: Path, status: str = "finished") -> None:
     a, b = summary(resumed), summary(reference)
-    assert a["status"] == b["status"] == "finished"
+    assert a["status"] == b["status"] == status
     assert a["val"] == b["val"] and a["test"] == b["test"]  # exactly, not approximately
     assert a["best_epoch"] == b["best_epoch"] and a["steps"] == b["steps"]
     assert val_curve(resumed) == val_curve(reference)  # every epoch, the ones after the kill included
@@ -205,7 +205,8 @@ def test_a_pretraining_run_with_dynamic_masking_resumes_exactly(tmp_path, cache_
     ok(cli([*args, f"hydra.run.dir={run}"]))
 
     assert summary(run)["resumed_from"]
-    assert_same_run(run, reference)
+    # a tiny model this short stays at the unigram baseline: both runs end undertrained, the resumed one as well
+    assert_same_run(run, reference, status="undertrained")
 
 
 @pytest.mark.slow
