@@ -13,7 +13,7 @@ from support import reviews_task
 
 from encoderlab.config.schema import RunConfig
 from encoderlab.data import cache as data_cache
-from encoderlab.kinds.sequence import kind as kind
+from encoderlab.kinds.sequence import data as sequence  # prepare, and the tokenize it calls
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -24,7 +24,7 @@ def entries(root: Path) -> list[str]:
 
 def test_a_rerun_reuses_the_cache_and_a_new_max_seq_length_makes_a_new_entry(tokenizer, tmp_path, monkeypatch):
     root = tmp_path / "cache"
-    first = kind.prepare(RunConfig(task=reviews_task()), tokenizer, root)
+    first = sequence.prepare(RunConfig(task=reviews_task()), tokenizer, root)
     (entry,) = entries(root)
     assert entry == f"sequence_classification-reviews-{first.meta['data_key']}"
     assert (root / "tokenized" / entry / "meta.json").exists()
@@ -33,16 +33,16 @@ def test_a_rerun_reuses_the_cache_and_a_new_max_seq_length_makes_a_new_entry(tok
         raise AssertionError("tokenized again although the cache holds this data")
 
     with monkeypatch.context() as m:
-        m.setattr(kind, "tokenize", no_build)
-        m.setattr(kind, "prepare_labels", no_build)
-        again = kind.prepare(RunConfig(task=reviews_task(), seed=7), tokenizer, root)  # the seed changes nothing
+        m.setattr(sequence, "tokenize", no_build)
+        m.setattr(sequence, "prepare_labels", no_build)
+        again = sequence.prepare(RunConfig(task=reviews_task(), seed=7), tokenizer, root)  # the seed changes nothing
     assert again.meta == first.meta
     assert again.datasets["train"]["input_ids"] == first.datasets["train"]["input_ids"]
 
     calls = []
-    real = kind.tokenize
-    monkeypatch.setattr(kind, "tokenize", lambda *a, **k: calls.append(1) or real(*a, **k))
-    shorter = kind.prepare(RunConfig(task=reviews_task(max_seq_length=8)), tokenizer, root)
+    real = sequence.tokenize
+    monkeypatch.setattr(sequence, "tokenize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    shorter = sequence.prepare(RunConfig(task=reviews_task(max_seq_length=8)), tokenizer, root)
     assert calls == [1] and len(entries(root)) == 2
     assert max(len(ids) for ids in shorter.datasets["train"]["input_ids"]) == 8
 
