@@ -116,6 +116,13 @@ def check_notes(notes: Any) -> None:
         raise ConfigError("notes", f"a short text (a string), got {type(notes).__name__}")
 
 
+def yaml_error(path: Path, e: yaml.YAMLError) -> EncoderlabError:
+    """A YAML file that does not parse, as one line: the file, the line and what the parser found."""
+    mark = getattr(e, "problem_mark", None)
+    line = f" line {mark.line + 1}" if mark is not None else ""
+    return EncoderlabError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})")
+
+
 def load_published(path: Optional[str | Path] = None) -> dict[str, dict[str, Any]]:
     """The published numbers: id -> entry, each with paper, where, value, metric, direction and says (and
     ``value_text`` / ``baseline_text``: the numbers as written in the file, for documents)."""
@@ -127,9 +134,7 @@ def load_published(path: Optional[str | Path] = None) -> dict[str, dict[str, Any
         data = yaml.safe_load(text) or {}
         printed = yaml.load(text, Loader=yaml.BaseLoader) or {}  # every scalar as written: 5.40 stays "5.40"
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise EncoderlabError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        raise yaml_error(path, e) from None
     if not isinstance(data, Mapping):
         raise EncoderlabError(f"{path}: expected a mapping id -> entry (paper, where, value, ...)")
     out = {}

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import yaml
 
-from encoderlab.config.claims import Claim, check_notes, parse_claims
+from encoderlab.config.claims import Claim, check_notes, parse_claims, yaml_error
 from encoderlab.errors import EncoderlabError
 from encoderlab.report.store import RUNS_FILE, read_records
 
@@ -46,9 +46,7 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise EncoderlabError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        raise yaml_error(path, e) from None
     if not isinstance(data, dict):
         raise EncoderlabError(f"{path}: expected a mapping of config keys")
     return data
