@@ -16,6 +16,14 @@ from encoderlab.report.published import load_published
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 GOOD = {"id": "c", "key": "finetune", "a": "frozen", "b": "full", "metric": "test/accuracy", "direction": "higher"}
+AGAINST = {  # no arms: the runs against a published value
+    "id": "matches_paper",
+    "metric": "test/accuracy",
+    "direction": "equal",
+    "margin": 0.01,
+    "published": "devlin2019_glue_dev_sst2",
+    "scale": 0.01,
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +52,9 @@ def test_a_run_config_accepts_claims_and_notes(base):
         (GOOD | {"margin": -1}, "config key 'claims[0].margin'"),
         (GOOD | {"direction": "equal"}, "config key 'claims[0].margin': direction 'equal'"),
         (GOOD | {"b": "frozen"}, "config key 'claims[0].b': the two arms are the same"),
+        ({k: v for k, v in GOOD.items() if k != "b"}, "config key 'claims[0].b': missing: a claim between two arms"),
+        ({k: v for k, v in GOOD.items() if k not in ("key", "a", "b")}, "config key 'claims[0].key': missing"),
+        (AGAINST | {"scale": 0}, "config key 'claims[0].scale': a number > 0"),
     ],
 )
 def test_a_wrong_claim_is_one_error_naming_the_field(base, claim, message):
@@ -52,6 +63,12 @@ def test_a_wrong_claim_is_one_error_naming_the_field(base, claim, message):
 
     assert str(e.value).startswith(message)
     assert "\n" not in str(e.value)
+
+
+def test_a_claim_without_arms_compares_the_runs_with_its_published_value():
+    claim = parse_claims([AGAINST])[0]
+
+    assert claim.against_published and claim.key is None and claim.scale == 0.01
 
 
 def test_claim_ids_are_unique():

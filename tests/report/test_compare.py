@@ -209,3 +209,39 @@ def test_a_single_pair_reports_that_pairs_difference_not_the_arms_means():
 
     assert c.n == 1 and c.paired and c.n_a == 2 and c.mean_diff == pytest.approx(0.01) and c.mean_a == 0.75
     assert c.verdict == "not_resolved" and "single run" in c.reason
+
+
+@pytest.mark.parametrize(
+    ("scores", "expected"),
+    [
+        ([0.925, 0.928, 0.926, 0.929], "holds"),  # within ±1 point of 0.927, and the interval shows it
+        ([0.880, 0.884, 0.879, 0.883], "reversed"),  # clearly more than a point below
+        ([0.90, 0.95, 0.91, 0.94], "not_resolved"),  # the seed spread is wider than the margin
+    ],
+)
+def test_runs_against_a_published_value_get_a_one_sample_interval(scores, expected):
+    from encoderlab.report.compare import compare_to_value
+
+    records = [
+        {"overrides": {"optimizer.lr": "2e-5"}, "seed": s, "metrics": {"test/accuracy": v}}
+        for s, v in enumerate(scores, 1)
+    ]
+    (c,) = compare_to_value(records, 0.927, "test/accuracy", margin=0.01, direction="equal")
+
+    diffs = [v - 0.927 for v in scores]
+    half = stats.t.ppf(0.975, 3) * statistics.stdev(diffs) / math.sqrt(4)
+    assert c.n == 4 and c.mean_a == 0.927 and c.mean_diff == pytest.approx(statistics.mean(diffs))
+    assert c.ci95 == pytest.approx((statistics.mean(diffs) - half, statistics.mean(diffs) + half))
+    assert c.verdict == expected
+
+
+def test_one_run_per_row_against_a_published_value_is_not_resolved():
+    from encoderlab.report.compare import compare_to_value
+
+    records = [
+        {"overrides": {"optimizer.lr": lr}, "seed": 1, "metrics": {"test/accuracy": 0.927}} for lr in ("2e-5", "3e-5")
+    ]
+    out = compare_to_value(records, 0.927, "test/accuracy", margin=0.01, direction="equal")
+
+    assert [c.combination for c in out] == [{"optimizer.lr": "2e-5"}, {"optimizer.lr": "3e-5"}]
+    assert all(c.verdict == "not_resolved" and c.n == 1 and "add seeds" in c.reason for c in out)

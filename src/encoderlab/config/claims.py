@@ -10,6 +10,12 @@ published numbers (``encoderlab/report/published.yaml``) that claims refer to by
         direction: higher                # higher | lower | equal (equivalence within ±margin)
         margin: 0.0                      # in the metric's own units (accuracy 0..1: 0.01 = 1 point)
         published: sun2019_feat_vs_fit   # optional: an id of published.yaml
+      - id: matches_paper                # no arms: the runs against the published value itself
+        metric: test/accuracy
+        direction: equal
+        margin: 0.01
+        published: devlin2019_glue_dev_sst2
+        scale: 0.01                      # the paper prints percent; the metric is a fraction
     notes: >-
       what was cut from the designed budget and why
 
@@ -29,8 +35,9 @@ import yaml
 from encoderlab.errors import ConfigError, EncoderlabError
 
 DIRECTIONS = ("higher", "lower", "equal")
-CLAIM_REQUIRED = ("id", "key", "a", "b", "metric", "direction")
-CLAIM_OPTIONAL = ("margin", "published")
+CLAIM_REQUIRED = ("id", "metric", "direction")
+ARMS = ("key", "a", "b")  # all three, or none: then the runs are compared with the published value
+CLAIM_OPTIONAL = (*ARMS, "margin", "published", "scale")
 PUBLISHED_REQUIRED = ("paper", "where", "value", "metric", "direction", "says")
 PUBLISHED_OPTIONAL = ("baseline", "note")
 # the package's published numbers (installed as package data of encoderlab.report)
@@ -42,13 +49,18 @@ _SPLITS = ("test", "val")
 @dataclass(frozen=True)
 class Claim:
     id: str
-    key: str
-    a: str
-    b: str
+    key: Optional[str]  # None: a claim against the published value (no arms)
+    a: Optional[str]
+    b: Optional[str]
     metric: str
     direction: str
     margin: float = 0.0
     published: Optional[str] = None
+    scale: float = 1.0  # published value x scale = the value in the metric's units
+
+    @property
+    def against_published(self) -> bool:
+        return self.key is None
 
 
 def _scalar(where: str, value: Any) -> str:
@@ -67,8 +79,17 @@ def parse_claim(raw: Any, index: int, published_ids: Optional[set[str]] = None) 
         raise ConfigError(f"{where}.{unknown[0]}", f"unknown key '{unknown[0]}'; keys allowed: {allowed}")
     for name in CLAIM_REQUIRED:
         if name not in raw or raw[name] is None:
-            raise ConfigError(f"{where}.{name}", "missing: every claim names id, key, a, b, metric and direction")
-    values = {name: _scalar(f"{where}.{name}", raw[name]) for name in CLAIM_REQUIRED}
+            raise ConfigError(f"{where}.{name}", "missing: every claim names id, metric and direction")
+    arms = [name for name in ARMS if raw.get(name) is not None]
+    if arms and len(arms) < len(ARMS):
+        missing = next(name for name in ARMS if name not in arms)
+        raise ConfigError(f"{where}.{missing}", "missing: a claim between two arms names key, a and b")
+    if not arms and raw.get("published") is None:
+        raise ConfigError(
+            f"{where}.key", "missing: name the arms (key, a, b), or a published id to compare the runs with"
+        )
+    values = {name: _scalar(f"{where}.{name}", raw[name]) for name in (*CLAIM_REQUIRED, *arms)}
+    values.update({name: None for name in ARMS if name not in arms})
     if not _ID.match(values["id"]):
         raise ConfigError(f"{where}.id", f"'{values['id']}' is not a snake_case id (a-z, 0-9, _)")
     split, _, name = values["metric"].partition("/")
@@ -76,7 +97,7 @@ def parse_claim(raw: Any, index: int, published_ids: Optional[set[str]] = None) 
         raise ConfigError(f"{where}.metric", f"'{values['metric']}' is not split/metric (test/accuracy, val/f1_macro)")
     if values["direction"] not in DIRECTIONS:
         raise ConfigError(f"{where}.direction", f"'{values['direction']}' is not one of {', '.join(DIRECTIONS)}")
-    if values["a"] == values["b"]:
+    if arms and values["a"] == values["b"]:
         raise ConfigError(f"{where}.b", f"the two arms are the same value '{values['a']}'")
     margin = raw.get("margin", 0.0)
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
@@ -91,7 +112,10 @@ def parse_claim(raw: Any, index: int, published_ids: Optional[set[str]] = None) 
             raise ConfigError(
                 f"{where}.published", f"'{published}' is not an id of {PUBLISHED_FILE.name} ({len(ids)} ids there)"
             )
-    return Claim(**values, margin=float(margin), published=published)
+    scale = raw.get("scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
+        raise ConfigError(f"{where}.scale", f"a number > 0 (0.01 when the paper prints percent), got {scale!r}")
+    return Claim(**values, margin=float(margin), published=published, scale=float(scale))
 
 
 def parse_claims(raw: Any, published_ids: Optional[set[str]] = None) -> list[Claim]:

@@ -262,3 +262,66 @@ def _comparison(arm_a, arm_b, key, a, b, metric, margin, direction, combination,
         reason=reason,
         seeds=cells if paired else [],
     )
+
+
+PUBLISHED = "published"  # arm A of a claim against a published value
+
+
+def compare_to_value(
+    records: list[dict],
+    value: float,
+    metric: str,
+    margin: float = 0.0,
+    direction: str = "equal",
+) -> list[Comparison]:
+    """The runs against a fixed (published) value: one comparison per combination of the keys that vary, each a
+    one-sample Student t over the runs' differences to ``value`` (arm A is the value, arm B the runs)."""
+    if direction not in DIRECTIONS:
+        raise EncoderlabError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
+    records = [r for r in records if r.get("status", "finished") == "finished"]
+    lacking = [r for r in records if task_metric(r, metric) is None]
+    if lacking:
+        have = sorted({m for r in records for m in r.get("metrics") or {}})
+        raise EncoderlabError(
+            f"metric '{metric}' is missing in {len(lacking)} of {len(records)} runs; metrics found: {', '.join(have)}"
+        )
+    out = []
+    for combination in _combinations(records, _combination_keys(records, "")):
+        runs = _values([r for r in records if _fits(r, combination)], metric)
+        if not runs:
+            continue
+        diffs = [v - value for v in runs.values()]
+        test = paired_t(diffs) if len(diffs) >= 2 else None
+        if test is None:
+            ci, p, diff, reason = (math.nan, math.nan), math.nan, diffs[0], "one run: no interval; add seeds"
+        else:
+            ci, p, diff, reason = test.ci95, test.p, test.mean_diff, "one-sample t against the published value"
+        result = verdict(ci, margin, direction)
+        needed = None
+        if test is not None and result == NOT_RESOLVED and diff != 0:
+            needed = seeds_needed(gap_to_resolve(diff, margin, direction), test.std)
+        out.append(
+            Comparison(
+                key="",
+                a=PUBLISHED,
+                b="ours",
+                metric=metric,
+                combination=dict(combination),
+                n=len(diffs),
+                n_a=1,
+                n_b=len(diffs),
+                mean_a=value,
+                mean_b=value + diff,
+                mean_diff=diff,
+                ci95=(float(ci[0]), float(ci[1])),
+                p=p,
+                paired=False,
+                verdict=result,
+                seeds_needed=needed,
+                margin=float(margin),
+                direction=direction,
+                reason=reason,
+                seeds=list(runs),
+            )
+        )
+    return out

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from encoderlab.errors import EncoderlabError
-from encoderlab.report.compare import ANY, REPEAT_KEYS, VERDICT_TEXT, Comparison, compare_records
+from encoderlab.report.compare import ANY, REPEAT_KEYS, VERDICT_TEXT, Comparison, compare_records, compare_to_value
 from encoderlab.report.experiments import Section
 from encoderlab.report.keys import is_noise
-from encoderlab.report.published import published_line
+from encoderlab.report.published import load_published, published_line
 from encoderlab.report.stats import mean_ci, mean_std
 from encoderlab.report.tables import DASH, Scale, fmt, fmt_interval, fmt_mean_std, metric_scale
 
@@ -135,6 +135,9 @@ def claim_comparisons(section: Section, claim) -> tuple[list[Comparison], str]:
     if not records:
         return [], "no stored runs"
     try:
+        if claim.against_published:
+            value = float(load_published()[claim.published]["value"]) * claim.scale
+            return compare_to_value(records, value, claim.metric, claim.margin, claim.direction), ""
         return compare_records(records, claim.key, claim.a, claim.b, claim.metric, claim.margin, claim.direction), ""
     except EncoderlabError as e:
         return [], f"not compared: {e}"
@@ -144,11 +147,12 @@ def _claim_lines(section: Section, claim, published: Mapping[str, Mapping[str, A
     scale = scale_of(claim.metric, finished(section.records))
     claimed = CLAIMED[claim.direction].format(m=fmt(claim.margin, scale))
     unit = " (percentage points)" if scale.unit == "%" else ""
-    lines = [
-        f"**{claim.id}**: `{claim.key}={claim.b}` (B) vs `{claim.key}={claim.a}` (A) on {claim.metric}; "
-        f"claimed: {claimed}{unit}.",
-        "",
-    ]
+    arms = (
+        f"the runs (B) vs the published value (A: {claim.published} x {claim.scale:g})"
+        if claim.against_published
+        else f"`{claim.key}={claim.b}` (B) vs `{claim.key}={claim.a}` (A)"
+    )
+    lines = [f"**{claim.id}**: {arms} on {claim.metric}; claimed: {claimed}{unit}.", ""]
     if claim.published:
         lines += [f"Published ({claim.published}): {published_line(dict(published[claim.published]))}", ""]
     comparisons, why = claim_comparisons(section, claim)
