@@ -127,6 +127,7 @@ def test_an_undertrained_stage_is_kept_and_its_jobs_stop_at_once_naming_it(tmp_p
         assert "stages.pretrain.overrides" in line
     assert not list(sweep.glob("*/summary.json"))  # no job trained on it
     assert "Traceback" not in p.stderr
+    assert p.returncode == 1 and "2 job(s) of this sweep failed or stopped" in p.stderr  # never a clean exit
 
     p = _cli(args)  # the stage is reused as undertrained, not run again
     assert "stage pretrain: running it first" not in p.stdout + p.stderr

@@ -149,10 +149,11 @@ def compose_error_message(e: Exception) -> str:
 
 
 class SweepSummary(Callback):
-    """At the end of a multirun, list the jobs of *this* invocation that failed and exit non-zero.
+    """At the end of a multirun, list the jobs of *this* invocation that failed or stopped, and exit non-zero.
 
     Failed jobs do not stop a sweep (the others go on), so without this a sweep with failures would end
-    like a clean one. Jobs skipped because they finished before count as finished.
+    like a clean one. A job that stopped before training (a config error, a stage that ended undertrained) has a
+    job dir from this invocation and no summary.json. Jobs skipped because they finished before count as finished.
     """
 
     def __init__(self) -> None:
@@ -171,9 +172,14 @@ class SweepSummary(Callback):
                 continue
             if s.get("status") == "failed" and f.stat().st_mtime >= self.started:
                 failed.append((f.parent.name, (s.get("error") or "").splitlines()[0][:200]))
+        for f in sorted(sweep.glob("*/.hydra/overrides.yaml")):
+            job = f.parent.parent
+            if not (job / "summary.json").exists() and f.stat().st_mtime >= self.started:
+                failed.append((job.name, "stopped before training (its error is above)"))
         if failed:
             print(
-                f"encoderlab: {len(failed)} job(s) of this sweep failed (rerun the same command to retry them):",
+                f"encoderlab: {len(failed)} job(s) of this sweep failed or stopped "
+                "(rerun the same command to retry them):",
                 file=sys.stderr,
             )
             for name, err in failed:
