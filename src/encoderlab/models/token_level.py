@@ -18,7 +18,8 @@ from encoderlab.config.schema import RunConfig
 from encoderlab.models.encoder import build_model, check_length, save_pretrained
 from encoderlab.models.heads import FeatureModel, export_feature_model, feature_model
 from encoderlab.models.module import EncoderModule
-from encoderlab.training.lora import apply_strategy, merged
+from encoderlab.training.freezing import apply_strategy
+from encoderlab.training.lora import merged
 
 log = logging.getLogger(__name__)
 
