@@ -30,9 +30,18 @@ def register(strategy: Strategy) -> Strategy:
     return strategy
 
 
+def _modules() -> list[str]:
+    """The strategies' modules in this package (``base`` is what they share, not a strategy)."""
+    import pkgutil
+
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base")
+
+
 def strategy_names() -> tuple[str, ...]:
-    """Every name ``finetune.strategy`` accepts: the built-in ones, then the registered ones."""
-    return (*STRATEGIES, *(n for n in _REGISTERED if n not in STRATEGIES))
+    """Every name ``finetune.strategy`` accepts: the built-in ones (``names.STRATEGIES`` first, in its order, then
+    any other module of this package), then the registered ones."""
+    built_in = (*STRATEGIES, *(m for m in _modules() if m not in STRATEGIES))
+    return (*built_in, *(n for n in _REGISTERED if n not in built_in))
 
 
 def get_strategy(name: str) -> Strategy:
