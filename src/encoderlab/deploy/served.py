@@ -14,13 +14,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from encoderlab.deploy.base import ServeError, read_run_config  # noqa: F401  (importable from here, as before)
-from encoderlab.kinds import Serving, get_kind
 from encoderlab.names import TASK_KINDS
+
+if TYPE_CHECKING:
+    from encoderlab.kinds import Serving
 
 BACKENDS = ("auto", "torch", "torch-int8", "onnx", "onnx-int8")
 
@@ -108,9 +110,16 @@ def _label_list(id2label: dict | None) -> list[str] | None:
     return [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
 
 
+def serving_of(kind: str) -> Serving:
+    """The serving of the kind an export stores (``Kind.serving``, ``kinds/<kind>/serving.py``)."""
+    from encoderlab.kinds import get_kind
+
+    return get_kind(kind).serving
+
+
 def servings() -> list[Serving]:
     """The serving of every kind (``kinds/<kind>/serving.py``): which exports it recognizes, how it predicts."""
-    return [get_kind(name).serving for name in TASK_KINDS]
+    return [serving_of(name) for name in TASK_KINDS]
 
 
 def describe_hf(folder: Path) -> dict:
@@ -180,7 +189,7 @@ def load_torch_model(folder: Path, kind: str, feature: bool):
 
         model, tokenizer, _ = load_feature_model(folder)
         return model.eval(), tokenizer
-    auto = getattr(transformers, get_kind(kind).serving.auto_model)  # the kind's Auto class
+    auto = getattr(transformers, serving_of(kind).auto_model)  # the kind's Auto class
     try:
         model = auto.from_pretrained(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -262,7 +271,7 @@ def load(path: str | Path, backend: str = "auto", device: str = "cpu", threads: 
     module = LogitsModule(model)
     if backend == "torch-int8":
         module = quantize_torch(module)
-    qa = get_kind(info["kind"]).serving.settings(folder)  # what the kind keeps beside its model (QA's lengths)
+    qa = serving_of(info["kind"]).settings(folder)  # what the kind keeps beside its model (QA's lengths)
     return Served(
         kind=info["kind"],
         tokenizer=tokenizer,
