@@ -80,6 +80,10 @@ class Strategy:
         return None
 
     # ---- the export ------------------------------------------------------------------------------------------
+    def export_network(self, network: nn.Module) -> nn.Module:
+        """The network as ``hf/`` holds it (e.g. LoRA's adapters merged into the weights, a copy)."""
+        return network
+
     def card_rows(self, cfg: dict) -> list[tuple[str, object]]:
         """Rows the model card's "Training" table adds for this strategy (``cfg``: the saved ``finetune`` section)."""
         return []

@@ -16,5 +16,10 @@ class Lora(Strategy):
 
         return apply_lora(model, cfg)
 
+    def export_network(self, network):
+        from encoderlab.training.lora import merged
+
+        return merged(network)  # a plain Hugging Face model: transformers.pipeline loads it without peft
+
 
 STRATEGY = Lora()

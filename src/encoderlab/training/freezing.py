@@ -41,6 +41,11 @@ def apply_strategy(model: nn.Module, cfg: FinetuneConfig, n_layers: int | None =
     return get_strategy(cfg.strategy).wrap(model, cfg, n)
 
 
+def exported(network: nn.Module, run) -> nn.Module:
+    """``network`` as the run's strategy exports it (``Strategy.export_network``: LoRA merges its adapters)."""
+    return get_strategy(run.finetune.strategy).export_network(network)
+
+
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts; tied weights (MLM decoder = word embeddings) count once."""
     params = [p for _, p in model.named_parameters()]

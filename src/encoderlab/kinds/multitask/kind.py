@@ -27,8 +27,7 @@ from encoderlab.kinds.multitask.data import TASK_ID, TaskBatching, TaskCollator
 from encoderlab.kinds.single import get_single_kind as get_kind
 from encoderlab.models.encoder import build_config, build_model, save_pretrained
 from encoderlab.models.module import STAGES, EncoderModule, _batch_size
-from encoderlab.training.freezing import apply_strategy
-from encoderlab.training.lora import merged
+from encoderlab.training.freezing import apply_strategy, exported
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
@@ -220,7 +219,7 @@ def task_model(network: nn.Module, run: RunConfig, name: str) -> nn.Module:
 
 def export(module: MultiTaskModule, tokenizer, out: Path, prepared: Prepared) -> None:
     """``out/<task>/``: one Hugging Face model per task (shared encoder + its head, its label maps)."""
-    network = merged(module.network)  # LoRA adapters folded into the shared encoder
+    network = exported(module.network, module.run)  # e.g. LoRA adapters folded into the shared encoder
     for name in module.names:
         save_pretrained(task_model(network, module.run, name), tokenizer, out / name)
 

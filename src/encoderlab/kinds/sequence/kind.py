@@ -25,8 +25,7 @@ from encoderlab.models.heads import (  # noqa: F401
 )
 from encoderlab.models.module import ChunkedSequenceModule, SequenceModule
 from encoderlab.strategies import get_strategy
-from encoderlab.training.freezing import apply_strategy
-from encoderlab.training.lora import merged
+from encoderlab.training.freezing import apply_strategy, exported
 
 
 def pooled_model(run: RunConfig, config, num_outputs: int) -> PooledModel:
@@ -67,7 +66,7 @@ def export(module: SequenceModule, tokenizer, out: Path, prepared: Prepared) -> 
         export_feature_model(net, tokenizer, out, {"label_names": prepared.meta.get("label_names")})
         return
     if not isinstance(net, FeatureModel):
-        save_pretrained(merged(net), tokenizer, out)  # LoRA adapters folded into the weights
+        save_pretrained(exported(net, module.run), tokenizer, out)  # e.g. LoRA adapters folded into the weights
         return
     folded = _fold_pooler_probe(net, module)
     if folded is not None:  # a linear probe on the pooler *is* a *ForSequenceClassification model
