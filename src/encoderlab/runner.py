@@ -356,8 +356,8 @@ def _model_card(hf_dir: Path, kind: Kind, run: RunConfig, metrics: dict, meta: d
     that cannot be written never fails the run."""
     from encoderlab.deploy.card import write_model_card
 
-    parts = kind.card_parts(run, metrics, meta) if kind.card_parts else [("", run, metrics, meta)]
     try:
+        parts = kind.card_parts(run, metrics, meta) if kind.card_parts else [("", run, metrics, meta)]
         for folder, part_run, part_metrics, part_meta in parts:
             write_model_card(hf_dir / folder, part_run, part_metrics, part_meta, overrides)
     except Exception as err:
