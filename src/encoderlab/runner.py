@@ -36,12 +36,13 @@ from encoderlab.data.datamodule import EncoderDataModule
 from encoderlab.errors import ConfigError
 from encoderlab.kinds import Kind, Prepared, get_kind
 from encoderlab.models.encoder import load_tokenizer
+from encoderlab.models.families import family_loop
 from encoderlab.models.features import maybe_cache_features
 from encoderlab.models.module import EncoderModule
 from encoderlab.provenance import git_commit, machine_info
 from encoderlab.redact import redact
 from encoderlab.resuming import Attempt, keep_metrics, plan_attempt
-from encoderlab.strategies import own_loop
+from encoderlab.strategies import get_strategy, own_loop, unread_sections
 from encoderlab.training.callbacks import RunTimer, build_callbacks, build_loggers, checkpoint_dir
 from encoderlab.training.checkpoints import AtomicCheckpointIO, cluster_plugins, kill_point
 from encoderlab.training.flops import FlopCounter
@@ -63,8 +64,8 @@ def config_hash(run: RunConfig) -> str:
         d.pop(k, None)
     for section, key in run.unhashed():
         d[section].pop(key, None)
-    if run.finetune.strategy != "distill":  # unused: a run's hash stays what it was before distillation existed
-        d.pop("distill", None)
+    for section in unread_sections(run.finetune.strategy):  # e.g. distill.*: a run's hash stays what it was
+        d.pop(section, None)
     d["trainer"].pop("enable_progress_bar", None)
     for k in ("rich_progress", "checkpoint_every_n_steps", "checkpoint_every_minutes"):
         d["callbacks"].pop(k, None)
@@ -186,18 +187,15 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
         "attempts": attempt.number,
     }
     write_summary(run_dir, summary)
-    slow = slow_bf16_warning(run) if run.model.family != "tfidf_logreg" else None
+    baseline = family_loop(run.model.family)  # a model family with its own loop: no tokenizer, no Lightning
+    slow = slow_bf16_warning(run) if baseline is None else None
     if slow and is_rank_zero():
         log.warning(slow)
     loggers: list = []
     try:
         pl.seed_everything(run.seed, workers=True, verbose=False)
-        if run.model.family == "tfidf_logreg":  # a scikit-learn baseline: no tokenizer, no Lightning
-            from encoderlab.models.tfidf import fit_tfidf_logreg
-
-            loggers = build_loggers(run, run_dir, hydra_meta or {})
-            return _finish_baseline(run_dir, summary | fit_tfidf_logreg(run, run_dir), loggers)
-        own = own_loop(run.finetune.strategy)  # a strategy that trains outside Lightning (encoderlab.strategies)
+        # a baseline's or a strategy's own loop (encoderlab.strategies) trains outside the Lightning stages
+        own = baseline or own_loop(run.finetune.strategy)
         if own is not None:
             loggers = build_loggers(run, run_dir, hydra_meta or {})
             return _finish_baseline(run_dir, summary | own(run, run_dir, overrides), loggers)
@@ -230,17 +228,12 @@ def execute(run: RunConfig, run_dir: Path, overrides: list[str], hydra_meta: dic
 
 
 def prepare(run: RunConfig, run_dir: Path, summary: dict) -> Built:
-    """Stage 1: the kind's tokenizer, data and module; a distilled run's teacher logits; a frozen encoder's cached
-    features; the datamodule. Records ``data_seconds`` (and ``model`` / ``distill`` for distillation) in
-    ``summary``."""
+    """Stage 1: the strategy's run (``configure``), the kind's tokenizer, data and module, the strategy's extra data
+    (a distilled run's teacher logits), a frozen encoder's cached features, the datamodule. Records
+    ``data_seconds`` (and what the strategy adds, e.g. ``model`` / ``distill`` for distillation) in ``summary``."""
     kind = get_kind(run.task.kind)
-    teacher = None
-    if run.finetune.strategy == "distill":
-        from encoderlab.models.distill import load_teacher, student_run
-
-        teacher = load_teacher(run)  # a wrong teacher fails here, before any data is read
-        run = student_run(run, teacher)  # student_layers: the student starts as the teacher's network
-        summary["model"] = run.model.name
+    strategy = get_strategy(run.finetune.strategy)
+    run, state = strategy.configure(run, summary)  # distillation: the teacher, and the student built from it
     root = cache_root(run.paths.cache_dir) if run.speed.cache_tokenized else None
     tokenizer = kind.tokenizer(run, run_dir) if kind.tokenizer else load_tokenizer(run.model)
     t_data = time.perf_counter()
@@ -249,15 +242,7 @@ def prepare(run: RunConfig, run_dir: Path, summary: dict) -> Built:
     module = kind.build(run, prepared, tokenizer)
     trainable, total = count_parameters(module.network)
     log.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
-    feature_seconds = 0.0
-    if teacher is not None:
-        from encoderlab.models.distill import attach_teacher_logits, student_layer_indices
-
-        t_teacher = time.perf_counter()
-        prepared = attach_teacher_logits(run, prepared, teacher, cache_root(run.paths.cache_dir))
-        feature_seconds = time.perf_counter() - t_teacher  # ~0 when an earlier run computed the logits
-        layers = student_layer_indices(run.distill.student_layers, teacher.num_layers)
-        summary["distill"] = teacher.describe(run, layers) | {"teacher_seconds": round(feature_seconds, 2)}
+    prepared, feature_seconds = strategy.extra_data(run, prepared, state, summary)  # e.g. a teacher's logits
     prepared, encode_seconds = maybe_cache_features(module, prepared, run, cache_root(run.paths.cache_dir))
     if encode_seconds is not None:
         feature_seconds = encode_seconds
@@ -319,7 +304,7 @@ def export(built: Built, fitted: Fitted, run_dir: Path, overrides: list[str]) ->
             built.module.full_precision()
         built.kind.export(built.module, built.tokenizer, tmp, built.prepared)
         metrics = {"test": fitted.test, "validation": fitted.val}
-        _model_card(tmp, run, metrics, built.prepared.meta, overrides)
+        _model_card(tmp, built.kind, run, metrics, built.prepared.meta, overrides)
         kill_point("export")  # a fault for testing resume (ENCODERLAB_KILL_DURING)
         shutil.rmtree(old, ignore_errors=True)
         if hf.exists():
@@ -366,18 +351,15 @@ def _heartbeat(run_dir: Path, summary: dict, seconds_before: float):
     return beat
 
 
-def _model_card(hf_dir: Path, run: RunConfig, metrics: dict, meta: dict, overrides: list[str]) -> None:
-    """hf/README.md, the card a hub user reads; a card that cannot be written never fails the run."""
+def _model_card(hf_dir: Path, kind: Kind, run: RunConfig, metrics: dict, meta: dict, overrides: list[str]) -> None:
+    """hf/README.md, the card a hub user reads (one per model the kind exports, see ``Kind.card_parts``); a card
+    that cannot be written never fails the run."""
     from encoderlab.deploy.card import write_model_card
 
     try:
-        if run.task.kind == "multitask":  # one card per task model, with that task's own config and metrics
-            from encoderlab.kinds.multitask.kind import per_task
-
-            for name, sub, sub_metrics, sub_meta in per_task(run, metrics, meta):
-                write_model_card(hf_dir / name, sub, sub_metrics, sub_meta, overrides)
-        else:
-            write_model_card(hf_dir, run, metrics, meta, overrides)
+        parts = kind.card_parts(run, metrics, meta) if kind.card_parts else [("", run, metrics, meta)]
+        for folder, part_run, part_metrics, part_meta in parts:
+            write_model_card(hf_dir / folder, part_run, part_metrics, part_meta, overrides)
     except Exception as err:
         log.warning("could not write the model card: %s", err)
 

@@ -13,18 +13,18 @@ from encoderlab.errors import ConfigError
 def test_every_kind_strategy_layer_choice_optimizer_and_schedule_has_its_builder():
     from encoderlab.kinds import get_kind
     from encoderlab.models.heads import LAYER_CHOICES
-    from encoderlab.training.freezing import FREEZERS
     from encoderlab.training.optim import DEFAULTS, OPTIMIZERS
     from encoderlab.training.schedules import SCHEDULES
 
     for name in names.TASK_KINDS:  # get_kind imports a module for each name; a name it lacks fails here
         kind = get_kind(name)
         assert callable(kind.prepare) and callable(kind.build) and callable(kind.export), name
-    from encoderlab.strategies import OWN_LOOPS, own_loop
+    from encoderlab.strategies import get_strategy
 
-    assert {*FREEZERS, "lora"} == set(names.STRATEGIES)  # lora wraps the network instead of freezing it
-    assert set(OWN_LOOPS) <= set(FREEZERS)  # a kind rebuilds their network to score an export
-    assert all(callable(own_loop(name)) for name in OWN_LOOPS)
+    for name in names.STRATEGIES:  # strategies/<name>: its module's STRATEGY, under its own name
+        strategy = get_strategy(name)
+        assert strategy.name == name
+        assert strategy.loop is None or callable(strategy.own_loop()), name
     assert tuple(LAYER_CHOICES) == names.FEATURE_LAYERS
     assert tuple(OPTIMIZERS) == tuple(DEFAULTS) == names.OPTIMIZERS
     assert tuple(SCHEDULES) == names.SCHEDULERS

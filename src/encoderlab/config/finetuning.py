@@ -11,9 +11,9 @@ from encoderlab.names import (
     FEATURE_LAYERS,
     HEADS,
     POOLINGS,
-    STRATEGIES,
     STUDENT_LAYERS,
 )
+from encoderlab.strategies import strategy_names
 from encoderlab.strategies.setfit.config import SetFitConfig
 
 
@@ -50,7 +50,7 @@ class FinetuneConfig:
     setfit: SetFitConfig = field(default_factory=SetFitConfig)  # setfit: strategies/setfit/config.py
 
     def check(self) -> None:
-        check_choice("finetune.strategy", self.strategy, STRATEGIES)
+        check_choice("finetune.strategy", self.strategy, strategy_names())
         if self.pooling is not None:
             check_choice("finetune.pooling", self.pooling, POOLINGS)
             if self.strategy in ("lora", "distill") and self.pooling != "pooler":
@@ -82,7 +82,10 @@ class FinetuneConfig:
 
     @property
     def frozen_encoder(self) -> bool:
-        return self.strategy in ("frozen", "feature_based")
+        """The strategy trains a head on a frozen encoder's hidden states (models/heads.FeatureModel)."""
+        from encoderlab.strategies import get_strategy
+
+        return get_strategy(self.strategy).frozen_encoder
 
 
 @dataclass

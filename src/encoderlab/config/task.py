@@ -293,5 +293,20 @@ class TaskConfig:
         return {split: path for split, path in (self.data_files or {}).items() if path}
 
     @property
+    def pretrains(self) -> bool:
+        """The task pre-trains an encoder (masked-LM and its objectives) rather than fine-tuning one."""
+        return self.kind == "pretraining"
+
+    @property
+    def classifies_sequences(self) -> bool:
+        """Each example has one class label (whose splits can be stratified and folds drawn by class)."""
+        return self.kind == "sequence_classification"
+
+    @property
+    def tags_tokens(self) -> bool:
+        """Each word has a tag (NER): its data may come as CoNLL columns."""
+        return self.kind == "token_classification"
+
+    @property
     def greater_is_better(self) -> bool:
         return self.primary_metric not in LOWER_IS_BETTER

@@ -83,7 +83,7 @@ def infer_format(path: Path, task: TaskConfig) -> str:
             f"cannot tell the format of '{path}' from its extension; set task.format to one of "
             f"{choices(sorted(set(EXTENSIONS.values())))}",
         )
-    if fmt == "txt" and task.kind == "token_classification":  # NER data is often shipped as .txt
+    if fmt == "txt" and task.tags_tokens:  # NER data is often shipped as .txt
         if not looks_like_conll(path, task):
             raise ConfigError(
                 "task.format",
@@ -186,7 +186,7 @@ def load_source(task: TaskConfig) -> DatasetDict:
 def class_names(ds: Dataset, task: TaskConfig) -> list[str] | None:
     """Each row's class as text (a classifier's labels, whatever their type); None for other kinds or when a row
     has no label (reported later, not here)."""
-    if task.kind != "sequence_classification" or task.label_field not in ds.column_names or len(ds) == 0:
+    if not task.classifies_sequences or task.label_field not in ds.column_names or len(ds) == 0:
         return None
     feat = ds.features[task.label_field]
     values = list(ds[task.label_field])
@@ -200,7 +200,7 @@ def class_names(ds: Dataset, task: TaskConfig) -> list[str] | None:
 def _stratify_codes(ds: Dataset, task: TaskConfig) -> list[int] | None:
     """Class codes to stratify a split by: a classifier's labels, whatever their type (names in a file
     are strings), when every class has at least two examples; None: split at random."""
-    if task.kind != "sequence_classification" or task.label_field not in ds.column_names or len(ds) == 0:
+    if not task.classifies_sequences or task.label_field not in ds.column_names or len(ds) == 0:
         return None
     values = list(ds[task.label_field])
     if isinstance(ds.features[task.label_field], datasets.ClassLabel):

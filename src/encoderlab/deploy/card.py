@@ -14,17 +14,14 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from encoderlab.deploy.served import ServeError, is_run_dir, read_run_config
+from encoderlab.errors import ConfigError
+from encoderlab.kinds import Serving, get_kind
+from encoderlab.names import TASK_KINDS
 from encoderlab.redact import redact
+from encoderlab.strategies import get_strategy
 
 log = logging.getLogger(__name__)
 CARD = "README.md"
-PIPELINE_TAGS = {
-    "sequence_classification": "text-classification",
-    "sequence_regression": "text-classification",
-    "token_classification": "token-classification",
-    "question_answering": "question-answering",
-    "pretraining": "fill-mask",
-}
 
 
 def _plain(config) -> dict:
@@ -54,10 +51,7 @@ def _choices(cfg: dict) -> list[tuple[str, object]]:
         ("model", f"{m.get('name')} ({m.get('path') or 'from scratch'})"),
         ("fine-tuning", ft.get("strategy")),
     ]
-    if ft.get("strategy") == "feature_based":
-        rows.append(("features", f"layers={ft.get('layers')}, head={ft.get('head')}"))
-    if ft.get("strategy") == "top_k":
-        rows.append(("top-k layers", ft.get("k")))
+    rows += _strategy_rows(ft)
     rows += [
         ("optimizer", f"{opt.get('name', 'adamw')}, lr {opt.get('lr')}, weight decay {opt.get('weight_decay')}"),
         ("layer-wise lr decay", opt.get("layer_decay")),
@@ -71,7 +65,24 @@ def _choices(cfg: dict) -> list[tuple[str, object]]:
     return [(k, v) for k, v in rows if v is not None]
 
 
-def _usage(kind: str, feature: bool) -> str:
+def _strategy_rows(ft: dict) -> list[tuple[str, object]]:
+    """The strategy's own rows (``Strategy.card_rows``: feature_based's layers and head, top_k's k)."""
+    try:
+        strategy = get_strategy(ft.get("strategy") or "")
+    except ConfigError:  # a strategy this install does not know (a run made elsewhere): its name is shown alone
+        return []
+    return strategy.card_rows(ft)
+
+
+def _serving(kind: str) -> Serving:
+    """The serving of the kind named in the run's config (``Kind.serving``): pipeline tag and usage."""
+    try:
+        return get_kind(kind).serving
+    except ConfigError:  # a kind this install does not know
+        return Serving()
+
+
+def _usage(serving: Serving, feature: bool) -> str:
     if feature:
         return (
             "The encoder is frozen (`encoder/`) and the trained head (`feature_head.pt`) has no Hugging Face "
@@ -80,22 +91,20 @@ def _usage(kind: str, feature: bool) -> str:
             "model, tokenizer, desc = load_feature_model(PATH)\n"
             "logits = model(tokenizer(texts, return_tensors='pt', padding=True))\n```\n"
         )
-    if kind == "question_answering":
-        return (
-            "```python\nfrom encoderlab.kinds.question_answering.kind import QuestionAnswerer\n"
-            "QuestionAnswerer(PATH)(question='...', context='...')\n```\n"
-        )
-    return f'```python\nfrom transformers import pipeline\npipeline("{PIPELINE_TAGS[kind]}", model=PATH)\n```\n'
+    if serving.usage is not None:
+        return serving.usage
+    return f'```python\nfrom transformers import pipeline\npipeline("{serving.pipeline_tag}", model=PATH)\n```\n'
 
 
 def render_card(config, metrics: dict[str, dict], meta: dict, overrides: list[str], feature: bool = False) -> str:
     cfg = _plain(config)
     task = cfg.get("task", {})
-    kind = task.get("kind", "sequence_classification")
+    kind = task.get("kind", TASK_KINDS[0])  # configs from before task.kind: the first kind
+    serving = _serving(kind)
     model = cfg.get("model", {})
     title = f"{task.get('name')} / {model.get('name')} / {cfg.get('finetune', {}).get('strategy')}"
     test = {k: v for k, v in (metrics.get("test") or {}).items() if isinstance(v, (int, float))}
-    header = ["---", "library_name: transformers", f"pipeline_tag: {PIPELINE_TAGS.get(kind, 'feature-extraction')}"]
+    header = ["---", "library_name: transformers", f"pipeline_tag: {serving.pipeline_tag}"]
     header += ["tags:", "- encoderlab", f"- {task.get('name')}"]
     base = model.get("path")
     if base and not model.get("from_scratch") and not str(base).startswith(("package:", "/", ".")):
@@ -107,7 +116,7 @@ def render_card(config, metrics: dict[str, dict], meta: dict, overrides: list[st
             "model-index:",
             f"- name: {json.dumps(title)}",
             "  results:",
-            f"  - task: {{type: {PIPELINE_TAGS.get(kind, kind)}}}",
+            f"  - task: {{type: {serving.pipeline_tag}}}",
             f"    dataset: {{name: {json.dumps(str(task.get('dataset') or task.get('name')))}, "
             f"type: {json.dumps(str(task.get('dataset') or task.get('name')))}, split: test}}",
             "    metrics:",
@@ -131,7 +140,7 @@ def render_card(config, metrics: dict[str, dict], meta: dict, overrides: list[st
     lines += [f"| {k} | {v} |" for k, v in _choices(cfg)]
     command = " ".join(["encoderlab-train", *overrides]) if overrides else "encoderlab-train"
     lines += ["", "The command that made it (the full resolved config is in the run's `.hydra/config.yaml`):", ""]
-    lines += ["```bash", command, "```", "", "## Use", "", _usage(kind, feature)]
+    lines += ["```bash", command, "```", "", "## Use", "", _usage(serving, feature)]
     return "\n".join(lines)
 
 

@@ -11,7 +11,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -19,6 +18,7 @@ from torch import nn
 
 from encoderlab.data.collate import sorted_batches
 from encoderlab.deploy.served import Backend, ServeError
+from encoderlab.kinds import get_kind
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ class BackendNetwork(nn.Module):
     def __init__(self, backend: Backend, names: list[str], kind: str):
         super().__init__()
         self.backend, self.names, self.kind = backend, names, kind
+        self.serving = get_kind(kind).serving
         self.outputs: list[np.ndarray] = []
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
@@ -39,9 +40,7 @@ class BackendNetwork(nn.Module):
         logits = self.backend({n: given[n].cpu().numpy() for n in self.names})
         self.outputs.append(logits)
         t = torch.from_numpy(np.ascontiguousarray(logits))
-        if self.kind == "question_answering":
-            return SimpleNamespace(start_logits=t[..., 0], end_logits=t[..., 1])
-        return SimpleNamespace(logits=t)
+        return self.serving.outputs(t)  # as the kind's module reads a Hugging Face model's output
 
 
 @dataclass
@@ -65,7 +64,6 @@ def rebuild_test_split(run_dir: Path, tokenizer, names: list[str]) -> TestSplit:
     import encoderlab.cli.hydra_setup  # noqa: F401  (the resolvers a saved config may use)
     from encoderlab.config.validate import validate
     from encoderlab.data.cache import cache_root
-    from encoderlab.kinds import get_kind
 
     cfg_file = run_dir / ".hydra" / "config.yaml"
     if not cfg_file.is_file():

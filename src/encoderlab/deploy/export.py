@@ -20,7 +20,6 @@ from encoderlab.deploy.logits import LogitsModule
 from encoderlab.deploy.onnx import write_onnx_folder
 from encoderlab.deploy.served import (
     ONNX_DIR,
-    QA_SETTINGS_FILE,
     ServeError,
     describe_hf,
     input_names,
@@ -31,6 +30,7 @@ from encoderlab.deploy.served import (
     read_run_config,
     torch_backend,
 )
+from encoderlab.kinds import get_kind
 
 log = logging.getLogger(__name__)
 EXPORT_FILE = "export.json"
@@ -65,7 +65,7 @@ def export_run(
     module = LogitsModule(model).eval()
     names = input_names(tokenizer)
     task = read_run_config(run_dir).get("task", {})
-    qa = json.loads((hf / QA_SETTINGS_FILE).read_text()) if (hf / QA_SETTINGS_FILE).is_file() else {}
+    qa = get_kind(info["kind"]).serving.settings(hf)  # what the kind keeps beside its model (QA's lengths)
     meta = {
         "kind": info["kind"],
         "label_names": info["label_names"],

@@ -19,6 +19,7 @@ import torch
 
 from encoderlab.deploy.logits import LogitsModule
 from encoderlab.deploy.served import DEPLOY_FILE, ONNX_FILE, ONNX_INT8_FILE, ServeError, require
+from encoderlab.kinds import get_kind
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -95,7 +96,7 @@ def write_onnx_folder(
 ) -> dict[str, Path]:
     """``out_dir`` with model.onnx (+ model.int8.onnx), the tokenizer and deploy.json; built in a temporary
     folder beside it and swapped in, so a failed export never leaves half a folder."""
-    token_level = meta["kind"] in ("token_classification", "question_answering")
+    token_level = get_kind(meta["kind"]).serving.token_level  # outputs per token, not per sequence
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     work.chmod(0o755)  # mkdtemp makes it private; the export is an ordinary folder

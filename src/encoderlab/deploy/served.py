@@ -14,28 +14,24 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from encoderlab.errors import EncoderlabError
+from encoderlab.deploy.base import ServeError, read_run_config  # noqa: F401  (importable from here, as before)
+from encoderlab.names import TASK_KINDS
 
-SEQUENCE_KINDS = ("sequence_classification", "sequence_regression")
-TOKEN_KINDS = ("token_classification", "question_answering")
-SERVED_KINDS = SEQUENCE_KINDS + TOKEN_KINDS
+if TYPE_CHECKING:
+    from encoderlab.kinds import Serving
+
 BACKENDS = ("auto", "torch", "torch-int8", "onnx", "onnx-int8")
 
 ONNX_DIR = "onnx"  # inside a run directory
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"
 DEPLOY_FILE = "deploy.json"  # what an ONNX folder serves: kind, labels, lengths, QA settings, input names
-QA_SETTINGS_FILE = "question_answering.json"  # written by the QA kind's export
 
 Backend = Callable[[dict[str, np.ndarray]], np.ndarray]
-
-
-class ServeError(EncoderlabError):
-    """The model folder, the backend or the options do not fit together."""
 
 
 @dataclass
@@ -64,15 +60,6 @@ class Served:
 
 def is_run_dir(path: Path) -> bool:
     return (path / ".hydra" / "config.yaml").is_file() or (path / "summary.json").is_file()
-
-
-def read_run_config(run_dir: Path) -> dict:
-    from omegaconf import OmegaConf
-
-    f = run_dir / ".hydra" / "config.yaml"
-    if not f.is_file():
-        return {}
-    return OmegaConf.to_container(OmegaConf.load(f), resolve=False)  # type: ignore[return-value]
 
 
 def _hint() -> str:
@@ -123,18 +110,25 @@ def _label_list(id2label: dict | None) -> list[str] | None:
     return [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
 
 
+def serving_of(kind: str) -> Serving:
+    """The serving of the kind an export stores (``Kind.serving``, ``kinds/<kind>/serving.py``)."""
+    from encoderlab.kinds import get_kind
+
+    return get_kind(kind).serving
+
+
+def servings() -> list[Serving]:
+    """The serving of every kind (``kinds/<kind>/serving.py``): which exports it recognizes, how it predicts."""
+    return [serving_of(name) for name in TASK_KINDS]
+
+
 def describe_hf(folder: Path) -> dict:
-    """kind, label names and loader type of an ``hf/`` folder, read from its files (no weights loaded)."""
+    """kind, label names and loader type of an ``hf/`` folder, read from its files (no weights loaded); the kind is
+    the one whose serving recognizes the folder."""
     if (folder / "feature_head.json").is_file():
         desc = json.loads((folder / "feature_head.json").read_text())
-        if desc.get("pooling") is not None:
-            names = desc.get("label_names")
-            kind = "sequence_classification" if names else "sequence_regression"
-        elif (folder / QA_SETTINGS_FILE).is_file():
-            kind, names = "question_answering", None
-        else:
-            kind, names = "token_classification", desc.get("label_names")
-        return {"kind": kind, "label_names": names, "feature": True}
+        serving = next(s for s in servings() if s.recognizes_feature(desc, folder))
+        return {"kind": serving.name, "label_names": serving.label_names(desc.get("label_names")), "feature": True}
     cfg_file = folder / "config.json"
     if not cfg_file.is_file():
         per_task = sorted(d.name for d in folder.glob("*") if (d / "config.json").is_file())
@@ -148,21 +142,15 @@ def describe_hf(folder: Path) -> dict:
         )
     cfg = json.loads(cfg_file.read_text())
     arch = (cfg.get("architectures") or ["?"])[0]
-    if arch.endswith("ForSequenceClassification"):
-        regression = cfg.get("problem_type") == "regression" or len(cfg.get("id2label") or {}) == 1
-        kind = "sequence_regression" if regression else "sequence_classification"
-    elif arch.endswith("ForTokenClassification"):
-        kind = "token_classification"
-    elif arch.endswith("ForQuestionAnswering"):
-        kind = "question_answering"
-    else:
+    serving = next((s for s in servings() if s.recognizes(arch, cfg)), None)
+    if serving is None:
         raise ServeError(
             f"'{folder}' holds a {arch} model, which predicts no labels, values, entities or answers; "
             "encoderlab-predict serves fine-tuned classification, regression, NER and QA runs "
             "(fine-tune it first: encoderlab-train model=from_checkpoint model.path=" + str(folder) + ")"
         )
-    names = None if kind in ("sequence_regression", "question_answering") else _label_list(cfg.get("id2label"))
-    return {"kind": kind, "label_names": names, "feature": False, "config": cfg}
+    names = serving.label_names(_label_list(cfg.get("id2label")))
+    return {"kind": serving.name, "label_names": names, "feature": False, "config": cfg}
 
 
 def _max_length(run_dir: Path | None, tokenizer, config: dict | None) -> int:
@@ -193,24 +181,15 @@ def input_names(tokenizer) -> list[str]:
 
 def load_torch_model(folder: Path, kind: str, feature: bool):
     """(network, tokenizer) of an ``hf/`` folder; a feature-based export comes back as its FeatureModel."""
-    from transformers import (
-        AutoModelForQuestionAnswering,
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
-        AutoTokenizer,
-    )
+    import transformers
+    from transformers import AutoTokenizer
 
     if feature:
         from encoderlab.models.heads import load_feature_model
 
         model, tokenizer, _ = load_feature_model(folder)
         return model.eval(), tokenizer
-    auto = {
-        "sequence_classification": AutoModelForSequenceClassification,
-        "sequence_regression": AutoModelForSequenceClassification,
-        "token_classification": AutoModelForTokenClassification,
-        "question_answering": AutoModelForQuestionAnswering,
-    }[kind]
+    auto = getattr(transformers, serving_of(kind).auto_model)  # the kind's Auto class
     try:
         model = auto.from_pretrained(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -292,9 +271,7 @@ def load(path: str | Path, backend: str = "auto", device: str = "cpu", threads: 
     module = LogitsModule(model)
     if backend == "torch-int8":
         module = quantize_torch(module)
-    qa = {}
-    if info["kind"] == "question_answering" and (folder / QA_SETTINGS_FILE).is_file():
-        qa = json.loads((folder / QA_SETTINGS_FILE).read_text())
+    qa = serving_of(info["kind"]).settings(folder)  # what the kind keeps beside its model (QA's lengths)
     return Served(
         kind=info["kind"],
         tokenizer=tokenizer,

@@ -19,18 +19,21 @@ from encoderlab.kinds.base import (  # noqa: F401  (the kinds' shared types, imp
     PredictFn,
     Prepared,
     PrepareFn,
+    Serving,
     TokenizerFn,
     write_json,
 )
-from encoderlab.kinds.single import get_single_kind
+from encoderlab.kinds.single import SINGLE_KINDS
 from encoderlab.names import TASK_KINDS
+
+
+def _multitask() -> Kind:
+    from encoderlab.kinds.multitask.kind import KIND
+
+    return KIND
 
 
 def get_kind(name: str) -> Kind:
     """The kind named by ``task.kind``; imports its module (only that one) on first use."""
     check_choice("task.kind", name, TASK_KINDS)
-    if name == "multitask":
-        from encoderlab.kinds.multitask.kind import KIND as multitask
-
-        return multitask
-    return get_single_kind(name)
+    return {**SINGLE_KINDS, "multitask": _multitask}[name]()

@@ -78,6 +78,55 @@ class AssessFn(Protocol):
         ...
 
 
+class CardPartsFn(Protocol):
+    def __call__(self, run: RunConfig, metrics: dict[str, dict], meta: dict) -> list[tuple[str, RunConfig, dict, dict]]:
+        """(folder inside ``hf/``, its run config, its metrics by split, its data meta) of each model the export
+        holds, one model card each."""
+        ...
+
+
+class Serving:
+    """What a kind's export serves (``encoderlab-predict``, ``encoderlab-export``, the model card): deploy/ looks it
+    up by the kind name an export stores (``Kind.serving``) and never names a kind. The defaults fit a kind whose
+    export no pipeline serves; each kind's ``serving`` module overrides what its export does."""
+
+    name: str = ""  # the task.kind it serves
+    pipeline_tag: str = "feature-extraction"  # the hub's pipeline tag, in the model card
+    auto_model: str | None = None  # the transformers Auto class that loads its hf/; None: encoderlab-predict refuses
+    token_level: bool = False  # one output per token ([batch, tokens, ...]) rather than per sequence
+    usage: str | None = None  # the card's "Use" code; None: transformers.pipeline(pipeline_tag)
+
+    def recognizes(self, architecture: str, config: dict) -> bool:
+        """An hf/ folder whose config.json has this architecture (and config) holds a model of this kind."""
+        return False
+
+    def recognizes_feature(self, desc: dict, folder: Path) -> bool:
+        """A feature-based export (``feature_head.json`` read into ``desc``) holds a model of this kind."""
+        return False
+
+    def label_names(self, names: list[str] | None) -> list[str] | None:
+        """The label names it predicts, from the export's (None: it predicts values or spans)."""
+        return names
+
+    def settings(self, folder: Path) -> dict:
+        """Settings the export keeps beside the model that prediction needs (question answering's lengths)."""
+        return {}
+
+    def outputs(self, logits):
+        """A backend's logits (a tensor) as the kind's module reads a Hugging Face model's output."""
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=logits)
+
+    def columns(self, served, rows: list[dict], given):
+        """The input columns to read (``deploy.base.Columns``): as given, else the run's own fields, else the usual."""
+        raise NotImplementedError
+
+    def predict(self, served, rows: list[dict], cols, batch_size: int, progress: bool) -> list[dict]:
+        """One prediction per row, in input order."""
+        raise NotImplementedError
+
+
 class Kind(Protocol):
     """What a task kind provides to the runner (and to multitask, which builds on the other kinds)."""
 
@@ -87,6 +136,8 @@ class Kind(Protocol):
     predict: PredictFn | None  # None: no predictions files, no extra metrics
     tokenizer: TokenizerFn | None  # None: the model's own (models/encoder.load_tokenizer)
     assess: AssessFn | None  # None: a finished run is finished
+    card_parts: CardPartsFn | None  # None: one model, one card for hf/
+    serving: Serving  # what its export serves
 
 
 @dataclass(frozen=True)
@@ -99,6 +150,8 @@ class KindFunctions:
     predict: PredictFn | None = None
     tokenizer: TokenizerFn | None = None
     assess: AssessFn | None = None
+    card_parts: CardPartsFn | None = None
+    serving: Serving = field(default_factory=Serving)
 
 
 def write_json(path: Path, obj) -> None:

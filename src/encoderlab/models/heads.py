@@ -192,7 +192,8 @@ class PooledModel(nn.Module):
 
 
 def feature_model(run: RunConfig, config, num_outputs: int, token_level: bool = False) -> FeatureModel:
-    """The frozen encoder + head of ``finetune=frozen`` (last layer, linear) or ``finetune=feature_based``."""
+    """The frozen encoder + head of a strategy with a frozen encoder: the hidden layers and the head its
+    ``feature_layers`` names (``finetune=frozen``: the last layer, linear; ``feature_based``: finetune.layers/head)."""
     from transformers import AutoModel
 
     from encoderlab.models.encoder import build_model
@@ -200,10 +201,9 @@ def feature_model(run: RunConfig, config, num_outputs: int, token_level: bool = 
     ft = run.finetune
     encoder = build_model(run.model, AutoModel, config)
     n = config.num_hidden_layers
-    if ft.strategy == "frozen":
-        layers_name, head = "last", "linear"
-    else:
-        layers_name, head = ft.layers, ft.head
+    from encoderlab.strategies import get_strategy
+
+    layers_name, head = get_strategy(ft.strategy).feature_layers(ft)  # a linear probe: the last layer, linear
     pooling = None if token_level else (ft.pooling or run.model.pooling)
     if pooling == "pooler" and layers_name != "last":
         raise ConfigError(

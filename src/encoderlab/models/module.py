@@ -3,7 +3,8 @@
 The module receives a *built* network; what trains was decided (``apply_freezing``) before the Trainer
 wraps it. Optimizer and schedule come from config through ``training/``: parameter groups with no-decay
 sets and layer-wise LR decay, a schedule whose warmup is a ratio of the run's real number of optimizer
-steps, and gradual unfreezing as per-group LR scales (never ``requires_grad`` toggles, so DDP stays correct).
+steps, and the strategy's per-step hook (gradual unfreezing: per-group LR scales, never ``requires_grad`` toggles,
+so DDP stays correct).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torchmetrics import MeanMetric
 from encoderlab.config.schema import OptimizerConfig, RunConfig
 from encoderlab.errors import ConfigError
 from encoderlab.metrics.classification import classification_metrics, regression_metrics
-from encoderlab.training.freezing import GradualUnfreezer
+from encoderlab.strategies import get_strategy
 from encoderlab.training.master_weights import MasterWeights
 from encoderlab.training.optim import build_optimizer
 from encoderlab.training.param_groups import build_param_groups, num_layers
@@ -39,7 +40,7 @@ class EncoderModule(pl.LightningModule):
         self.network = network.train()  # HF loads checkpoints in eval mode; Lightning keeps module modes
         self.run = run
         self.n_layers = n_layers if n_layers is not None else num_layers(network)
-        self.unfreezer: GradualUnfreezer | None = None
+        self.strategy_hook = None  # the strategy's step hook (Strategy.step_hook), e.g. a GradualUnfreezer
         # the evaluation loss as a metric, not self.log(sync_dist=True): Lightning averages the per-rank row counts
         # as integers, which is wrong when ranks evaluate different numbers of rows (they do: no repeated rows)
         self.eval_loss = nn.ModuleDict({s: MeanMetric().set_dtype(torch.float64) for s in STAGES})
@@ -71,9 +72,9 @@ class EncoderModule(pl.LightningModule):
     # ---- the loop ----------------------------------------------------------------------------------
     def on_train_batch_start(self, batch, batch_idx):
         self._t0 = time.perf_counter()
-        if self.unfreezer is not None:
+        if self.strategy_hook is not None:
             sched = self.lr_schedulers()
-            self.unfreezer.apply(self.optimizers().optimizer, self.global_step, sched)
+            self.strategy_hook.apply(self.optimizers().optimizer, self.global_step, sched)
 
     def training_step(self, batch, batch_idx):
         loss, _ = self.step(batch)
@@ -151,10 +152,11 @@ class EncoderModule(pl.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         self.planned_steps = total
         scheduler = build_scheduler(optimizer, self.run.scheduler, total, self._budget_clock())
-        if self.run.finetune.strategy == "gradual_unfreeze":
-            per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
-            self.unfreezer = GradualUnfreezer.from_config(self.run.finetune, self.n_layers, total, per_epoch)
-            log.info("gradual unfreezing: thaws at optimizer steps %s of %d", list(self.unfreezer.thaw_steps), total)
+        per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+        # the strategy's per-step behaviour (gradual unfreezing's LR scales), applied before every optimizer step
+        self.strategy_hook = get_strategy(self.run.finetune.strategy).step_hook(
+            self.run.finetune, self.n_layers, total, per_epoch
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def _budget_clock(self):
@@ -237,9 +239,11 @@ def _batch_size(batch: dict) -> int:
 class SequenceModule(EncoderModule):
     """Sequence classification / regression, for a HF ``*ForSequenceClassification`` or a FeatureModel."""
 
-    def __init__(self, network: nn.Module, run: RunConfig, num_labels: int, n_layers: int | None = None):
+    def __init__(
+        self, network: nn.Module, run: RunConfig, num_labels: int, n_layers: int | None = None, regression: bool = False
+    ):
         super().__init__(network, run, n_layers)
-        self.regression = run.task.kind == "sequence_regression"
+        self.regression = regression  # one output scored by MSE and the regression metrics (the kind says which)
         self.num_labels = num_labels
         make = (
             (lambda: regression_metrics(run.task.metrics))

@@ -47,7 +47,7 @@ def _save(pipeline, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def fit_tfidf_logreg(run: RunConfig, run_dir: Path) -> dict:
+def fit_tfidf_logreg(run: RunConfig, run_dir: Path, overrides: list[str] | None = None) -> dict:
     """Fit, select C on validation, test; returns the summary fields of a finished run."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression

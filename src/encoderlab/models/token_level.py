@@ -18,7 +18,7 @@ from encoderlab.config.schema import RunConfig
 from encoderlab.models.encoder import build_model, check_length, save_pretrained
 from encoderlab.models.heads import FeatureModel, export_feature_model, feature_model
 from encoderlab.models.module import EncoderModule
-from encoderlab.training.lora import apply_strategy, merged
+from encoderlab.training.freezing import apply_strategy, exported
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def fold_linear_probe(net: FeatureModel, auto_cls, head_attr: str):
 def export_token_model(module: EncoderModule, tokenizer, out: Path, auto_cls, head_attr: str, meta: dict) -> None:
     net = module.network
     if not isinstance(net, FeatureModel):
-        save_pretrained(merged(net), tokenizer, out)  # LoRA adapters folded into the weights
+        save_pretrained(exported(net, module.run), tokenizer, out)  # e.g. LoRA adapters folded into the weights
         return
     folded = fold_linear_probe(net, auto_cls, head_attr)
     if folded is not None:

@@ -1,7 +1,7 @@
 """Freezing strategies: which weights learn.
 
-Static strategies (full, frozen, feature_based, top_k) set ``requires_grad`` once, before the model is
-wrapped by DDP or Lightning, because DDP fixes the set of trainable parameters when it wraps. Gradual
+Each strategy (``encoderlab.strategies``) sets ``requires_grad`` once, in its ``freeze`` hook, before the model
+is wrapped by DDP or Lightning, because DDP fixes the set of trainable parameters when it wraps. Gradual
 unfreezing (Howard & Ruder 2018) changes that set during training, so it keeps every parameter
 trainable and instead scales each layer's LR to 0 until the layer thaws (:class:`GradualUnfreezer`).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
@@ -18,53 +17,33 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from encoderlab.config.schema import FinetuneConfig
-from encoderlab.errors import ConfigError, check_choice
-from encoderlab.training.param_groups import check_per_layer_weights, encoder_of, named_layer_ids, num_layers
-
-
-def _freeze_encoder(model: nn.Module, cfg: FinetuneConfig, n_layers: int) -> None:
-    """The whole base model, pooler included, is frozen; only what sits on top of it learns."""
-    for p in encoder_of(model).parameters():
-        p.requires_grad_(False)
-
-
-def _freeze_below_top_k(model: nn.Module, cfg: FinetuneConfig, n_layers: int) -> None:
-    """The top ``cfg.k`` layers, the pooler and the head learn; embeddings only with ``train_embeddings``."""
-    if cfg.k > n_layers:
-        msg = f"k={cfg.k} is larger than the {n_layers} layers of the model; use 1..{n_layers}"
-        raise ConfigError("finetune.k", msg)
-    lowest_trained = n_layers + 1 - cfg.k  # layer id of the lowest trained encoder layer
-    for _, p, lid in named_layer_ids(model, n_layers):
-        frozen = (lid == 0 and not cfg.train_embeddings) or 0 < lid < lowest_trained
-        p.requires_grad_(not frozen)
-
-
-def _train_all(model: nn.Module, cfg: FinetuneConfig, n_layers: int) -> None:
-    """Nothing to freeze (full); gradual unfreezing works through the LR instead, see GradualUnfreezer."""
-
-
-# one entry per encoderlab.names.STRATEGIES but lora (training/lora.apply_strategy wraps instead of freezing)
-FREEZERS: dict[str, Callable[[nn.Module, FinetuneConfig, int], None]] = {
-    "full": _train_all,
-    "frozen": _freeze_encoder,
-    "feature_based": _freeze_encoder,
-    "top_k": _freeze_below_top_k,
-    "gradual_unfreeze": _train_all,
-    "distill": _train_all,  # the student trains every weight; what differs is its loss (models/distill.py)
-    # trained by its own loop (strategies/setfit/); a kind builds its network (a pooled head) only to score an export
-    "setfit": _train_all,
-}
+from encoderlab.errors import ConfigError
+from encoderlab.strategies import get_strategy
+from encoderlab.training.param_groups import check_per_layer_weights, num_layers
 
 
 def apply_freezing(model: nn.Module, cfg: FinetuneConfig, n_layers: int | None = None) -> None:
     """Set ``requires_grad`` on every parameter of ``model`` for ``cfg.strategy``; call before wrapping."""
-    check_choice("finetune.strategy", cfg.strategy, FREEZERS)
+    strategy = get_strategy(cfg.strategy)
     n = num_layers(model) if n_layers is None else n_layers
-    if cfg.strategy in ("top_k", "gradual_unfreeze"):
+    if strategy.per_layer:
         check_per_layer_weights(model, "finetune.strategy", f"finetune={cfg.strategy}", n)
     for p in model.parameters():
         p.requires_grad_(True)
-    FREEZERS[cfg.strategy](model, cfg, n)
+    strategy.freeze(model, cfg, n)
+
+
+def apply_strategy(model: nn.Module, cfg: FinetuneConfig, n_layers: int | None = None) -> nn.Module:
+    """The network that trains: ``model`` with the strategy's freezing applied, then wrapped as it asks (LoRA's
+    adapters); call before Lightning or DDP wraps it."""
+    n = num_layers(model) if n_layers is None else n_layers
+    apply_freezing(model, cfg, n)
+    return get_strategy(cfg.strategy).wrap(model, cfg, n)
+
+
+def exported(network: nn.Module, run) -> nn.Module:
+    """``network`` as the run's strategy exports it (``Strategy.export_network``: LoRA merges its adapters)."""
+    return get_strategy(run.finetune.strategy).export_network(network)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

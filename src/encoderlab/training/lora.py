@@ -15,7 +15,7 @@ from torch import nn
 
 from encoderlab.config.schema import FinetuneConfig
 from encoderlab.errors import ConfigError
-from encoderlab.training.freezing import apply_freezing
+from encoderlab.training.freezing import apply_strategy  # noqa: F401  (the strategy's network, as before)
 from encoderlab.training.param_groups import encoder_of
 
 
@@ -53,14 +53,6 @@ def apply_lora(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
     for p in head:
         p.requires_grad_(True)
     return wrapped
-
-
-def apply_strategy(model: nn.Module, cfg: FinetuneConfig, n_layers: int | None = None) -> nn.Module:
-    """The network that trains: ``model`` with its freezing applied, or wrapped with LoRA adapters."""
-    if cfg.strategy == "lora":
-        return apply_lora(model, cfg)
-    apply_freezing(model, cfg, n_layers)
-    return model
 
 
 def is_lora(model: nn.Module) -> bool:

@@ -191,9 +191,7 @@ def resolve(
 
 def resolve_run(run) -> None:
     """Set a validated run's ``precision`` to what runs (``auto`` resolved) and keep the reason on it."""
-    chosen, why = resolve(
-        run.precision, run.task.kind == "pretraining", run.paths.cache_dir, str(run.trainer.accelerator)
-    )
+    chosen, why = resolve(run.precision, run.task.pretrains, run.paths.cache_dir, str(run.trainer.accelerator))
     run.precision = chosen
     setattr(run, _REASON, why)
 

@@ -27,7 +27,7 @@ from encoderlab.kinds.multitask.data import TASK_ID, TaskBatching, TaskCollator
 from encoderlab.kinds.single import get_single_kind as get_kind
 from encoderlab.models.encoder import build_config, build_model, save_pretrained
 from encoderlab.models.module import STAGES, EncoderModule, _batch_size
-from encoderlab.training.lora import apply_strategy, merged
+from encoderlab.training.freezing import apply_strategy, exported
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
@@ -219,7 +219,7 @@ def task_model(network: nn.Module, run: RunConfig, name: str) -> nn.Module:
 
 def export(module: MultiTaskModule, tokenizer, out: Path, prepared: Prepared) -> None:
     """``out/<task>/``: one Hugging Face model per task (shared encoder + its head, its label maps)."""
-    network = merged(module.network)  # LoRA adapters folded into the shared encoder
+    network = exported(module.network, module.run)  # e.g. LoRA adapters folded into the shared encoder
     for name in module.names:
         save_pretrained(task_model(network, module.run, name), tokenizer, out / name)
 
@@ -253,4 +253,9 @@ def per_task(run: RunConfig, metrics: dict[str, dict], meta: dict):
         yield name, dataclasses.replace(run, task=run.task.subtasks[name]), own, meta.get("tasks", {}).get(name, {})
 
 
-KIND = KindFunctions(prepare=prepare, build=build, export=export, predict=predict)
+def card_parts(run: RunConfig, metrics: dict[str, dict], meta: dict) -> list:
+    """One model card per task model (``hf/<task>/``), with that task's own config and metrics."""
+    return list(per_task(run, metrics, meta))
+
+
+KIND = KindFunctions(prepare=prepare, build=build, export=export, predict=predict, card_parts=card_parts)

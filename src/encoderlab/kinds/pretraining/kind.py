@@ -40,6 +40,7 @@ from encoderlab.errors import ConfigError
 from encoderlab.kinds.base import KindFunctions, Prepared
 from encoderlab.kinds.pretraining.data import check_max_positions, preprocess_pretraining
 from encoderlab.kinds.pretraining.masking import MLMCollator
+from encoderlab.kinds.pretraining.serving import SERVING
 from encoderlab.models.encoder import (
     build_config,
     build_model,
@@ -49,6 +50,7 @@ from encoderlab.models.encoder import (
     save_pretrained,
 )
 from encoderlab.models.module import EncoderModule
+from encoderlab.strategies import get_strategy
 from encoderlab.training.freezing import apply_freezing
 
 log = logging.getLogger(__name__)
@@ -142,7 +144,7 @@ def most_frequent_token(train, tokenizer, rows: int = UNIGRAM_ROWS) -> int | Non
 
 def build(run: RunConfig, prepared: Prepared, tokenizer) -> PretrainingModule:
     task, model_cfg = run.task, run.model
-    if run.finetune.frozen_encoder or run.finetune.strategy == "lora":
+    if get_strategy(run.finetune.strategy).keeps_encoder_fixed:
         raise ConfigError("finetune.strategy", "pre-training trains the encoder: use finetune=full (or top_k)")
     config = build_config(
         model_cfg, vocab_size=len(tokenizer), precision=run.precision, pad_token_id=tokenizer.pad_token_id
@@ -425,7 +427,7 @@ def export(module: PretrainingModule, tokenizer, out: Path, prepared: Prepared) 
     save_pretrained(module.network, tokenizer, out)
 
 
-KIND = KindFunctions(prepare=prepare, build=build, export=export, tokenizer=tokenizer, assess=assess)
+KIND = KindFunctions(prepare=prepare, build=build, export=export, tokenizer=tokenizer, assess=assess, serving=SERVING)
 
 __all__ = [
     "KIND",

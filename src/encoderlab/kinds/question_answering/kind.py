@@ -33,6 +33,7 @@ from encoderlab.kinds.question_answering.data import (
     settings_task,
 )
 from encoderlab.kinds.question_answering.metrics import squad_scores
+from encoderlab.kinds.question_answering.serving import SERVING, SETTINGS_FILE
 from encoderlab.metrics.rows import RowOutputs
 from encoderlab.models.encoder import build_config
 from encoderlab.models.module import STAGES, EncoderModule
@@ -171,7 +172,6 @@ def export(module: QuestionAnsweringModule, tokenizer, out: Path, prepared: Prep
     (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
 
 
-SETTINGS_FILE = "question_answering.json"
 # what question_answering.json holds: task.max_seq_length, then task.qa.*
 _ANSWER_SETTINGS = (
     "max_seq_length",
@@ -239,6 +239,6 @@ class QuestionAnswerer:
         return result[0] if single else result
 
 
-KIND = KindFunctions(prepare=prepare, build=build, export=export, predict=predict)
+KIND = KindFunctions(prepare=prepare, build=build, export=export, predict=predict, serving=SERVING)
 
 __all__ = ["KIND", "QuestionAnswerer", "QuestionAnsweringModule"]

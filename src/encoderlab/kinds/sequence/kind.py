@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from torch import nn
@@ -10,7 +11,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification
 from encoderlab.config.schema import RunConfig
 from encoderlab.kinds.base import KindFunctions, Prepared
 from encoderlab.kinds.sequence.data import prepare
-from encoderlab.models.distill import DistillSequenceModule, keep_layers, student_layer_indices
+from encoderlab.kinds.sequence.serving import CLASSIFICATION, REGRESSION
 from encoderlab.models.encoder import build_config, build_model, check_length, save_pretrained
 
 # export_feature_model and load_feature_model are importable from here too (model cards name this module)
@@ -23,7 +24,8 @@ from encoderlab.models.heads import (  # noqa: F401
     load_feature_model,
 )
 from encoderlab.models.module import ChunkedSequenceModule, SequenceModule
-from encoderlab.training.lora import apply_strategy, merged
+from encoderlab.strategies import get_strategy
+from encoderlab.training.freezing import apply_strategy, exported
 
 
 def pooled_model(run: RunConfig, config, num_outputs: int) -> PooledModel:
@@ -44,21 +46,18 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> SequenceModule:
         task_kwargs["problem_type"] = "regression"
     config = build_config(run.model, vocab_size=len(tokenizer), precision=run.precision, **task_kwargs)
     check_length(run.task.max_seq_length, config)
-    if run.finetune.frozen_encoder:
+    strategy = get_strategy(run.finetune.strategy)
+    if strategy.frozen_encoder:
         network: nn.Module = feature_model(run, config, num_labels)
     elif run.finetune.pooling in ("cls", "mean"):  # a trainable encoder with a pooled linear head
         network = apply_strategy(pooled_model(run, config, num_labels), run.finetune, config.num_hidden_layers)
     else:
-        network = build_model(run.model, AutoModelForSequenceClassification, config)
-        if run.finetune.strategy == "distill":  # the student; with student_layers, model.path is the teacher's hf/
-            layers = student_layer_indices(run.distill.student_layers, config.num_hidden_layers)
-            if layers is not None:
-                network = keep_layers(network, layers)
+        network = strategy.adapt(build_model(run.model, AutoModelForSequenceClassification, config), run)
         network = apply_strategy(network, run.finetune, network.config.num_hidden_layers)
-    if run.finetune.strategy == "distill":
-        return DistillSequenceModule(network, run, num_labels, n_layers=network.config.num_hidden_layers)
-    cls = ChunkedSequenceModule if run.task.long_text == "chunks" else SequenceModule
-    return cls(network, run, num_labels, n_layers=config.num_hidden_layers)
+    n_layers = getattr(getattr(network, "config", None), "num_hidden_layers", config.num_hidden_layers)
+    cls = strategy.module_class(ChunkedSequenceModule if run.task.long_text == "chunks" else SequenceModule, run)
+    regression = run.task.kind == "sequence_regression"
+    return cls(network, run, num_labels, n_layers=n_layers, regression=regression)
 
 
 def export(module: SequenceModule, tokenizer, out: Path, prepared: Prepared) -> None:
@@ -67,7 +66,7 @@ def export(module: SequenceModule, tokenizer, out: Path, prepared: Prepared) -> 
         export_feature_model(net, tokenizer, out, {"label_names": prepared.meta.get("label_names")})
         return
     if not isinstance(net, FeatureModel):
-        save_pretrained(merged(net), tokenizer, out)  # LoRA adapters folded into the weights
+        save_pretrained(exported(net, module.run), tokenizer, out)  # e.g. LoRA adapters folded into the weights
         return
     folded = _fold_pooler_probe(net, module)
     if folded is not None:  # a linear probe on the pooler *is* a *ForSequenceClassification model
@@ -95,4 +94,6 @@ def predict(module: SequenceModule, trainer, datamodule, prepared: Prepared, run
     return write_predictions(module, trainer, datamodule, prepared, run_dir)
 
 
-KIND = KindFunctions(prepare=prepare, build=build, export=export, predict=predict)
+KIND = KindFunctions(prepare=prepare, build=build, export=export, predict=predict, serving=CLASSIFICATION)
+# sequence_regression: the same kind (task.kind tells build), serving values instead of labels
+REGRESSION_KIND = dataclasses.replace(KIND, serving=REGRESSION)

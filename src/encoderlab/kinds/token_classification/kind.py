@@ -33,6 +33,7 @@ from encoderlab.kinds.token_classification.data import (
     word_level,
 )
 from encoderlab.kinds.token_classification.metrics import NerScores, ner_scores
+from encoderlab.kinds.token_classification.serving import SERVING
 from encoderlab.metrics.rows import RowOutputs
 from encoderlab.models.encoder import build_config
 from encoderlab.models.module import STAGES, EncoderModule
@@ -194,4 +195,4 @@ def export(module: TokenClassificationModule, tokenizer, out: Path, prepared: Pr
     )
 
 
-KIND = KindFunctions(prepare=prepare, build=build, export=export, predict=predict)
+KIND = KindFunctions(prepare=prepare, build=build, export=export, predict=predict, serving=SERVING)
