@@ -26,6 +26,10 @@ DISTILL_HINT = (
 )
 
 
+def _points(t: float) -> str:
+    return f"{t:g} point" + ("" if t == 1 else "s")
+
+
 def parse_tolerance(value: str | float) -> float:
     """``--tolerance``: points of the primary metric, a finite number >= 0."""
     try:
@@ -77,7 +81,7 @@ def recommend(variants: list[dict], metric: str, greater_is_better: bool, tolera
             note = "no int8 variant was exported (--quantize int8 exports them); " + DISTILL_HINT + " for more speed"
         else:
             note = (
-                f"int8 does not pay on this CPU: no int8 variant within {tolerance:g} points serves "
+                f"int8 does not pay on this CPU: no int8 variant within {_points(tolerance)} serves "
                 f"{INT8_PAYS:.2f}x the fastest fp32 variant; for more speed, " + DISTILL_HINT
             )
     return {
@@ -110,7 +114,7 @@ def write_recommendation(onnx_dir: Path, rec: dict, machine: dict, measured: dic
 def describe(rec: dict) -> str:
     """The printed recommendation: the variant to serve, and the note when int8 does not pay."""
     line = (
-        f"recommended: --backend {rec['backend']} (the fastest variant within {rec['tolerance_points']:g} points "
+        f"recommended: --backend {rec['backend']} (the fastest variant within {_points(rec['tolerance_points'])} "
         f"of fp32 {rec['metric']} on this machine; encoderlab-predict --backend auto serves it)"
     )
     return line + (f"\nnote: {rec['note']}" if rec.get("note") else "")
