@@ -78,7 +78,10 @@ def recommend(variants: list[dict], metric: str, greater_is_better: bool, tolera
     if not int8_pays:
         tried = [r for r in rows if "int8" in r["backend"]]
         if not tried:
-            note = "no int8 variant was exported (--quantize int8 exports them); " + DISTILL_HINT + " for more speed"
+            note = (
+                "no int8 variant was exported (--quantize int8 exports and measures them here); where int8 does not "
+                "pay, " + DISTILL_HINT
+            )
         else:
             note = (
                 f"int8 does not pay on this CPU: no int8 variant within {_points(tolerance)} serves "
