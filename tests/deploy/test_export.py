@@ -69,7 +69,7 @@ def test_onnx_export_matches_pytorch_and_records_every_variant(own_run):
     assert f"recommended: --backend {rec['backend']}" in printed
 
 
-def test_static_int8_predicts_as_fp32_onnx_and_auto_serves_the_recommendation(own_run):
+def test_static_int8_predicts_as_fp32_onnx_and_auto_serves_the_recommendation(own_run, tmp_path, capsys):
     from support import FIXTURES
 
     from encoderlab.deploy import predict as P
@@ -91,6 +91,12 @@ def test_static_int8_predicts_as_fp32_onnx_and_auto_serves_the_recommendation(ow
     rec_file.write_text(json.dumps(rec | {"ranking": ["onnx-int8-static", "torch"]}))
     for folder in (own_run, own_run / "hf", own_run / "onnx"):
         assert load(folder).backend_name == "onnx-int8-static", folder
+    from encoderlab.cli.predict import main
+
+    out = tmp_path / "pred.jsonl"
+    main([str(own_run), "--input", str(FIXTURES / "reviews.csv"), "--output", str(out)])  # --backend auto
+    assert "(sequence_classification, onnx-int8-static)" in capsys.readouterr().err
+    assert [json.loads(line)["label"] for line in out.read_text().splitlines()] == [r["label"] for r in static]
     rec_file.write_text(json.dumps(rec | {"ranking": ["onnx-int8", "torch"]}))  # not exported: the next one
     served = load(own_run / "onnx")
     assert served.backend_name == "torch" and served.model_dir == own_run / "hf"
