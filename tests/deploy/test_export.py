@@ -53,6 +53,15 @@ def test_onnx_export_matches_pytorch_and_records_every_variant(own_run):
     int8_weights = [t for t in static.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 2]
     assert len(int8_weights) >= 6 * 2  # q, k, v, output, intermediate, output dense of both layers
     assert v["onnx int8 static"]["size_mb"] < v["onnx"]["size_mb"]
+    # ... and onnxruntime runs each of them as one integer kernel: no float matmul is left once it has optimized
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(cls_run / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(str(onnx_dir / "model.int8-static.onnx"), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(cls_run / "optimized.onnx").graph.node]
+    assert "MatMul" not in ops and ops.count("MatMulIntegerToFloat") >= 12, sorted(set(ops))
     for r in v.values():
         assert 0 < r["latency_ms_p50"] <= r["latency_ms_p95"] and r["samples_per_second_batch32"] > 0
 

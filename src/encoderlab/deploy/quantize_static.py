@@ -2,10 +2,13 @@
 
 Dynamic int8 (``encoderlab.deploy.onnx.quantize_onnx``) measures every activation's range again on each batch;
 static int8 fixes the ranges in advance, so the graph runs integer matmuls with no per-batch range pass. The recipe
-is onnxruntime's for transformers on CPU: shape inference first, QDQ format, per-channel int8 weights, and only the
-matmuls against a weight quantized (attention's activation-by-activation products, the layer norms and softmax stay
-fp32, where int8 costs accuracy). Calibration feeds the training texts as ``encoderlab-predict`` batches them:
-tokenized as in training, sorted by length, padded per batch.
+follows onnxruntime's for transformers on an x86 CPU: shape inference first, QDQ format, int8 weights per output
+channel and uint8 activations (U8S8, the pair x86 int8 kernels multiply), only the matmuls quantized (the linear
+layers' and attention's two products), and their outputs left in float: onnxruntime then fuses each into one
+integer matmul with a float result (``MatMulIntegerToFloat``). Quantizing the outputs as well leaves
+quantize/dequantize chains around every layer norm and activation, which cost both speed and accuracy. Layer norms,
+softmax, GELU, the embedding table and the classifier stay fp32. Calibration feeds the training texts as
+``encoderlab-predict`` batches them: tokenized as in training, sorted by length, padded per batch.
 """
 
 from __future__ import annotations
@@ -89,8 +92,8 @@ class _Reader:
 
 
 def quantize_static_onnx(src: Path, dst: Path, batches: list[dict[str, np.ndarray]]) -> None:
-    """Static int8 (QDQ, per-channel weights, MinMax ranges over ``batches``) of ``src``, written atomically to
-    ``dst``; onnxruntime's failure is one line."""
+    """Static int8 (QDQ, U8S8, per-channel weights, MinMax activation ranges over ``batches``, float matmul
+    outputs) of ``src``, written atomically to ``dst``; onnxruntime's failure is one line."""
     require("onnxruntime")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -113,10 +116,13 @@ def quantize_static_onnx(src: Path, dst: Path, batches: list[dict[str, np.ndarra
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=["MatMul"],
                 per_channel=True,
-                activation_type=QuantType.QInt8,
+                activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"MatMulConstBOnly": True, "CalibMaxIntermediateOutputs": 8},
+                extra_options={
+                    "OpTypesToExcludeOutputQuantization": ["MatMul"],
+                    "CalibMaxIntermediateOutputs": 8,
+                },
             )
     except ServeError:
         raise
