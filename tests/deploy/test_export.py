@@ -120,9 +120,11 @@ def test_export_without_evaluation_writes_no_recommendation(own_run):
     assert not (own_run / "onnx" / "recommendation.json").exists()
 
 
-def test_ner_export_scores_entities_as_training_did(ner_run):
-    report = export_run(ner_run, latency_samples=2, throughput_samples=4)
+def test_ner_export_scores_entities_as_training_did(ner_run, tmp_path):
+    ner_run = shutil.copytree(ner_run, tmp_path / "ner", ignore=shutil.ignore_patterns("onnx", "export.json"))
+    report = export_run(ner_run, quantize="static", latency_samples=2, throughput_samples=4)
     v = {r["variant"]: r for r in report["variants"]}
+    assert "onnx int8 static" in v and report["recommendation"]["backend"] in report["recommendation"]["ranking"]
     summary = json.loads((ner_run / "summary.json").read_text())
     assert v["onnx"]["max_abs_logit_diff_vs_pytorch"] <= ONNX_TOLERANCE
     assert v["pytorch"]["metrics"]["entity_f1"] == pytest.approx(summary["test"]["entity_f1"], abs=1e-6)
