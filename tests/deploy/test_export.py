@@ -82,7 +82,7 @@ def test_static_int8_predicts_as_fp32_onnx_and_auto_serves_the_recommendation(ow
     from support import FIXTURES
 
     from encoderlab.deploy import predict as P
-    from encoderlab.deploy.served import load
+    from encoderlab.deploy.served import load, locate
 
     export_run(own_run, quantize="static", latency_samples=2, throughput_samples=8)
     with (FIXTURES / "reviews.csv").open() as f:
@@ -100,6 +100,7 @@ def test_static_int8_predicts_as_fp32_onnx_and_auto_serves_the_recommendation(ow
     rec_file.write_text(json.dumps(rec | {"ranking": ["onnx-int8-static", "torch"]}))
     for folder in (own_run, own_run / "hf", own_run / "onnx"):
         assert load(folder).backend_name == "onnx-int8-static", folder
+    assert locate(own_run, "auto", recommended=False)[2] == "torch"  # on a GPU: the CPU's choice does not apply
     from encoderlab.cli.predict import main
 
     out = tmp_path / "pred.jsonl"

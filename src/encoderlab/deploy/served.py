@@ -84,8 +84,9 @@ def _hint() -> str:
     return "give a run directory (outputs/.../<time>), its hf/ folder, or an ONNX folder written by encoderlab-export"
 
 
-def locate(path: str | Path, backend: str) -> tuple[Path, Path | None, str]:
-    """(model folder, run dir or None, concrete backend) for a path given by the user."""
+def locate(path: str | Path, backend: str, recommended: bool = True) -> tuple[Path, Path | None, str]:
+    """(model folder, run dir or None, concrete backend) for a path given by the user; ``recommended``: whether
+    ``auto`` follows the CPU recommendation of encoderlab-export."""
     if backend not in BACKENDS:
         raise ServeError(f"unknown backend {backend!r} (--backend); allowed: {', '.join(BACKENDS)}")
     p = Path(os.path.expanduser(str(path)))
@@ -95,9 +96,11 @@ def locate(path: str | Path, backend: str) -> tuple[Path, Path | None, str]:
         raise ServeError(f"'{p}' is a file, not a model folder; {_hint()}")
     run_dir = p if is_run_dir(p) else (p.parent if is_run_dir(p.parent) else None)
     onnx_here = (p / ONNX_FILE).is_file()
-    if backend == "auto":
+    if backend == "auto" and recommended:
         p, backend = _auto(p, run_dir, onnx_here)
         onnx_here = (p / ONNX_FILE).is_file()
+    elif backend == "auto":
+        backend = "onnx" if onnx_here else "torch"
     if backend.startswith("onnx"):
         folder = run_dir / ONNX_DIR if run_dir is not None and not onnx_here else p  # a run dir or its hf/
         name = ONNX_FILES[backend]
@@ -330,7 +333,7 @@ def onnx_backend(path: Path, device: str = "cpu", threads: int | None = None) ->
 def load(path: str | Path, backend: str = "auto", device: str = "cpu", threads: int | None = None) -> Served:
     """Load a run dir, an ``hf/`` folder or an ONNX folder for prediction with the chosen backend
     (``threads``: onnxruntime's intra-op threads; PyTorch's are set with ``torch.set_num_threads``)."""
-    folder, run_dir, backend = locate(path, backend)
+    folder, run_dir, backend = locate(path, backend, recommended=device == "cpu")  # measured on the CPU
     if backend.startswith("onnx"):
         return _load_onnx(folder, run_dir, backend, device, threads)
     from encoderlab.deploy.logits import LogitsModule
