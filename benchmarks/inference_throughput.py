@@ -1,23 +1,27 @@
-"""Inference throughput: the Hugging Face pipeline vs encoderlab-predict (PyTorch, ONNX, ONNX int8) and the
-distilled student, one process.
+"""Inference throughput and latency: the Hugging Face pipeline vs encoderlab-predict (PyTorch, ONNX, dynamic and
+static int8, and the variant encoderlab-export recommends here) and the distilled student, one process.
 
 Same model (a MiniLM-L6 run fine-tuned on Rotten Tomatoes), same inputs (the Rotten Tomatoes test split, raw
-texts), same batch size (32) and thread count for every side; each side is warmed up on a few texts, then timed
-by wall clock over all texts, pre- and post-processing included. The distilled student is that run's network with
-every other layer (3 of 6), initialised from it and trained on its soft targets (`finetune=distill
-distill.student_layers=every_other`, 2 epochs on the same snippets), served by encoderlab-predict with PyTorch and
-with ONNX int8. Printed: samples/s, the ratio to the pipeline and test accuracy per side. Never run it beside other
-work.
+texts), same batch size (32) and thread count for every side, pre- and post-processing included. encoderlab-predict
+sorts its input by length; so the pipeline runs twice: on the texts in their order (what a user gets) and on the
+same texts sorted by token length (the fair baseline). The sides alternate over ``--rounds`` rounds (forward, then
+backward, ...), so drift in the machine's speed hits all alike; each side is warmed up once and then timed by wall
+clock over all texts per round, and the median with min-max over rounds is reported. Batch throughput and batch-1
+latency (p50/p99 over the first ``--latency-samples`` texts, one at a time, pooled over the rounds) are separate
+rows. The distilled student is that run's network with every other layer (3 of 6), initialised from it and trained
+on its soft targets (`finetune=distill distill.student_layers=every_other`, 2 epochs on the same snippets).
+Never run it beside other work.
 
     python benchmarks/inference_throughput.py --threads 2                 # trains a short MiniLM run and its student
     python benchmarks/inference_throughput.py --run-dir outputs/default/DATE/TIME --student-dir STUDENT_RUN_DIR
-    python benchmarks/inference_throughput.py --run-dir outputs/default/DATE/TIME --no-student
+    python benchmarks/inference_throughput.py --run-dir outputs/default/DATE/TIME --no-student --store results/
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -28,9 +32,15 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS_NAME = "inference_throughput"  # results/inference_throughput/runs.jsonl
+PIPELINE = "HF pipeline (fp32, input order)"
+PIPELINE_SORTED = "HF pipeline (fp32, length-sorted)"
+BACKENDS = ("torch", "onnx", "onnx-int8", "onnx-int8-static")
+STUDENT_BACKENDS = ("torch", "onnx", "onnx-int8", "onnx-int8-static")
 
 
 def _train(run_dir: Path, samples: int, overrides: list[str], what: str) -> Path:
@@ -58,6 +68,20 @@ def train_student(teacher: Path, run_dir: Path, samples: int) -> Path:
     return _train(run_dir, samples, [*overrides, "trainer.max_epochs=2"], "training the student")
 
 
+def export(folder: Path, limit: int | None) -> str:
+    """Every ONNX variant of ``folder``, scored and timed by encoderlab-export on this machine (unless already
+    there); the variant it recommends."""
+    from encoderlab.deploy.export import export_run
+    from encoderlab.deploy.served import read_recommendation
+
+    onnx = folder / "onnx"
+    if not (onnx / "model.int8-static.onnx").is_file() or not read_recommendation(onnx):
+        print(f"exporting {folder} (fp32, dynamic and static int8 ONNX; each variant scored and timed) ...", flush=True)
+        n = limit or 512
+        export_run(folder, quantize="int8", latency_samples=min(100, n), throughput_samples=min(512, n))
+    return read_recommendation(onnx)["backend"]
+
+
 def test_texts(run_dir: Path, limit: int | None) -> tuple[list[str], list[int], list[str]]:
     """The run's own test split, rebuilt from its config: raw texts, label ids, label names."""
     from omegaconf import OmegaConf
@@ -76,11 +100,27 @@ def test_texts(run_dir: Path, limit: int | None) -> tuple[list[str], list[int], 
     return [str(t) for t in test[run.task.text_fields[0]][:n]], list(test["labels"][:n]), names
 
 
-def timed(fn, texts: list[str]) -> tuple[float, list[str]]:
-    fn(texts[:8])  # warm-up
-    t0 = time.perf_counter()
-    labels = fn(texts)
-    return len(texts) / (time.perf_counter() - t0), labels
+def spread(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def record(side: str, row: str, metrics: dict, args, command: str) -> dict:
+    """One stored line (results/inference_throughput/runs.jsonl): a side's row on this machine."""
+    from encoderlab.provenance import git_commit, machine_info
+    from encoderlab.report.store import benchmark_record
+
+    machine = machine_info()
+    return benchmark_record(
+        RESULTS_NAME,
+        {"side": side, "row": row, "cpu": machine["cpu"], "threads": str(args.threads)},
+        None,
+        metrics,
+        command=command,
+        precision="32-true",
+        machine=machine,
+        commit=git_commit(Path(__file__).resolve().parent),
+        setup={"batch_size": args.batch_size, "rounds": args.rounds, "limit": args.limit},
+    )
 
 
 def main() -> None:
@@ -92,13 +132,17 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="time only the first N test texts (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds per side, sides alternating (at least 1)")
+    ap.add_argument("--latency-samples", type=int, default=200, help="texts timed one at a time per side and round")
+    ap.add_argument("--store", metavar="DIR", help="store each row in DIR/inference_throughput/runs.jsonl")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, not {args.rounds}")
     torch.set_num_threads(args.threads)
 
     from transformers import pipeline
     from transformers.utils import logging as hf_logging
 
-    from encoderlab.deploy.export import export_run
     from encoderlab.deploy.predict import predict_rows
     from encoderlab.deploy.served import load
 
@@ -111,42 +155,101 @@ def main() -> None:
         student_dir = args.student_dir or train_student(
             run_dir, run_dir.parent / f"{run_dir.name}-student", args.train_samples
         )
-    for folder in (run_dir, student_dir):
-        if folder is not None and not (folder / "onnx" / "model.int8.onnx").is_file():
-            export_run(folder, quantize="int8", evaluate=False)
+    recommended = export(run_dir, args.limit)
+    student_recommended = export(student_dir, args.limit) if student_dir is not None else None
     texts, gold, names = test_texts(run_dir, args.limit)
 
     pipe = pipeline("text-classification", model=str(run_dir / "hf"), device="cpu")
-    sides = {
-        "HF pipeline (fp32)": lambda xs: [r["label"] for r in pipe(xs, batch_size=args.batch_size, truncation=True)]
-    }
-    served = [(f"encoderlab-predict {b}", run_dir, b) for b in ("torch", "onnx", "onnx-int8")]
+    lengths = [len(ids) for ids in pipe.tokenizer(texts, truncation=True)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    sorted_texts = [texts[i] for i in order]
+
+    def hf(xs: list[str]) -> list[str]:
+        return [r["label"] for r in pipe(xs, batch_size=args.batch_size, truncation=True)]
+
+    def hf_sorted(xs: list[str]) -> list[str]:  # fed the texts sorted by token length (sorted once, untimed)
+        if xs is not texts:  # the warm-up
+            return hf(xs)
+        out = [""] * len(xs)
+        for i, lab in zip(order, hf(sorted_texts), strict=True):
+            out[i] = lab  # back in input order, for the accuracy
+        return out
+
+    sides = {PIPELINE: hf, PIPELINE_SORTED: hf_sorted}
+    single = {PIPELINE: lambda x: pipe(x, truncation=True)[0]["label"]}
+    served = [(f"encoderlab-predict {b}", run_dir, b) for b in BACKENDS]
+    served.append((f"encoderlab-predict auto (= {recommended})", run_dir, "auto"))
     if student_dir is not None:
-        served += [(f"distilled student {b}", student_dir, b) for b in ("torch", "onnx-int8")]
+        served += [(f"distilled student {b}", student_dir, b) for b in STUDENT_BACKENDS]
+        served.append((f"distilled student auto (= {student_recommended})", student_dir, "auto"))
     for name, folder, backend in served:
         model = load(folder, backend, threads=args.threads)
         sides[name] = lambda xs, s=model: [
             r["label"] for r in predict_rows(s, [{"text": x} for x in xs], batch_size=args.batch_size, progress=False)
         ]
+        single[name] = lambda x, s=model: predict_rows(s, [{"text": x}], batch_size=1, progress=False)[0]["label"]
 
-    results = []
-    for name, fn in sides.items():
-        print(f"timing {name} on {len(texts)} texts ...", flush=True)
-        rate, labels = timed(fn, texts)
-        acc = sum(names.index(lab) == g for lab, g in zip(labels, gold, strict=True)) / len(gold)
-        results.append((name, rate, acc))
-        print(f"  {name}: {rate:.1f} samples/s, accuracy {acc:.4f}", flush=True)
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    latencies: dict[str, list[float]] = {name: [] for name in single}
+    accuracy: dict[str, float] = {}
+    firsts = texts[: args.latency_samples]
+    for fn in sides.values():  # warm-up, untimed: first-call allocations, lazy initialisation
+        fn(texts[:8])
+    for r in range(args.rounds):
+        names_now = list(sides) if r % 2 == 0 else list(reversed(sides))
+        for name in names_now:
+            print(f"round {r + 1}/{args.rounds}: {name} on {len(texts)} texts ...", flush=True)
+            t0 = time.perf_counter()
+            labels = sides[name](texts)
+            rates[name].append(len(texts) / (time.perf_counter() - t0))
+            print(f"  {name}: {rates[name][-1]:.1f} samples/s", flush=True)
+            if name not in accuracy:
+                accuracy[name] = sum(names.index(lab) == g for lab, g in zip(labels, gold, strict=True)) / len(gold)
+            if name in single:
+                for x in firsts:
+                    t0 = time.perf_counter()
+                    single[name](x)
+                    latencies[name].append(1000 * (time.perf_counter() - t0))
 
-    base_rate, base_acc = results[0][1], results[0][2]
-    print(f"\n{len(texts)} Rotten Tomatoes test texts, batch {args.batch_size}, {args.threads} threads; run {run_dir}")
+    base = {k: statistics.median(rates[k]) for k in (PIPELINE, PIPELINE_SORTED)}
+    base_acc = accuracy[PIPELINE]
+    print(
+        f"\n{len(texts)} Rotten Tomatoes test texts, batch {args.batch_size}, {args.threads} threads, "
+        f"{args.rounds} rounds (sides alternating); run {run_dir}"
+    )
     if student_dir is not None:
         print(f"distilled student: {student_dir}")
-    print(f"| {'side':<30} | {'samples/s':>9} | {'vs pipeline':>11} | {'accuracy':>8} | {'Δ acc (points)':>14} |")
-    print(f"|{'-' * 32}|{'-' * 10}:|{'-' * 12}:|{'-' * 9}:|{'-' * 15}:|")
-    for name, rate, acc in results:
+    print("\nbatch throughput (samples/s: median over rounds, min-max)")
+    print(
+        f"| {'side':<44} | {'samples/s':>9} | {'min-max':>13} | {'vs pipeline':>11} | {'vs sorted pipeline':>18} "
+        f"| {'accuracy':>8} | {'Δ acc (points)':>14} |"
+    )
+    print(f"|{'-' * 46}|{'-' * 10}:|{'-' * 14}:|{'-' * 12}:|{'-' * 19}:|{'-' * 9}:|{'-' * 15}:|")
+    stored = []
+    command = "python benchmarks/inference_throughput.py " + " ".join(sys.argv[1:])
+    for name in sides:
+        med, lo, hi = spread(rates[name])
+        acc = accuracy[name]
         print(
-            f"| {name:<30} | {rate:9.1f} | {rate / base_rate:10.2f}x | {acc:8.4f} | {100 * (acc - base_acc):+14.2f} |"
+            f"| {name:<44} | {med:9.1f} | {f'{lo:.1f}-{hi:.1f}':>13} | {med / base[PIPELINE]:10.2f}x "
+            f"| {med / base[PIPELINE_SORTED]:17.2f}x | {acc:8.4f} | {100 * (acc - base_acc):+14.2f} |"
         )
+        metrics = {"samples_per_second": med, "samples_per_second_min": lo, "samples_per_second_max": hi}
+        metrics |= {"test/accuracy": acc, "vs_pipeline": med / base[PIPELINE]}
+        metrics["vs_pipeline_sorted"] = med / base[PIPELINE_SORTED]
+        stored.append(record(name, "batch", metrics, args, command))
+    print(f"\nbatch-1 latency (ms: the first {len(firsts)} texts one at a time, {args.rounds} rounds pooled)")
+    print(f"| {'side':<44} | {'p50 ms':>8} | {'p99 ms':>8} |")
+    print(f"|{'-' * 46}|{'-' * 9}:|{'-' * 9}:|")
+    for name, values in latencies.items():
+        p50, p99 = float(np.percentile(values, 50)), float(np.percentile(values, 99))
+        print(f"| {name:<44} | {p50:8.2f} | {p99:8.2f} |")
+        stored.append(record(name, "batch-1 latency", {"latency_ms_p50": p50, "latency_ms_p99": p99}, args, command))
+    if args.store:
+        from encoderlab.report.store import store_records
+
+        for path, (added, replaced) in store_records(stored, args.store).items():
+            print(f"stored: {path} ({added} added, {replaced} replaced)", flush=True)
 
 
 if __name__ == "__main__":

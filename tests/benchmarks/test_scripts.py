@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,12 +24,13 @@ TINY = {
     "pretrain_throughput.py": (
         ["--steps", "2", "--rounds", "1", "--warmup", "0", "--size", "tiny", "--max-documents", "20"]
         + ["--batch-size", "4", "--max-seq-length", "32", "--device", "cpu", "--quality-seconds", "0"]
-        + ["--eval-blocks", "8", "--precision", "bf16-mixed"],
+        + ["--eval-blocks", "8", "--precision", "bf16-mixed", "--store", "results"],
         "held-out MLM accuracy after",
     ),
     "inference_throughput.py": (
-        ["--train-samples", "32", "--limit", "16", "--batch-size", "8"],
-        "| distilled student onnx-int8",  # the table's last row: the student ran after every other side
+        ["--train-samples", "32", "--limit", "16", "--batch-size", "8", "--rounds", "2", "--latency-samples", "3"]
+        + ["--store", "results"],
+        "| distilled student auto (= ",  # the latency table's last row: the student ran after every other side
     ),
     "mlm_reference.py": (
         ["--steps", "2", "--eval-every", "1", "--", "task=pretrain_mlm_small", "model=bert_tiny_preln"]
@@ -83,6 +85,10 @@ def test_benchmark_script_runs_in_its_tiny_mode(script, tmp_path):
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert last_words in proc.stdout
+    if "--store" in args:  # stored rows: results/<benchmark>/runs.jsonl, each with the machine that measured it
+        stored = [json.loads(line) for line in (tmp_path / "results" / script[:-3] / "runs.jsonl").open()]
+        assert stored and all(r["machine"]["cpu"] and "flags" in r["machine"] for r in stored)
+        assert len({r["run_id"] for r in stored}) == len(stored)
     if script in BF16_ROWS:  # the suite runs with ENCODERLAB_FAST_BF16=0 (conftest): a CPU without fast bf16
         assert "bf16 rows skipped: ENCODERLAB_FAST_BF16=0" in proc.stdout
         assert "| bf16 |" not in proc.stdout

@@ -88,6 +88,31 @@ def test_export_errors(tmp_path, capsys):
     assert "is not a run directory" in err
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--tolerance", "-1", "--tolerance must be a number of points >= 0"),
+        ("--tolerance", "a point", "--tolerance must be a number of points >= 0"),
+        ("--quantize", "int4", "unknown --quantize 'int4'; allowed: int8, dynamic, static"),
+        ("--calibration-samples", "0", "--calibration-samples must be a whole number >= 1"),
+    ],
+)
+def test_bad_export_flags_are_one_line_naming_the_flag(cls_run, capsys, flag, value, expected):
+    from encoderlab.cli.export import main
+
+    err = one_line_error(capsys, [str(cls_run), "--format", "onnx", flag, value], main)
+    assert err.startswith("encoderlab-export: error: ") and expected in err
+
+
+def test_an_unknown_backend_is_one_line_listing_the_backends(cls_run, capsys):
+    from encoderlab.cli.predict import main
+
+    err = one_line_error(
+        capsys, [str(cls_run), "--input", str(FIXTURES / "reviews.csv"), "--backend", "tensorrt"], main
+    )
+    assert "unknown backend 'tensorrt' (--backend)" in err and "onnx-int8-static" in err
+
+
 def test_push_to_hub_offline_is_one_line(cls_run, capsys, monkeypatch):
     from encoderlab.cli.export import main
 

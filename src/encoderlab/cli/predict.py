@@ -41,8 +41,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=["auto", "torch", "torch-int8", "onnx", "onnx-int8"],
-        help="auto: ONNX for an ONNX folder, else PyTorch; given a run dir, onnx uses RUN/onnx/",
+        metavar="{auto,torch,torch-int8,onnx,onnx-int8,onnx-int8-static}",
+        help="auto: the variant encoderlab-export recommended on its machine (RUN/onnx/recommendation.json), else "
+        "ONNX for an ONNX folder and PyTorch otherwise; given a run dir, the onnx backends use RUN/onnx/",
     )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, help="truncate to this many tokens (default: the run's max_seq_length)")

@@ -1,8 +1,9 @@
-"""``encoderlab-export``: a run's model as ONNX (fp32 and dynamic int8), each variant scored and timed.
+"""``encoderlab-export``: a run's model as ONNX (fp32, dynamic int8, calibrated static int8), each variant scored,
+timed on this machine, and the one to serve recommended.
 
-Writes ``RUN/onnx/`` (model.onnx, model.int8.onnx, tokenizer, deploy.json) and ``RUN/export.json`` (per
-variant: test metrics, size on disk, latency at batch 1, samples/s at batch 32, and the largest logit
-difference from the PyTorch model).
+Writes ``RUN/onnx/`` (model.onnx, model.int8.onnx, model.int8-static.onnx, tokenizer, deploy.json,
+recommendation.json) and ``RUN/export.json`` (per variant: test metrics, size on disk, latency at batch 1,
+samples/s at batch 32, and the largest logit difference from the PyTorch model; and the recommendation).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import torch
 from encoderlab.deploy import evaluate as ev
 from encoderlab.deploy.logits import LogitsModule
 from encoderlab.deploy.onnx import write_onnx_folder
+from encoderlab.deploy.quantize_static import CALIBRATION_SAMPLES, calibration_batches, training_rows
+from encoderlab.deploy.recommend import DEFAULT_TOLERANCE, describe, parse_tolerance, recommend, write_recommendation
 from encoderlab.deploy.served import (
     ONNX_DIR,
     ServeError,
@@ -31,9 +34,11 @@ from encoderlab.deploy.served import (
     torch_backend,
 )
 from encoderlab.kinds import get_kind
+from encoderlab.provenance import machine_info
 
 log = logging.getLogger(__name__)
 EXPORT_FILE = "export.json"
+QUANTIZE = {"int8": ("dynamic", "static"), "dynamic": ("dynamic",), "static": ("static",)}  # --quantize
 ONNX_TOLERANCE = 1e-4  # fp32 ONNX logits vs PyTorch's, largest absolute difference
 
 
@@ -56,8 +61,16 @@ def export_run(
     evaluate: bool = True,
     latency_samples: int = 100,
     throughput_samples: int = 512,
+    tolerance: float = DEFAULT_TOLERANCE,
+    calibration_samples: int = CALIBRATION_SAMPLES,
 ) -> dict:
-    """Export ``RUN/hf`` to ``RUN/onnx`` and, unless ``evaluate`` is false, score and time every variant."""
+    """Export ``RUN/hf`` to ``RUN/onnx`` and, unless ``evaluate`` is false, score and time every variant and
+    recommend the fastest within ``tolerance`` points of fp32. ``quantize``: int8 (dynamic and static), dynamic,
+    static or None."""
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ServeError(f"unknown --quantize {quantize!r}; allowed: {', '.join(QUANTIZE)}")
+    kinds = QUANTIZE.get(quantize or "", ())
+    tolerance = parse_tolerance(tolerance)
     run_dir = _run_dir(run_dir)
     hf = run_dir / "hf"
     info = describe_hf(hf)
@@ -73,7 +86,12 @@ def export_run(
         "qa_settings": qa,
         "source": str(hf),
     }
-    files = write_onnx_folder(module, tokenizer, names, run_dir / ONNX_DIR, meta, quantize == "int8")
+    calibration = None
+    if "static" in kinds:
+        rows = training_rows(run_dir, tokenizer)
+        calibration = calibration_batches(rows, names, tokenizer.pad_token_id or 0, calibration_samples)
+        meta["calibration"] = {"samples": min(calibration_samples, len(rows)), "split": "train"}
+    files = write_onnx_folder(module, tokenizer, names, run_dir / ONNX_DIR, meta, "dynamic" in kinds, calibration)
     report = {
         "run_dir": str(run_dir),
         "kind": info["kind"],
@@ -84,28 +102,34 @@ def export_run(
         "variants": [],
     }
     if evaluate:
-        report |= _evaluate(run_dir, module, tokenizer, names, files, quantize, latency_samples, throughput_samples)
+        report |= _evaluate(run_dir, module, tokenizer, names, files, kinds, latency_samples, throughput_samples)
+        rec = recommend(report["variants"], report["metric"], report["greater_is_better"], tolerance)
+        measured = {
+            "throughput_samples": throughput_samples,
+            "latency_samples": latency_samples,
+            "threads": torch.get_num_threads(),
+        }
+        path = write_recommendation(run_dir / ONNX_DIR, rec, machine_info(), measured)
+        report["recommendation"] = json.loads(path.read_text())
     tmp = run_dir / (EXPORT_FILE + ".tmp")
     tmp.write_text(json.dumps(report, indent=2))
     os.replace(tmp, run_dir / EXPORT_FILE)
     return report
 
 
-def _evaluate(run_dir, module, tokenizer, names, files, quantize, latency_samples, throughput_samples) -> dict:
+VARIANT_LABELS = {"onnx": "onnx", "onnx-int8": "onnx int8", "onnx-int8-static": "onnx int8 static"}
+
+
+def _evaluate(run_dir, module, tokenizer, names, files, kinds, latency_samples, throughput_samples) -> dict:
     split = ev.rebuild_test_split(run_dir, tokenizer, names)
     hf = run_dir / "hf"
     variants = [("pytorch", "torch", torch_backend(module), ev.dir_size_mb([hf]))]
-    if quantize == "int8":
+    if "dynamic" in kinds:
         q = quantize_torch(module)
         variants.append(("pytorch int8", "torch-int8", torch_backend(q), ev.torch_size_mb(q)))
-    variants.append(
-        ("onnx", "onnx", onnx_backend(files["onnx"], threads=torch.get_num_threads()), ev.dir_size_mb([files["onnx"]]))
-    )
-    if "onnx-int8" in files:
-        int8 = files["onnx-int8"]
-        variants.append(
-            ("onnx int8", "onnx-int8", onnx_backend(int8, threads=torch.get_num_threads()), ev.dir_size_mb([int8]))
-        )
+    for backend, path in files.items():
+        served = onnx_backend(path, threads=torch.get_num_threads())
+        variants.append((VARIANT_LABELS[backend], backend, served, ev.dir_size_mb([path])))
     rows, reference = [], None
     for label, backend_name, backend, size in variants:
         metrics, outputs = ev.score(split, backend)
@@ -178,4 +202,6 @@ def table(report: dict) -> str:
         f"{report['variants'][0]['latency_samples']}, throughput over {report['variants'][0]['throughput_samples']} "
         f"({report['torch_threads']} torch threads)"
     )
+    if report.get("recommendation"):
+        out.append(describe(report["recommendation"]))
     return "\n".join(out)

@@ -1,4 +1,5 @@
-"""ONNX export (``torch.onnx.export`` with dynamic batch and sequence axes) and dynamic int8 quantization.
+"""ONNX export (``torch.onnx.export`` with dynamic batch and sequence axes) and dynamic int8 quantization (static
+int8, which needs calibration texts, is in ``encoderlab.deploy.quantize_static``).
 
 The exported graph takes ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the tokenizer makes
 them) and returns one ``logits`` tensor, whatever the kind: :class:`LogitsModule` gives every model the same
@@ -18,7 +19,15 @@ from pathlib import Path
 import torch
 
 from encoderlab.deploy.logits import LogitsModule
-from encoderlab.deploy.served import DEPLOY_FILE, ONNX_FILE, ONNX_INT8_FILE, ServeError, require
+from encoderlab.deploy.quantize_static import quantize_static_onnx
+from encoderlab.deploy.served import (
+    DEPLOY_FILE,
+    ONNX_FILE,
+    ONNX_INT8_FILE,
+    ONNX_INT8_STATIC_FILE,
+    ServeError,
+    require,
+)
 from encoderlab.kinds import get_kind
 
 log = logging.getLogger(__name__)
@@ -92,18 +101,25 @@ def write_onnx_folder(
     names: list[str],
     out_dir: Path,
     meta: dict,
-    quantize: bool,
+    dynamic: bool,
+    calibration: list | None = None,
 ) -> dict[str, Path]:
-    """``out_dir`` with model.onnx (+ model.int8.onnx), the tokenizer and deploy.json; built in a temporary
-    folder beside it and swapped in, so a failed export never leaves half a folder."""
+    """``out_dir`` with model.onnx (+ model.int8.onnx when ``dynamic``, + model.int8-static.onnx calibrated on the
+    ``calibration`` batches), the tokenizer and deploy.json; built in a temporary folder beside it and swapped in,
+    so a failed export never leaves half a folder."""
     token_level = get_kind(meta["kind"]).serving.token_level  # outputs per token, not per sequence
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     work.chmod(0o755)  # mkdtemp makes it private; the export is an ordinary folder
+    files = {"onnx": ONNX_FILE}
     try:
         export_onnx(module, tokenizer, names, work / ONNX_FILE, token_level)
-        if quantize:
+        if dynamic:
             quantize_onnx(work / ONNX_FILE, work / ONNX_INT8_FILE)
+            files["onnx-int8"] = ONNX_INT8_FILE
+        if calibration is not None:
+            quantize_static_onnx(work / ONNX_FILE, work / ONNX_INT8_STATIC_FILE, calibration)
+            files["onnx-int8-static"] = ONNX_INT8_STATIC_FILE
         tokenizer.save_pretrained(work)
         (work / DEPLOY_FILE).write_text(json.dumps(meta | {"input_names": names, "opset": OPSET}, indent=2))
         if out_dir.exists():
@@ -112,7 +128,4 @@ def write_onnx_folder(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    files = {"onnx": out_dir / ONNX_FILE}
-    if quantize:
-        files["onnx-int8"] = out_dir / ONNX_INT8_FILE
-    return files
+    return {k: out_dir / name for k, name in files.items()}

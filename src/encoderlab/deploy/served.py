@@ -10,6 +10,7 @@ end) for question answering.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,13 +25,17 @@ from encoderlab.names import TASK_KINDS
 if TYPE_CHECKING:
     from encoderlab.kinds import Serving
 
-BACKENDS = ("auto", "torch", "torch-int8", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "torch-int8", "onnx", "onnx-int8", "onnx-int8-static")
 
 ONNX_DIR = "onnx"  # inside a run directory
 ONNX_FILE = "model.onnx"
-ONNX_INT8_FILE = "model.int8.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"  # dynamic int8
+ONNX_INT8_STATIC_FILE = "model.int8-static.onnx"  # calibrated static int8
+ONNX_FILES = {"onnx": ONNX_FILE, "onnx-int8": ONNX_INT8_FILE, "onnx-int8-static": ONNX_INT8_STATIC_FILE}
 DEPLOY_FILE = "deploy.json"  # what an ONNX folder serves: kind, labels, lengths, QA settings, input names
+RECOMMEND_FILE = "recommendation.json"  # in the ONNX folder: the variant --backend auto serves, measured here
 
+log = logging.getLogger(__name__)
 Backend = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
@@ -66,8 +71,9 @@ def _hint() -> str:
     return "give a run directory (outputs/.../<time>), its hf/ folder, or an ONNX folder written by encoderlab-export"
 
 
-def locate(path: str | Path, backend: str) -> tuple[Path, Path | None, str]:
-    """(model folder, run dir or None, concrete backend) for a path given by the user."""
+def locate(path: str | Path, backend: str, recommended: bool = True) -> tuple[Path, Path | None, str]:
+    """(model folder, run dir or None, concrete backend) for a path given by the user; ``recommended``: whether
+    ``auto`` follows the CPU recommendation of encoderlab-export."""
     if backend not in BACKENDS:
         raise ServeError(f"unknown backend {backend!r} (--backend); allowed: {', '.join(BACKENDS)}")
     p = Path(os.path.expanduser(str(path)))
@@ -77,14 +83,17 @@ def locate(path: str | Path, backend: str) -> tuple[Path, Path | None, str]:
         raise ServeError(f"'{p}' is a file, not a model folder; {_hint()}")
     run_dir = p if is_run_dir(p) else (p.parent if is_run_dir(p.parent) else None)
     onnx_here = (p / ONNX_FILE).is_file()
-    if backend == "auto":
+    if backend == "auto" and recommended:
+        p, backend = _auto(p, run_dir, onnx_here)
+        onnx_here = (p / ONNX_FILE).is_file()
+    elif backend == "auto":
         backend = "onnx" if onnx_here else "torch"
     if backend.startswith("onnx"):
         folder = run_dir / ONNX_DIR if run_dir is not None and not onnx_here else p  # a run dir or its hf/
-        name = ONNX_INT8_FILE if backend == "onnx-int8" else ONNX_FILE
+        name = ONNX_FILES[backend]
         if not (folder / name).is_file():
-            what = "int8 ONNX model" if backend == "onnx-int8" else "ONNX model"
-            fix = " --quantize int8" if backend == "onnx-int8" else ""
+            what = {"onnx": "ONNX model", "onnx-int8": "dynamic int8 ONNX model"}.get(backend, "static int8 ONNX model")
+            fix = {"onnx": "", "onnx-int8": " --quantize dynamic"}.get(backend, " --quantize static")
             raise ServeError(
                 f"'{folder}' holds no {what} ({name}); export it first: encoderlab-export "
                 f"{run_dir or 'RUN_DIR'} --format onnx{fix} (or use --backend torch)"
@@ -99,6 +108,48 @@ def locate(path: str | Path, backend: str) -> tuple[Path, Path | None, str]:
             "see its summary.json); train it again with save_model=true"
         )
     return folder, run_dir, backend
+
+
+def _auto(p: Path, run_dir: Path | None, onnx_here: bool) -> tuple[Path, str]:
+    """``--backend auto``: the first variant of the folder's recommendation (written by encoderlab-export, which
+    measured every variant on its machine) that this folder can serve; without one, ONNX for an ONNX folder and
+    PyTorch otherwise."""
+    onnx_dir = p if onnx_here else (run_dir / ONNX_DIR if run_dir is not None else None)
+    rec = read_recommendation(onnx_dir) if onnx_dir is not None else {}
+    ranking = rec.get("ranking", [])
+    measured_on = (rec.get("machine") or {}).get("cpu")
+    if measured_on:
+        from encoderlab.provenance import machine_info
+
+        here = machine_info()["cpu"]
+        if here != measured_on:
+            log.warning(
+                "%s was measured on %s, this CPU is %s: run encoderlab-export again here to measure the variants "
+                "on this machine",
+                onnx_dir / RECOMMEND_FILE,
+                measured_on,
+                here,
+            )
+    for backend in ranking:
+        if backend in ONNX_FILES and (onnx_dir / ONNX_FILES[backend]).is_file():
+            return p, backend
+        if backend in ("torch", "torch-int8") and run_dir is not None and (run_dir / "hf").is_dir():
+            return (run_dir if onnx_here else p), backend
+    return p, "onnx" if onnx_here else "torch"
+
+
+def read_recommendation(onnx_dir: Path) -> dict:
+    """The ONNX folder's recommendation, or {} (none written, or unreadable: auto falls back)."""
+    f = onnx_dir / RECOMMEND_FILE
+    if not f.is_file():
+        return {}
+    try:
+        rec = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(rec, dict) or not isinstance(rec.get("ranking"), list):
+        return {}
+    return rec
 
 
 # ---------------------------------------------------------------- what a folder serves
@@ -261,7 +312,7 @@ def onnx_backend(path: Path, device: str = "cpu", threads: int | None = None) ->
 def load(path: str | Path, backend: str = "auto", device: str = "cpu", threads: int | None = None) -> Served:
     """Load a run dir, an ``hf/`` folder or an ONNX folder for prediction with the chosen backend
     (``threads``: onnxruntime's intra-op threads; PyTorch's are set with ``torch.set_num_threads``)."""
-    folder, run_dir, backend = locate(path, backend)
+    folder, run_dir, backend = locate(path, backend, recommended=device == "cpu")  # measured on the CPU
     if backend.startswith("onnx"):
         return _load_onnx(folder, run_dir, backend, device, threads)
     from encoderlab.deploy.logits import LogitsModule
@@ -299,7 +350,7 @@ def _load_onnx(folder: Path, run_dir: Path | None, backend: str, device: str, th
         raise ServeError(f"'{folder}' has no {DEPLOY_FILE}; export it with encoderlab-export RUN_DIR --format onnx")
     meta = json.loads(meta_file.read_text())
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    name = ONNX_INT8_FILE if backend == "onnx-int8" else ONNX_FILE
+    name = ONNX_FILES[backend]
     return Served(
         kind=meta["kind"],
         tokenizer=tokenizer,
