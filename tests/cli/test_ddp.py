@@ -88,3 +88,43 @@ def test_three_processes_report_the_metrics_of_one(tmp_path, cache_dir):
     assert one["status"] == three["status"] == "finished"
     for split in ("val", "test"):
         assert three[split] == one[split], split
+
+
+def test_metrics_synchronised_by_torchmetrics_are_logged_as_they_are():
+    """Lightning's sync_dist reduces a logged value across processes: a mean of three equal float32 values
+    (all_reduce's sum, then / 3) can land 1 ulp away from the value itself (0.9 does)."""
+    import torch
+    from pytorch_lightning.strategies import SingleDeviceStrategy
+    from support import quiet_trainer
+
+    from encoderlab.config.schema import RunConfig
+    from encoderlab.models.module import EncoderModule
+
+    class ThreeEqualRanks(SingleDeviceStrategy):
+        """What DDP's reduce does with the value every one of three processes holds."""
+
+        is_distributed = True  # Lightning then syncs what is logged with sync_dist=True through reduce
+
+        def reduce(self, tensor, group=None, reduce_op="mean"):
+            if not isinstance(tensor, torch.Tensor) or reduce_op in ("max", "min"):
+                return tensor
+            total = tensor + tensor + tensor
+            return total / 3 if reduce_op in ("mean", "avg") else total
+
+    class Scored(EncoderModule):
+        def step(self, batch):
+            return self.network(batch["features"]).mean(), {}
+
+        def update_metrics(self, stage, batch, outputs):
+            pass
+
+        def compute_metrics(self, stage):
+            return {"accuracy": 0.9}  # as torchmetrics returns it: the same on every process
+
+    module = Scored(torch.nn.Linear(2, 1), RunConfig(), n_layers=0)
+    rows = [{"features": torch.ones(2)} for _ in range(4)]
+    trainer = quiet_trainer(strategy=ThreeEqualRanks(device=torch.device("cpu")), use_distributed_sampler=False)
+    assert isinstance(trainer.strategy, ThreeEqualRanks)
+    (logged,) = trainer.validate(module, torch.utils.data.DataLoader(rows, batch_size=2), verbose=False)
+
+    assert logged["val/accuracy"] == float(torch.tensor(0.9))  # exactly the value torchmetrics gave
