@@ -58,6 +58,8 @@ def export_run(
     throughput_samples: int = 512,
 ) -> dict:
     """Export ``RUN/hf`` to ``RUN/onnx`` and, unless ``evaluate`` is false, score and time every variant."""
+    from encoderlab.kinds.sequence.long_text import read_serving_settings
+
     run_dir = _run_dir(run_dir)
     hf = run_dir / "hf"
     info = describe_hf(hf)
@@ -71,6 +73,7 @@ def export_run(
         "label_names": info["label_names"],
         "max_length": int(task.get("max_seq_length") or 512),
         "qa_settings": qa,
+        "long_text": read_serving_settings(hf),  # task.long_text, for an ONNX folder served on its own
         "source": str(hf),
     }
     files = write_onnx_folder(module, tokenizer, names, run_dir / ONNX_DIR, meta, quantize == "int8")

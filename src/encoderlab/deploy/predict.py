@@ -250,7 +250,7 @@ def predict_sequences(served: Served, rows: list[dict], cols: Columns, batch_siz
 
         from encoderlab.kinds.sequence.long_text import pool_chunks, serving_features
 
-        feats, owner = serving_features(served.tokenizer, texts, task | {"max_seq_length": served.max_length})
+        feats, owner = serving_features(served.tokenizer, texts, {"max_seq_length": served.max_length} | task)
         feats = [{k: f[k] for k in served.input_names} for f in feats]
         logits = run_features(served, feats, batch_size, False, progress)
         if owner is not None:
@@ -270,10 +270,17 @@ def predict_sequences(served: Served, rows: list[dict], cols: Columns, batch_siz
 
 
 def _long_text(served: Served) -> dict | None:
-    """The run's ``task.long_text`` settings, unless it is ``head`` (the tokenizer's own truncation)."""
-    from encoderlab.deploy.served import read_run_config
+    """The run's ``task.long_text`` settings, unless it is ``head`` (the tokenizer's own truncation): the export's
+    own (``long_text.json`` in hf/, ``long_text`` in an ONNX folder's deploy.json), else the run's config."""
+    from encoderlab.deploy.served import DEPLOY_FILE, read_run_config
+    from encoderlab.kinds.sequence.long_text import read_serving_settings
 
-    task = read_run_config(served.run_dir).get("task", {}) if served.run_dir is not None else {}
+    folder = served.model_dir
+    task = read_serving_settings(folder) if folder is not None else None
+    if task is None and folder is not None and (folder / DEPLOY_FILE).is_file():
+        task = json.loads((folder / DEPLOY_FILE).read_text()).get("long_text")
+    if task is None:
+        task = read_run_config(served.run_dir).get("task", {}) if served.run_dir is not None else {}
     if task.get("long_text", "head") == "head":
         return None
     return task | {"pool": task.get("chunk_pooling") or "mean"}
