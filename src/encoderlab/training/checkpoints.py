@@ -179,11 +179,13 @@ class LastCheckpoint(ModelCheckpoint):
         if not trainer.strategy.reduce_boolean_decision(self._requeue_asked, all=False):
             return
         self._requeue_asked = False
-        loop = trainer.fit_loop.epoch_loop
-        if _timed_validation(trainer) and not loop._should_check_val_fx(trainer.fit_loop._data_fetcher):
-            # no validation is due yet: the clock of the next one starts now, so none follows this step's save
-            trainer._last_val_time = time.monotonic()
-            self._validation_follows = False
+        if _timed_validation(trainer):
+            # rank 0's reading decides for all; where no validation is due yet, the clock of the next one starts
+            # now, so none follows this step's save
+            due = trainer.fit_loop.epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
+            if not trainer.strategy.broadcast(due, src=0):
+                trainer._last_val_time = time.monotonic()
+                self._validation_follows = False
         if self._validation_follows:  # requeued once the save after this step's validation is on disk
             self._requeue_after_save = True
             self._save_last_checkpoint(trainer, {})  # deferred (or the epoch-end save)
