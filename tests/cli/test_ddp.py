@@ -50,12 +50,30 @@ def _corpus(path: Path) -> Path:
     return path
 
 
+# 11 validation and 9 test rows: neither two nor three ranks split them evenly, padding would repeat a row; a train
+# batch of 4, so that each of three ranks has one
+CLASSIFICATION = ["task=csv_example", "task.test_size=0.15", "eval_batch_size=4", "batch_size=4"]
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """``one(args)``: the summary of the one-process run of ``args``, made once for the module's tests."""
+    root = tmp_path_factory.mktemp("one_process")
+    made: dict[tuple[str, ...], dict] = {}
+
+    def one(args: list[str]) -> dict:
+        if tuple(args) not in made:
+            made[tuple(args)] = run(args, root / f"run{len(made)}")
+        return made[tuple(args)]
+
+    return one
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["classification", "pretraining", "ner", "qa"])
-def test_two_processes_report_the_metrics_of_one(tmp_path, cache_dir, task):
+def test_two_processes_report_the_metrics_of_one(tmp_path, cache_dir, task, one_process):
     if task == "classification":
-        # 11 validation and 9 test rows: two ranks cannot split them evenly, padding would repeat a row
-        args = ["task=csv_example", "task.test_size=0.15", "eval_batch_size=4"]
+        args = CLASSIFICATION
     elif task == "ner":  # sentences scored whole: each rank's word tags are gathered before scoring
         args = ["task=wnut16", "task.max_train_samples=40", "task.max_eval_samples=23", "task.max_seq_length=32"]
         args += ["eval_batch_size=4"]
@@ -67,7 +85,7 @@ def test_two_processes_report_the_metrics_of_one(tmp_path, cache_dir, task):
     else:
         args = ["task=pretrain_mlm", "task.source=files", f"task.data_files.train={_corpus(tmp_path / 'c.txt')}"]
         args += ["task.mlm.validation_documents=0.1", "task.max_seq_length=32", "eval_batch_size=3"]
-    one = run(args, tmp_path / "one")
+    one = one_process(args)
     two = run([*args, *DDP], tmp_path / "two")
 
     # lr 1e-30 learns nothing: a pre-training run this short ends undertrained, as it should, on every rank count
@@ -78,12 +96,11 @@ def test_two_processes_report_the_metrics_of_one(tmp_path, cache_dir, task):
 
 
 @pytest.mark.slow
-def test_three_processes_report_the_metrics_of_one(tmp_path, cache_dir):
+def test_three_processes_report_the_metrics_of_one(tmp_path, cache_dir, one_process):
     """Metrics torchmetrics has synchronised are logged as they are: averaging three equal float32 values again
     can land 1 ulp away."""
-    args = ["task=csv_example", "task.test_size=0.15", "eval_batch_size=4", "batch_size=4"]  # a train batch a rank
-    one = run(args, tmp_path / "one")
-    three = run([*args, "trainer.devices=3", "trainer.strategy=ddp"], tmp_path / "three")
+    one = one_process(CLASSIFICATION)
+    three = run([*CLASSIFICATION, "trainer.devices=3", "trainer.strategy=ddp"], tmp_path / "three")
 
     assert one["status"] == three["status"] == "finished"
     for split in ("val", "test"):
