@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -126,9 +125,7 @@ def write_serving_settings(task: TaskConfig, out: Path) -> None:
         return
     keys = {"long_text": task.long_text, "max_seq_length": task.max_seq_length, "head_tokens": task.head_token_count}
     settings = keys | {"chunk_stride": task.chunk_stride, "chunk_pooling": task.chunk_pooling}
-    tmp = out / f".{SERVING_FILE}.tmp"
-    tmp.write_text(json.dumps(settings, indent=1))
-    os.replace(tmp, out / SERVING_FILE)
+    (out / SERVING_FILE).write_text(json.dumps(settings, indent=1))  # out: the export's folder before its swap-in
 
 
 def read_serving_settings(folder: Path) -> dict | None:
