@@ -235,6 +235,48 @@ def test_a_long_text_run_is_served_the_tokens_it_was_trained_on(cls_run, tmp_pat
         assert row["probabilities"]["pos"] == pytest.approx(float(logits.softmax(-1)[1]), abs=1e-5)
 
 
+def test_a_bare_hf_export_of_a_long_text_run_is_served_as_the_run_is(tmp_path, minilm_path):
+    """hf/ carries the run's task.long_text (long_text.json): copied away from its run dir, the folder is still served
+    every window, pooled by the run's chunk_pooling, not the first max_length tokens."""
+    import shutil
+
+    from support import reviews_task
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from deploy.conftest import train
+
+    task = reviews_task(max_seq_length=8, long_text="chunks", chunk_stride=2, chunk_pooling="max")
+    run = train(tmp_path / "run", task, tmp_path / "cache", epochs=1)
+    bare = tmp_path / "elsewhere" / "model"
+    shutil.copytree(run / "hf", bare)
+    texts = reviews()[:6]
+    rows, cols = [{"text": t} for t in texts], P.Columns(text="text")
+
+    got = P.predict_sequences(load(bare), rows, cols, 4, False)
+
+    assert got == P.predict_sequences(load(run), rows, cols, 4, False)
+    model = AutoModelForSequenceClassification.from_pretrained(bare).eval()
+    tok = AutoTokenizer.from_pretrained(bare)
+    for text, row in zip(texts, got, strict=True):
+        windows = tok(text, truncation=True, max_length=8, stride=2, return_overflowing_tokens=True)["input_ids"]
+        assert len(windows) > 1
+        with torch.no_grad():
+            logits = torch.stack([model(input_ids=torch.tensor([w])).logits[0] for w in windows]).amax(0)
+        assert row["probabilities"]["pos"] == pytest.approx(float(logits.softmax(-1)[1]), abs=1e-5)
+
+
+def test_a_bare_onnx_folder_of_a_long_text_run_is_served_as_the_run_is(tmp_path):
+    """encoderlab-export puts the run's task.long_text into deploy.json: the settings come from the folder itself."""
+    from types import SimpleNamespace
+
+    settings = {"long_text": "tail", "max_seq_length": 8, "head_tokens": 2, "chunk_stride": 0, "chunk_pooling": "mean"}
+    (tmp_path / "deploy.json").write_text(json.dumps({"kind": "sequence_classification", "long_text": settings}))
+
+    assert P._long_text(SimpleNamespace(model_dir=tmp_path, run_dir=None)) == settings | {"pool": "mean"}
+    (tmp_path / "deploy.json").write_text(json.dumps({"kind": "sequence_classification", "long_text": None}))
+    assert P._long_text(SimpleNamespace(model_dir=tmp_path, run_dir=None)) is None  # plain truncation
+
+
 def test_a_bare_roberta_style_export_is_cut_to_the_positions_it_can_embed():
     """RoBERTa numbers positions from padding_idx + 1: 514 position embeddings hold 512 tokens."""
     from types import SimpleNamespace

@@ -243,7 +243,29 @@ def _resume_rng_on_rank(rank: int, port: int, path, results) -> None:
         torch.distributed.destroy_process_group()
 
 
-def test_each_process_gets_its_own_rng_states_back_from_the_checkpoint_rank_0_wrote(tmp_path):
+def _resume_cuda_rng_on_rank(rank: int, port: int, path, results) -> None:
+    """Two CUDA devices seen by each process, their generator states mocked: each process's are its own."""
+    from unittest import mock
+
+    os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        own = [torch.full((16,), 10 * rank + device, dtype=torch.uint8) for device in (0, 1)]
+        restored: list = []
+        cuda = {"is_available": lambda: True, "device_count": lambda: 2, "get_rng_state_all": lambda: own}
+        with mock.patch.multiple(torch.cuda, set_rng_state_all=restored.append, **cuda):
+            state = RngState().state_dict()
+            if rank == 0:
+                torch.save(state, path)
+        torch.distributed.barrier()
+        with mock.patch.multiple(torch.cuda, set_rng_state_all=restored.append, **cuda):
+            RngState().load_state_dict(torch.load(path, weights_only=True))
+        results.put((rank, len(restored) == 1 and [t.tolist() for t in restored[0]] == [t.tolist() for t in own]))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _on_two_ranks(target, path) -> dict[int, bool]:
     import multiprocessing
     import socket
 
@@ -252,12 +274,74 @@ def test_each_process_gets_its_own_rng_states_back_from_the_checkpoint_rank_0_wr
         port = s.getsockname()[1]
     ctx = multiprocessing.get_context("fork")
     results = ctx.Queue()
-    path = tmp_path / "rng.pt"
-    procs = [ctx.Process(target=_resume_rng_on_rank, args=(rank, port, path, results)) for rank in (0, 1)]
+    procs = [ctx.Process(target=target, args=(rank, port, path, results)) for rank in (0, 1)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
-    got = dict(results.get(timeout=5) for _ in procs)
+    return dict(results.get(timeout=5) for _ in procs)
 
-    assert got == {0: True, 1: True}
+
+def test_each_process_gets_its_own_rng_states_back_from_the_checkpoint_rank_0_wrote(tmp_path):
+    assert _on_two_ranks(_resume_rng_on_rank, tmp_path / "rng.pt") == {0: True, 1: True}
+
+
+def test_each_process_gets_its_own_cuda_rng_states_back_from_the_checkpoint_rank_0_wrote(tmp_path):
+    assert _on_two_ranks(_resume_cuda_rng_on_rank, tmp_path / "rng.pt") == {0: True, 1: True}
+
+
+class _Validated(_Linear):
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self.layer(batch[0]).pow(2).mean())
+
+    def val_dataloader(self):
+        return DataLoader(TensorDataset(torch.randn(8, 4)), batch_size=4)
+
+
+@pytest.mark.parametrize("requeue", [False, True])
+def test_with_validation_by_time_no_save_falls_between_a_step_and_its_validation(tmp_path, monkeypatch, requeue):
+    """Lightning decides a timed validation by reading the clock after the checkpoint callbacks: a save taken when
+    the callback saw no validation due could precede one of the same step (its best score, its best.ckpt)."""
+    from types import SimpleNamespace
+
+    import pytorch_lightning.loops.evaluation_loop as ev
+    import pytorch_lightning.loops.fit_loop as fl
+    import pytorch_lightning.loops.training_epoch_loop as te
+
+    import encoderlab.training.checkpoints as C
+
+    ticks = iter(range(1_000_000))  # a second passes at every look at the clock
+    clock = SimpleNamespace(monotonic=lambda: float(next(ticks)))
+    for module in (ev, fl, te, C):
+        monkeypatch.setattr(module, "time", clock)
+    monkeypatch.setattr(C, "requeue_slurm_job", lambda: True)
+    saves, validated = [], []
+
+    class Recorded(LastCheckpoint):
+        def _save_checkpoint(self, trainer, filepath):
+            saves.append((trainer.global_step, list(validated)))
+            super()._save_checkpoint(trainer, filepath)
+
+    class Validations(pl.Callback):
+        def on_validation_end(self, trainer, pl_module):
+            if not trainer.sanity_checking:
+                validated.append(trainer.global_step)
+
+    last = Recorded(tmp_path / "ckpt", every_n_steps=1, requeue_signal=signal.SIGUSR1 if requeue else None)
+    signals = [_AtStep(s, lambda t: os.kill(os.getpid(), signal.SIGUSR1)) for s in (4, 9, 14)] if requeue else []
+    trainer = pl.Trainer(
+        max_steps=20,
+        val_check_interval="00:00:00:04",
+        num_sanity_val_steps=0,
+        logger=False,
+        callbacks=[last, Validations(), *signals],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        accelerator="cpu",
+    )
+    trainer.fit(_Validated())
+
+    assert len(validated) >= 3 and len(saves) >= 3
+    before_its_validation = [step for step, seen in saves if step in validated and step not in seen]
+    assert before_its_validation == []

@@ -52,8 +52,8 @@ def ok(p: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return p
 
 
-def killed_at(step: int, args: list[str], run_filter: str = "") -> subprocess.CompletedProcess:
-    p = cli(args, {"ENCODERLAB_KILL_AT_STEP": str(step), "ENCODERLAB_KILL_RUN": run_filter})
+def killed_at(step: int, args: list[str], run_filter: str = "", env: dict | None = None) -> subprocess.CompletedProcess:
+    p = cli(args, {"ENCODERLAB_KILL_AT_STEP": str(step), "ENCODERLAB_KILL_RUN": run_filter} | (env or {}))
     assert p.returncode == -signal.SIGKILL, f"exit {p.returncode}\n{p.log[-3000:]}"
     return p
 
@@ -85,12 +85,32 @@ def assert_same_run(resumed: Path, reference: Path, status: str = "finished") ->
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_a_finetuning_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
-    reference, run = tmp_path / "reference", tmp_path / "run"
-    ok(cli([*FINETUNE, f"hydra.run.dir={reference}"]))
+@pytest.fixture(scope="module")
+def killed_at_7(tmp_path_factory) -> tuple[Path, Path]:
+    """A FINETUNE run killed at step 7 (its last.ckpt: step 6), and a copy of its run dir made before any rerun (a
+    run dir moved since the kill: its checkpoints name the other folder)."""
+    root = tmp_path_factory.mktemp("killed_at_7")
+    run, moved = root / "run", root / "moved"
+    killed_at(7, [*FINETUNE, f"hydra.run.dir={run}"], env={"ENCODERLAB_CACHE": str(root / "cache")})
+    shutil.copytree(run, moved)
+    return run, moved
+
+
+@pytest.fixture(scope="module")
+def killed_at_5(tmp_path_factory) -> Path:
+    """A 2-epoch FINETUNE run killed at step 5 (its last.ckpt: the end of epoch 0, step 4); copy it before use."""
+    root = tmp_path_factory.mktemp("killed_at_5")
+    run = root / "run"
+    killed_at(5, [*FINETUNE, "trainer.max_epochs=2", f"hydra.run.dir={run}"], env={"ENCODERLAB_CACHE": str(root / "c")})
+    return run
+
+
+def test_a_finetuning_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_run(
+    cache_dir, reference_run, killed_at_7
+):
+    reference, (run, _) = reference_run(FINETUNE), killed_at_7
     assert len(val_curve(reference)) == 3
 
-    killed_at(7, [*FINETUNE, f"hydra.run.dir={run}"])
     s = summary(run)
     assert s["status"] == "running" and s["resumed_from"] is None  # as a kill leaves it
     assert (run / "checkpoints" / "last.ckpt").is_file()
@@ -109,17 +129,16 @@ def test_a_finetuning_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_
 
 
 @pytest.mark.slow
-def test_a_killed_run_whose_run_dir_was_moved_resumes_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
+def test_a_killed_run_whose_run_dir_was_moved_resumes_and_ends_as_an_uninterrupted_run(
+    cache_dir, reference_run, killed_at_7
+):
     """A run dir copied off a cluster (or renamed) before the rerun: its checkpoints name the old folder."""
-    reference, killed, run = tmp_path / "reference", tmp_path / "killed", tmp_path / "moved"
-    ok(cli([*FINETUNE, f"hydra.run.dir={reference}"]))
-    killed_at(7, [*FINETUNE, f"hydra.run.dir={killed}"])
-    shutil.move(killed, run)
+    _, run = killed_at_7
 
     p = ok(cli([*FINETUNE, f"hydra.run.dir={run}"]))
 
     assert "the checkpoint was made in another folder" in p.log and summary(run)["attempts"] == 2
-    assert_same_run(run, reference)
+    assert_same_run(run, reference_run(FINETUNE))
 
 
 @pytest.mark.slow
@@ -135,23 +154,22 @@ def test_a_gradually_unfrozen_run_killed_mid_epoch_resumes_and_ends_as_an_uninte
     assert_same_run(run, reference)
 
 
-def test_resume_never_starts_over_and_a_finished_run_is_not_resumed(tmp_path, cache_dir):
+def test_resume_never_starts_over_and_a_finished_run_is_not_resumed(tmp_path, cache_dir, killed_at_5):
     run = tmp_path / "run"
-    args = [*FINETUNE, "trainer.max_epochs=2", f"hydra.run.dir={run}"]
-    killed_at(5, args)
+    shutil.copytree(killed_at_5, run)
+    assert summary(run)["status"] == "running" and (run / "checkpoints" / "last.ckpt").is_file()
 
-    ok(cli([*args, "resume=never"]))
+    ok(cli([*FINETUNE, "trainer.max_epochs=2", f"hydra.run.dir={run}", "resume=never"]))
 
     s = summary(run)
     assert s["status"] == "finished" and s["resumed_from"] is None and s["attempts"] == 1
     assert len(val_curve(run)) == 2  # a fresh metrics.csv, not the killed attempt's rows plus these
 
 
-def test_resume_from_a_checkpoint_path_continues_it_in_another_run_dir(tmp_path, cache_dir):
+def test_resume_from_a_checkpoint_path_continues_it_in_another_run_dir(tmp_path, cache_dir, killed_at_5):
     args = [*FINETUNE, "trainer.max_epochs=2"]
-    killed_at(5, [*args, f"hydra.run.dir={tmp_path / 'killed'}"])  # its last.ckpt: the end of epoch 0, step 4
-    ckpt = tmp_path / "epoch0.ckpt"
-    shutil.copy(tmp_path / "killed" / "checkpoints" / "last.ckpt", ckpt)
+    ckpt = tmp_path / "epoch0.ckpt"  # the end of epoch 0, step 4
+    shutil.copy(killed_at_5 / "checkpoints" / "last.ckpt", ckpt)
 
     ok(cli([*args, f"resume={ckpt}", f"hydra.run.dir={tmp_path / 'run'}"]))
 
@@ -297,9 +315,10 @@ def test_a_feature_based_run_resumes_on_its_cached_features_and_ends_as_an_unint
 
 
 @pytest.mark.slow
-def test_a_distilled_run_resumes_on_its_cached_teacher_logits_and_ends_as_an_uninterrupted_run(tmp_path, cache_dir):
-    teacher = tmp_path / "teacher"
-    ok(cli([*FINETUNE, "trainer.max_epochs=2", f"hydra.run.dir={teacher}"]))
+def test_a_distilled_run_resumes_on_its_cached_teacher_logits_and_ends_as_an_uninterrupted_run(
+    tmp_path, cache_dir, reference_run
+):
+    teacher = reference_run(FINETUNE)  # any finished run with hf/
     args = [*FINETUNE, "finetune=distill", f"distill.teacher={teacher}"]
     reference, run = tmp_path / "reference", tmp_path / "run"
     killed_at(7, [*args, f"hydra.run.dir={run}"])

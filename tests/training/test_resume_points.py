@@ -52,14 +52,21 @@ def assert_same_run(resumed: Path, reference: Path, after_step: int = -1) -> Non
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_the_kill_switch_lands_right_after_the_checkpoint_of_its_step(tmp_path, cache_dir):
+def test_the_kill_switch_lands_right_after_the_checkpoint_of_its_step_and_the_rerun_ends_as_uninterrupted(
+    tmp_path, shared
+):
+    """A kill mid-epoch: right after the last.ckpt of step 6 (every 3 steps), in epoch 1 (steps 5 to 8)."""
+    env, reference = shared
     run = tmp_path / "run"
-    killed_after_checkpoint(6, [*FINETUNE, "trainer.max_epochs=2", f"hydra.run.dir={run}"])
+    killed_after_checkpoint(6, [*FINETUNE, f"hydra.run.dir={run}"], env)
 
-    assert ckpt_step(run / "checkpoints" / "last.ckpt") == 6  # written (every 3 steps), and nothing after it
+    assert ckpt_step(run / "checkpoints" / "last.ckpt") == 6  # written, and nothing after it
     assert summary(run)["status"] == "running"
     assert not list((run / "checkpoints").glob(".*.tmp"))
-    assert len(val_rows(run)) == 1  # epoch 0's; epoch 1 (steps 5 to 8) never ended
+    assert len(val_rows(run)) == 1  # epoch 0's; epoch 1 never ended
+    ok(cli([*FINETUNE, f"hydra.run.dir={run}"], env))
+
+    assert_same_run(run, reference("every_3_steps"))
 
 
 # validation every 10 optimizer steps across epochs (4 batches an epoch), last.ckpt every 10 steps: the checkpoint
@@ -82,50 +89,37 @@ CONFIGS = {"every_3_steps": FINETUNE, "on_validation": ON_VALIDATION, "accumulat
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    """The module's cache (tokenized data) and each config's uninterrupted run, made when first asked for."""
+def shared(tmp_path_factory, reference_run):
+    """The module's cache (tokenized data) and each config's uninterrupted run (made once per session)."""
     root = tmp_path_factory.mktemp("resume_points")
     env = {"ENCODERLAB_CACHE": str(root / "cache")}
-    made: dict[str, Path] = {}
-
-    def reference(config: str) -> Path:
-        if config not in made:
-            made[config] = root / config
-            ok(cli([*CONFIGS[config], f"hydra.run.dir={made[config]}"], env))
-        return made[config]
-
-    return env, reference
+    return env, lambda config: reference_run(CONFIGS[config])
 
 
 def test_a_run_killed_after_the_checkpoint_of_a_step_that_validates_resumes_exactly(tmp_path, shared):
+    """Rerun with resume=PATH into another run dir (the best score so far, step 10's, and its weights come along),
+    then with the same command in its own run dir."""
     env, reference = shared
     assert len(val_rows(reference("on_validation"))) == 2  # at steps 10 and 20
-    run = tmp_path / "run"
+    run, other = tmp_path / "run", tmp_path / "other"
     killed([*ON_VALIDATION, f"hydra.run.dir={run}"], env | {"ENCODERLAB_KILL_AFTER_CHECKPOINT": "10"})
     assert len(val_rows(run)) == 1  # the checkpoint of step 10 comes after its validation
+    last = run / "checkpoints" / "last.ckpt"
+    assert ckpt_step(last) == 10
+
+    ok(cli([*ON_VALIDATION, f"resume={last}", f"hydra.run.dir={other}"], env))  # leaves the killed run dir as it is
     ok(cli([*ON_VALIDATION, f"hydra.run.dir={run}"], env))
 
+    assert_same_run(other, reference("on_validation"), after_step=10)  # it holds only what comes after step 10
     assert_same_run(run, reference("on_validation"))
 
 
 # config, the fault, the step of the checkpoint the rerun continues from, resume
+# mid-epoch, and on a step that validates (resume=PATH into another run dir as well): the tests above
 POINTS = {
-    "mid_epoch": ("every_3_steps", {"ENCODERLAB_KILL_AFTER_CHECKPOINT": "6"}, 6, "auto"),
-    "during_validation": ("every_3_steps", {"ENCODERLAB_KILL_DURING": "validation:8"}, 6, "auto"),
-    "during_export": ("every_3_steps", {"ENCODERLAB_KILL_DURING": "export"}, 12, "auto"),
-    # into another run dir: the best score so far (step 10's) and its weights come along
-    "on_a_step_that_validates_into_another_run_dir": (
-        "on_validation",
-        {"ENCODERLAB_KILL_AFTER_CHECKPOINT": "10"},
-        10,
-        "path",
-    ),
-    "after_a_minute_triggered_save_between_windows": (
-        "accumulating",
-        {"ENCODERLAB_KILL_AFTER_CHECKPOINT": "3"},
-        3,
-        "auto",
-    ),
+    "during_validation": ("every_3_steps", {"ENCODERLAB_KILL_DURING": "validation:8"}, 6),
+    "during_export": ("every_3_steps", {"ENCODERLAB_KILL_DURING": "export"}, 12),
+    "after_a_minute_triggered_save_between_windows": ("accumulating", {"ENCODERLAB_KILL_AFTER_CHECKPOINT": "3"}, 3),
 }
 
 
@@ -133,16 +127,10 @@ POINTS = {
 @pytest.mark.parametrize("point", list(POINTS))
 def test_a_run_killed_at_any_point_and_rerun_ends_as_the_uninterrupted_run(tmp_path, shared, point):
     env, reference = shared
-    config, fault, step, resume = POINTS[point]
+    config, fault, step = POINTS[point]
     args, run = CONFIGS[config], tmp_path / "run"
     killed([*args, f"hydra.run.dir={run}"], env | fault)
-    last = run / "checkpoints" / "last.ckpt"
-    assert ckpt_step(last) == step
+    assert ckpt_step(run / "checkpoints" / "last.ckpt") == step
 
-    if resume == "auto":
-        ok(cli([*args, f"hydra.run.dir={run}"], env))
-        assert_same_run(run, reference(config))
-    else:  # another run dir, which holds only what comes after the checkpoint
-        other = tmp_path / "other"
-        ok(cli([*args, f"resume={last}", f"hydra.run.dir={other}"], env))
-        assert_same_run(other, reference(config), after_step=step)
+    ok(cli([*args, f"hydra.run.dir={run}"], env))
+    assert_same_run(run, reference(config))

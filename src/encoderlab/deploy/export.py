@@ -78,14 +78,15 @@ def export_run(
     module = LogitsModule(model).eval()
     names = input_names(tokenizer)
     task = read_run_config(run_dir).get("task", {})
-    qa = get_kind(info["kind"]).serving.settings(hf)  # what the kind keeps beside its model (QA's lengths)
+    serving = get_kind(info["kind"]).serving
+    qa = serving.settings(hf)  # what the kind keeps beside its model (QA's lengths)
     meta = {
         "kind": info["kind"],
         "label_names": info["label_names"],
         "max_length": int(task.get("max_seq_length") or 512),
         "qa_settings": qa,
         "source": str(hf),
-    }
+    } | serving.export_meta(hf)
     calibration = None
     if "static" in kinds:
         rows = training_rows(run_dir, tokenizer)

@@ -112,6 +112,10 @@ class Serving:
         """Settings the export keeps beside the model that prediction needs (question answering's lengths)."""
         return {}
 
+    def export_meta(self, folder: Path) -> dict:
+        """Entries for an ONNX folder's deploy.json, read from the hf/ export (a long-text run's windowing)."""
+        return {}
+
     def outputs(self, logits):
         """A backend's logits (a tensor) as the kind's module reads a Hugging Face model's output."""
         from types import SimpleNamespace

@@ -84,6 +84,9 @@ class LastCheckpoint(ModelCheckpoint):
     A checkpoint is only taken where a resumed run continues exactly: never inside a gradient-accumulation window (its
     partial gradients are in no checkpoint), and on a step that validates only after that validation (Lightning would
     count a validation saved before as done, and skip it on resume); on an epoch's last step, the epoch-end save.
+    With validation by time (``val_check_interval`` as ``DD:HH:MM:SS``), Lightning reads the clock again after this
+    callback, so whether a step validates is not known here: a step's save waits for the end of the next validation
+    (or the epoch end), and the requeue signal saves at once only on a step where no validation can follow any more.
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class LastCheckpoint(ModelCheckpoint):
         if trainer.sanity_checking or trainer.fast_dev_run:
             return
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._deferred = False  # this save comes after every validation of the epoch
         if self._requeue_after_save:
             self._requeue(trainer)
 
@@ -159,7 +163,9 @@ class LastCheckpoint(ModelCheckpoint):
         loop = trainer.fit_loop.epoch_loop
         if loop._should_accumulate():
             return  # inside an accumulation window: its partial gradients would be in no checkpoint
-        self._validation_follows = loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
+        self._validation_follows = _timed_validation(trainer) or loop._should_check_val_fx(
+            trainer.fit_loop._data_fetcher
+        )
         try:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
             self._requeue_save(trainer)
@@ -173,6 +179,13 @@ class LastCheckpoint(ModelCheckpoint):
         if not trainer.strategy.reduce_boolean_decision(self._requeue_asked, all=False):
             return
         self._requeue_asked = False
+        if _timed_validation(trainer):
+            # rank 0's reading decides for all; where no validation is due yet, the clock of the next one starts
+            # now, so none follows this step's save
+            due = trainer.fit_loop.epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
+            if not trainer.strategy.broadcast(due, src=0):
+                trainer._last_val_time = time.monotonic()
+                self._validation_follows = False
         if self._validation_follows:  # requeued once the save after this step's validation is on disk
             self._requeue_after_save = True
             self._save_last_checkpoint(trainer, {})  # deferred (or the epoch-end save)
@@ -186,6 +199,11 @@ class LastCheckpoint(ModelCheckpoint):
         log.info("%s: saved %s at step %d", signal.Signals(self.requeue_signal).name, LAST, trainer.global_step)
         if trainer.is_global_zero:
             requeue_slurm_job()
+
+
+def _timed_validation(trainer: pl.Trainer) -> bool:
+    """Validation by wall-clock time (Lightning's ``val_check_interval`` as a time), not by batches."""
+    return getattr(trainer, "_val_check_time_interval", None) is not None
 
 
 def requeue_slurm_job() -> bool:

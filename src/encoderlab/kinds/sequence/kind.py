@@ -11,6 +11,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification
 from encoderlab.config.schema import RunConfig
 from encoderlab.kinds.base import KindFunctions, Prepared
 from encoderlab.kinds.sequence.data import prepare
+from encoderlab.kinds.sequence.long_text import write_serving_settings
 from encoderlab.kinds.sequence.serving import CLASSIFICATION, REGRESSION
 from encoderlab.models.encoder import build_config, build_model, check_length, save_pretrained
 
@@ -61,6 +62,11 @@ def build(run: RunConfig, prepared: Prepared, tokenizer) -> SequenceModule:
 
 
 def export(module: SequenceModule, tokenizer, out: Path, prepared: Prepared) -> None:
+    _export_network(module, tokenizer, out, prepared)
+    write_serving_settings(module.run.task, out)  # task.long_text: served on the tokens it was trained on
+
+
+def _export_network(module: SequenceModule, tokenizer, out: Path, prepared: Prepared) -> None:
     net = module.network
     if isinstance(net, PooledModel):  # no Hugging Face class has this head: exported as a feature-based model
         export_feature_model(net, tokenizer, out, {"label_names": prepared.meta.get("label_names")})

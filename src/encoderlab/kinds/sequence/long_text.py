@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from datasets import DatasetDict
@@ -112,6 +114,24 @@ def pool_chunks(logits: torch.Tensor, owner: torch.Tensor, n_docs: int, how: str
     if how == "max":
         return out.scatter_reduce(0, index, logits, reduce="amax", include_self=False)
     return out.scatter_reduce(0, index, logits, reduce="mean", include_self=False)
+
+
+SERVING_FILE = "long_text.json"  # in hf/: the run's task.long_text settings, so a bare hf/ folder is served as trained
+
+
+def write_serving_settings(task: TaskConfig, out: Path) -> None:
+    """``out/long_text.json`` (none for ``head``, plain truncation): the settings :func:`serving_features` needs."""
+    if task.long_text == "head":
+        return
+    keys = {"long_text": task.long_text, "max_seq_length": task.max_seq_length, "head_tokens": task.head_token_count}
+    settings = keys | {"chunk_stride": task.chunk_stride, "chunk_pooling": task.chunk_pooling}
+    (out / SERVING_FILE).write_text(json.dumps(settings, indent=1))  # out: the export's folder before its swap-in
+
+
+def read_serving_settings(folder: Path) -> dict | None:
+    """The settings :func:`write_serving_settings` put in an export folder; None where it has none."""
+    f = Path(folder) / SERVING_FILE
+    return json.loads(f.read_text()) if f.is_file() else None
 
 
 def serving_features(tokenizer, texts: list[str], task: dict) -> tuple[list[dict], list[int] | None]:

@@ -23,6 +23,11 @@ class SequenceServing(Serving):
     def recognizes(self, architecture: str, config: dict) -> bool:
         return architecture.endswith("ForSequenceClassification") and self._is_regression(config) == self.regression
 
+    def export_meta(self, folder: Path) -> dict:
+        from encoderlab.kinds.sequence.long_text import read_serving_settings
+
+        return {"long_text": read_serving_settings(folder)}  # task.long_text, for an ONNX folder served on its own
+
     def recognizes_feature(self, desc: dict, folder: Path) -> bool:
         return desc.get("pooling") is not None and (not desc.get("label_names")) == self.regression
 
@@ -75,7 +80,7 @@ def sequence_logits(served, rows: list[dict], cols: Columns, batch_size: int, pr
 
     from encoderlab.kinds.sequence.long_text import pool_chunks, serving_features
 
-    feats, owner = serving_features(served.tokenizer, texts, task | {"max_seq_length": served.max_length})
+    feats, owner = serving_features(served.tokenizer, texts, {"max_seq_length": served.max_length} | task)
     feats = [{k: f[k] for k in served.input_names} for f in feats]
     logits = run_features(served, feats, batch_size, False, progress)
     if owner is not None:
@@ -85,8 +90,19 @@ def sequence_logits(served, rows: list[dict], cols: Columns, batch_size: int, pr
 
 
 def _long_text(served) -> dict | None:
-    """The run's ``task.long_text`` settings, unless it is ``head`` (the tokenizer's own truncation)."""
-    task = read_run_config(served.run_dir).get("task", {}) if served.run_dir is not None else {}
+    """The run's ``task.long_text`` settings, unless it is ``head`` (the tokenizer's own truncation): the export's
+    own (``long_text.json`` in hf/, ``long_text`` in an ONNX folder's deploy.json), else the run's config."""
+    import json
+
+    from encoderlab.deploy.served import DEPLOY_FILE
+    from encoderlab.kinds.sequence.long_text import read_serving_settings
+
+    folder = served.model_dir
+    task = read_serving_settings(folder) if folder is not None else None
+    if task is None and folder is not None and (folder / DEPLOY_FILE).is_file():
+        task = json.loads((folder / DEPLOY_FILE).read_text()).get("long_text")
+    if task is None:
+        task = read_run_config(served.run_dir).get("task", {}) if served.run_dir is not None else {}
     if task.get("long_text", "head") == "head":
         return None
     return task | {"pool": task.get("chunk_pooling") or "mean"}
