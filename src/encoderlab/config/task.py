@@ -300,7 +300,7 @@ class TaskConfig:
     @property
     def classifies_sequences(self) -> bool:
         """Each example has one class label (whose splits can be stratified and folds drawn by class)."""
-        return self.kind == "sequence_classification"
+        return kind_classifies_sequences(self.kind)
 
     @property
     def tags_tokens(self) -> bool:
@@ -310,3 +310,13 @@ class TaskConfig:
     @property
     def greater_is_better(self) -> bool:
         return self.primary_metric not in LOWER_IS_BETTER
+
+
+def kind_classifies_sequences(kind: Any) -> bool:
+    """A run of this ``task.kind`` (e.g. a stored summary's ``kind``) gives each example one class label."""
+    return kind == "sequence_classification"
+
+
+def kind_has_task_models(kind: Any) -> bool:
+    """A run of this ``task.kind`` trains one model per task (``tasks/<task>/`` in its run dir)."""
+    return kind == "multitask"

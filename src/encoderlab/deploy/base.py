@@ -20,6 +20,8 @@ import numpy as np
 from encoderlab.data.collate import PadCollator, sorted_batches
 from encoderlab.errors import DataError, EncoderlabError
 
+DEPLOY_FILE = "deploy.json"  # what an ONNX folder serves: kind, labels, lengths, QA settings, input names
+
 if TYPE_CHECKING:
     from encoderlab.deploy.served import Served
 

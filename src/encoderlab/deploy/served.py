@@ -19,7 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from encoderlab.deploy.base import ServeError, read_run_config  # noqa: F401  (importable from here, as before)
+from encoderlab.deploy.base import (  # noqa: F401  (importable from here, as before)
+    DEPLOY_FILE,
+    ServeError,
+    read_run_config,
+)
 from encoderlab.names import TASK_KINDS
 
 if TYPE_CHECKING:
@@ -32,7 +36,6 @@ ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model.int8.onnx"  # dynamic int8
 ONNX_INT8_STATIC_FILE = "model.int8-static.onnx"  # calibrated static int8
 ONNX_FILES = {"onnx": ONNX_FILE, "onnx-int8": ONNX_INT8_FILE, "onnx-int8-static": ONNX_INT8_STATIC_FILE}
-DEPLOY_FILE = "deploy.json"  # what an ONNX folder serves: kind, labels, lengths, QA settings, input names
 RECOMMEND_FILE = "recommendation.json"  # in the ONNX folder: the variant --backend auto serves, measured here
 
 log = logging.getLogger(__name__)

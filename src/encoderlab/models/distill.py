@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from encoderlab.config.schema import ModelConfig, RunConfig
+from encoderlab.config.task import kind_classifies_sequences
 from encoderlab.data.collate import PadCollator, sorted_batches
 from encoderlab.errors import ConfigError, DataError
 from encoderlab.kinds.base import Prepared
@@ -133,7 +134,7 @@ def load_teacher(run: RunConfig) -> Teacher:
         raise ConfigError(
             key, f"the run in '{d}' has not finished (status {summary.get('status')!r}); train it to the end first"
         )
-    if summary.get("kind") != "sequence_classification":
+    if not kind_classifies_sequences(summary.get("kind")):
         raise ConfigError(key, f"the run in '{d}' is a {summary.get('kind')} run; a teacher is a sequence classifier")
     if not (d / "hf" / "config.json").is_file():
         raise ConfigError(

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from encoderlab.config.task import kind_classifies_sequences, kind_has_task_models
 from encoderlab.report.aggregate import Report
 
 PREDICTIONS = "predictions_test.jsonl"
@@ -251,7 +252,7 @@ def prediction_dirs(run_dir: str | Path, kind: str, task: str, tasks: list[str] 
     when given), or only the one named ``task`` when the run is seen through the task view (``--task``).
     """
     run_dir = Path(run_dir)
-    if kind != "multitask":
+    if not kind_has_task_models(kind):
         return {"": run_dir}
     root = run_dir / TASKS_DIR
     if (root / task).is_dir():
@@ -325,7 +326,7 @@ def write_error_analysis(
             e = ner_errors(runs, top)
             lines += _ner_lines(e)
             csv_rows += [{"group": label, **r} for r in e.per_type.to_dict("records")]
-        elif "probabilities" in first or kind == "sequence_classification":
+        elif "probabilities" in first or kind_classifies_sequences(kind):
             e = classification_errors(runs, top)
             if plots:
                 png = plot_confusion(e, label, out / f"confusion_{i}_{_slug(label)}.png")

@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
+from encoderlab.config.task import kind_has_task_models
 from encoderlab.errors import EncoderlabError
 
 RUN_DIR_HELP = (
@@ -176,11 +177,11 @@ def select_task(records: Sequence[RunRecord], task: str) -> list[RunRecord]:
     out = []
     for record in records:
         s = record.summary
-        if s.get("task") == task and s.get("kind") != "multitask":
+        if s.get("task") == task and not kind_has_task_models(s.get("kind")):
             out.append(record)
             continue
         data = s.get("data") if isinstance(s.get("data"), Mapping) else {}
-        own = (data.get("tasks") or {}).get(task) if s.get("kind") == "multitask" else None
+        own = (data.get("tasks") or {}).get(task) if kind_has_task_models(s.get("kind")) else None
         if not isinstance(own, Mapping):
             continue
         prefix = f"{task}/"

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from encoderlab.deploy.base import Columns, encode, pick, read_run_config, refuse, run_features, softmax, value
+from encoderlab.deploy.base import (
+    DEPLOY_FILE,
+    Columns,
+    encode,
+    pick,
+    read_run_config,
+    refuse,
+    run_features,
+    softmax,
+    value,
+)
 from encoderlab.kinds.base import Serving
 
 
@@ -94,7 +104,6 @@ def _long_text(served) -> dict | None:
     own (``long_text.json`` in hf/, ``long_text`` in an ONNX folder's deploy.json), else the run's config."""
     import json
 
-    from encoderlab.deploy.served import DEPLOY_FILE
     from encoderlab.kinds.sequence.long_text import read_serving_settings
 
     folder = served.model_dir

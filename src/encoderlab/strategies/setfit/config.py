@@ -75,7 +75,7 @@ class SetFitConfig:
 def check_setfit_run(run: RunConfig) -> None:
     """What ``finetune=setfit`` needs from the rest of the run: a classifier, an encoder, one window per text."""
     run.finetune.setfit.check()
-    if run.task.kind != "sequence_classification":
+    if not run.task.classifies_sequences:
         raise ConfigError(
             "finetune.strategy", f"setfit pairs examples by class: sequence_classification only, not {run.task.kind}"
         )
