@@ -269,12 +269,14 @@ def test_a_bare_onnx_folder_of_a_long_text_run_is_served_as_the_run_is(tmp_path)
     """encoderlab-export puts the run's task.long_text into deploy.json: the settings come from the folder itself."""
     from types import SimpleNamespace
 
+    from encoderlab.kinds.sequence.serving import _long_text
+
     settings = {"long_text": "tail", "max_seq_length": 8, "head_tokens": 2, "chunk_stride": 0, "chunk_pooling": "mean"}
     (tmp_path / "deploy.json").write_text(json.dumps({"kind": "sequence_classification", "long_text": settings}))
 
-    assert P._long_text(SimpleNamespace(model_dir=tmp_path, run_dir=None)) == settings | {"pool": "mean"}
+    assert _long_text(SimpleNamespace(model_dir=tmp_path, run_dir=None)) == settings | {"pool": "mean"}
     (tmp_path / "deploy.json").write_text(json.dumps({"kind": "sequence_classification", "long_text": None}))
-    assert P._long_text(SimpleNamespace(model_dir=tmp_path, run_dir=None)) is None  # plain truncation
+    assert _long_text(SimpleNamespace(model_dir=tmp_path, run_dir=None)) is None  # plain truncation
 
 
 def test_a_bare_roberta_style_export_is_cut_to_the_positions_it_can_embed():
