@@ -245,3 +245,20 @@ def test_one_run_per_row_against_a_published_value_is_not_resolved():
 
     assert [c.combination for c in out] == [{"optimizer.lr": "2e-5"}, {"optimizer.lr": "3e-5"}]
     assert all(c.verdict == "not_resolved" and c.n == 1 and "add seeds" in c.reason for c in out)
+
+
+def test_boolean_arms_match_however_hydra_capitalised_them():
+    from encoderlab.report.compare import compare_records
+
+    records = [
+        {
+            "overrides": {"model.from_scratch": arm},
+            "seed": s,
+            "metrics": {"test/accuracy": v + (0.05 if arm == "False" else 0)},
+        }
+        for s, v in enumerate(BASE[:3], 1)
+        for arm in ("True", "False")
+    ]
+    (c,) = compare_records(records, "model.from_scratch", "true", "false", "test/accuracy")
+
+    assert c.n == 3 and c.mean_diff == pytest.approx(0.05) and c.verdict == "holds"

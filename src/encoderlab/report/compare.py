@@ -78,10 +78,13 @@ def _finite(x: float) -> Optional[float]:
 
 
 def same_value(x: Any, y: Any) -> bool:
-    """``2e-5`` and ``2.0e-05`` are one value; everything else compares as text."""
+    """``2e-5`` and ``2.0e-05`` are one value, and so are ``true`` and ``True`` (Hydra writes a job's booleans
+    capitalised); everything else compares as text."""
     sx, sy = str(x), str(y)
     if sx == sy:
         return True
+    if {sx.lower(), sy.lower()} <= {"true", "false"}:
+        return sx.lower() == sy.lower()
     try:
         return float(sx) == float(sy)
     except ValueError:
