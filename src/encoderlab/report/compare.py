@@ -235,14 +235,6 @@ def _comparison(arm_a, arm_b, key, a, b, metric, margin, direction, combination,
     used_a = [va[c] for c in cells] if paired else list(va.values())  # the paired runs, or every run
     used_b = [vb[c] for c in cells] if paired else list(vb.values())
     mean_a, mean_b = mean_std(used_a)[0], mean_std(used_b)[0]
-    if test is None:
-        ci, p, diff = (math.nan, math.nan), math.nan, mean_b - mean_a
-    else:
-        ci, p, diff = test.ci95, test.p, test.mean_diff
-    result = verdict(ci, margin, direction)
-    needed = None
-    if test is not None and result == NOT_RESOLVED and diff != 0:
-        needed = seeds_needed(gap_to_resolve(diff, margin, direction), test.std)
     return Comparison(
         key=key,
         a=a,
@@ -254,17 +246,33 @@ def _comparison(arm_a, arm_b, key, a, b, metric, margin, direction, combination,
         n_b=len(vb),
         mean_a=mean_a,
         mean_b=mean_b,
-        mean_diff=diff,
-        ci95=(float(ci[0]), float(ci[1])),
-        p=p,
         paired=paired,
-        verdict=result,
-        seeds_needed=needed,
-        margin=float(margin),
-        direction=direction,
         reason=reason,
         seeds=cells if paired else [],
+        **_reading(test, mean_b - mean_a, margin, direction),
     )
+
+
+def _reading(test: TTest | None, diff: float, margin: float, direction: str) -> dict[str, Any]:
+    """What a test says, read against the claim: mean difference (``diff`` when there is no test), interval, p,
+    verdict and, when not resolved, the pairs the observed spread would need."""
+    if test is None:
+        ci, p = (math.nan, math.nan), math.nan
+    else:
+        ci, p, diff = test.ci95, test.p, test.mean_diff
+    result = verdict(ci, margin, direction)
+    needed = None
+    if test is not None and result == NOT_RESOLVED and diff != 0:
+        needed = seeds_needed(gap_to_resolve(diff, margin, direction), test.std)
+    return {
+        "mean_diff": diff,
+        "ci95": (float(ci[0]), float(ci[1])),
+        "p": p,
+        "verdict": result,
+        "seeds_needed": needed,
+        "margin": float(margin),
+        "direction": direction,
+    }
 
 
 PUBLISHED = "published"  # arm A of a claim against a published value
@@ -295,14 +303,7 @@ def compare_to_value(
             continue
         diffs = [v - value for v in runs.values()]
         test = paired_t(diffs) if len(diffs) >= 2 else None
-        if test is None:
-            ci, p, diff, reason = (math.nan, math.nan), math.nan, diffs[0], "one run: no interval; add seeds"
-        else:
-            ci, p, diff, reason = test.ci95, test.p, test.mean_diff, "one-sample t against the published value"
-        result = verdict(ci, margin, direction)
-        needed = None
-        if test is not None and result == NOT_RESOLVED and diff != 0:
-            needed = seeds_needed(gap_to_resolve(diff, margin, direction), test.std)
+        reading = _reading(test, diffs[0], margin, direction)
         out.append(
             Comparison(
                 key="",
@@ -314,17 +315,13 @@ def compare_to_value(
                 n_a=1,
                 n_b=len(diffs),
                 mean_a=value,
-                mean_b=value + diff,
-                mean_diff=diff,
-                ci95=(float(ci[0]), float(ci[1])),
-                p=p,
+                mean_b=value + reading["mean_diff"],
                 paired=False,
-                verdict=result,
-                seeds_needed=needed,
-                margin=float(margin),
-                direction=direction,
-                reason=reason,
+                reason="one run: no interval; add seeds"
+                if test is None
+                else "one-sample t against the published value",
                 seeds=list(runs),
+                **reading,
             )
         )
     return out
