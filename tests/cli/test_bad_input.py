@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 from support import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
-CLI = str(Path(sys.executable).parent / "encoderlab-train")
 
 
 def cli(args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     assert "ENCODERLAB_CACHE" in env, "use the cache_dir fixture"
-    return subprocess.run(
-        [CLI, *args, f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+    return run_cli("encoderlab-train", [*args, f"hydra.run.dir={run_dir}"], env, ROOT, timeout=300)
 
 
 def fails(args: list[str], run_dir: Path) -> str:

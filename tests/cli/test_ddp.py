@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 from support import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = str(Path(sys.executable).parent / "encoderlab-train")
 DDP = ["trainer.devices=2", "trainer.strategy=ddp"]
 # a learning rate so small that no weight moves: both runs evaluate the same network (the DDP run takes half the
 # optimizer steps), so any difference in their metrics comes from how evaluation rows are split between ranks
@@ -25,14 +23,7 @@ def run(args: list[str], run_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     assert "ENCODERLAB_CACHE" in env, "use the cache_dir fixture"
-    p = subprocess.run(
-        [CLI, *TINY, *FIXED, *args, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    p = run_cli("encoderlab-train", [*TINY, *FIXED, *args, f"hydra.run.dir={run_dir}"], env, ROOT)
     assert p.returncode == 0, f"exit {p.returncode}\nstdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-5000:]}"
     said = [line for line in p.stdout.splitlines() if line.startswith("encoderlab: ")]
     # one process prints the result (and, for a pre-training run this short, that it is undertrained): no line twice

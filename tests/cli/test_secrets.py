@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
+from clirun import run_cli
 from support import TINY
 
 from encoderlab.redact import MASK, redact, secret_values
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = str(Path(sys.executable).parent / "encoderlab-train")
 SECRETS = {
     "WANDB_API_KEY": "wandbkey0123456789abcdef0123456789abcdef",
     "HF_TOKEN": "hf_SecretTokenValue4242",
@@ -38,7 +36,7 @@ def test_a_run_writes_no_secret_anywhere_in_its_run_dir(tmp_path, cache_dir):
     args = TINY + ["task=csv_example", "logger=wandb", f"hydra.run.dir={run_dir}"]
     # secrets reach the config through the schema's free-text keys, resolved from the environment
     args += ["task.description=${oc.env:HF_TOKEN}", "tags=[${oc.env:MY_SERVICE_SECRET},${oc.env:DB_PASSWORD}]"]
-    p = subprocess.run([CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    p = run_cli("encoderlab-train", args, env, ROOT)
     assert p.returncode == 0, p.stderr[-4000:]
 
     files = [f for f in run_dir.rglob("*") if f.is_file()]

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from clirun import run_cli
 from support import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = str(Path(sys.executable).parent / "encoderlab-train")
 CORPUS = "\n\n".join(
     f"Film number {i} was {'good' if i % 2 else 'bad'}. The actors were {'great' if i % 3 else 'weak'}. It ends."
     for i in range(24)
@@ -22,7 +21,7 @@ CORPUS = "\n\n".join(
 def _cli(args: list[str]) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return run_cli("encoderlab-train", args, env, ROOT)
 
 
 # enough steps for the tiny model to learn the corpus: above the unigram baseline, so not undertrained

@@ -7,12 +7,12 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from clirun import run_cli
 from support import FIXTURES
 
 from encoderlab.deploy import predict as P
@@ -23,16 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def predict_cli(args: list[str], stdin: str | None = None, ok: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()} | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run(
-        [sys.executable, "-m", "encoderlab.cli.predict", *args],
-        cwd=ROOT,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    p = run_cli("encoderlab-predict", args, env, ROOT, timeout=300, input=stdin)
     if ok:
         assert p.returncode == 0, p.stderr[-3000:]
     return p

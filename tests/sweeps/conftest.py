@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import clirun
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,7 +51,11 @@ def cli_env(tmp_path) -> dict[str, str]:
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    script = Path(args[0])
+    if script.parent == clirun.BIN and script.name.startswith("encoderlab-"):
+        proc = clirun.run_cli(script.name, args[1:], env, cwd, timeout=timeout)
+    else:
+        proc = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     proc.log = proc.stdout + proc.stderr  # type: ignore[attr-defined]
     return proc
 

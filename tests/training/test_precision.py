@@ -7,16 +7,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 
 from encoderlab.errors import EncoderlabError
 from encoderlab.training import precision
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = str(Path(sys.executable).parent / "encoderlab-train")
 
 
 @pytest.fixture(autouse=True)
@@ -110,9 +109,7 @@ def _train(args: list[str], env: dict) -> subprocess.CompletedProcess:
     from support import TINY
 
     full = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | env | {"OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [CLI, "task=csv_example", *TINY, *args], cwd=ROOT, env=full, capture_output=True, text=True, timeout=600
-    )
+    return run_cli("encoderlab-train", ["task=csv_example", *TINY, *args], full, ROOT)
 
 
 def test_a_run_records_what_precision_ran_and_why(tmp_path, cache_dir):

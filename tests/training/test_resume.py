@@ -14,15 +14,14 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from clirun import run_cli
 from support import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = str(Path(sys.executable).parent / "encoderlab-train")
 
 # 38 training reviews in batches of 8, 4 batches an epoch (trainer=debug), 3 epochs: 12 optimizer steps;
 # last.ckpt every 3 steps and at each epoch end; a kill at step 7 resumes from step 6, in the middle of epoch 1
@@ -37,12 +36,16 @@ FINETUNE = [
 ]
 
 
-def cli(args: list[str], env_extra: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def cli(
+    args: list[str], env_extra: dict | None = None, timeout: int = 300, fresh: bool = False
+) -> subprocess.CompletedProcess:
+    """``encoderlab-train ARGS``; ``fresh``: as a new process (not forked from the tests' zygote, whose children
+    share one hash seed), so that a killed run and its rerun differ in everything a real rerun differs in."""
     env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "ENCODERLAB_KILL_AT_STEP")}
     env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     env |= {"PROJECT_ROOT": str(ROOT)} | (env_extra or {})
     assert "ENCODERLAB_CACHE" in env, "use the cache_dir fixture"
-    p = subprocess.run([CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    p = run_cli("encoderlab-train", args, env, ROOT, timeout=timeout, fresh=fresh)
     p.log = p.stdout + p.stderr  # type: ignore[attr-defined]
     return p
 
@@ -52,8 +55,10 @@ def ok(p: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return p
 
 
-def killed_at(step: int, args: list[str], run_filter: str = "", env: dict | None = None) -> subprocess.CompletedProcess:
-    p = cli(args, {"ENCODERLAB_KILL_AT_STEP": str(step), "ENCODERLAB_KILL_RUN": run_filter} | (env or {}))
+def killed_at(
+    step: int, args: list[str], run_filter: str = "", env: dict | None = None, fresh: bool = False
+) -> subprocess.CompletedProcess:
+    p = cli(args, {"ENCODERLAB_KILL_AT_STEP": str(step), "ENCODERLAB_KILL_RUN": run_filter} | (env or {}), fresh=fresh)
     assert p.returncode == -signal.SIGKILL, f"exit {p.returncode}\n{p.log[-3000:]}"
     return p
 
@@ -91,7 +96,8 @@ def killed_at_7(tmp_path_factory) -> tuple[Path, Path]:
     run dir moved since the kill: its checkpoints name the other folder)."""
     root = tmp_path_factory.mktemp("killed_at_7")
     run, moved = root / "run", root / "moved"
-    killed_at(7, [*FINETUNE, f"hydra.run.dir={run}"], env={"ENCODERLAB_CACHE": str(root / "cache")})
+    # fresh processes here and in its rerun below: the one kill and rerun not forked from the tests' zygote
+    killed_at(7, [*FINETUNE, f"hydra.run.dir={run}"], env={"ENCODERLAB_CACHE": str(root / "cache")}, fresh=True)
     shutil.copytree(run, moved)
     return run, moved
 
@@ -118,7 +124,7 @@ def test_a_finetuning_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_
     assert s["train_seconds"] > 0  # the heartbeat of epoch 0
     seconds_before = s["train_seconds"]
 
-    p = ok(cli([*FINETUNE, f"hydra.run.dir={run}"]))  # the same command
+    p = ok(cli([*FINETUNE, f"hydra.run.dir={run}"], fresh=True))  # the same command
 
     assert "resuming from" in p.log and "not resumable" not in p.log
     s = summary(run)

@@ -1,0 +1,113 @@
+"""A process that imports encoderlab's command-line tools and their libraries once, then forks one child per call.
+
+Running ``encoderlab-train`` as a fresh process costs about 15 s on a 2-core CPU before any of its own work starts
+(importing torch, Lightning, torchmetrics and transformers); the CLI tests make a hundred such calls. A child forked
+from this process starts with those modules already imported and is otherwise a process of its own: its own
+arguments, environment, working directory, output files, exit code and death by signal (a kill switch that SIGKILLs
+the child is seen as such). The tests call it through ``support.run_cli``.
+
+A call is a console script of encoderlab (``encoderlab-train`` ...) or a Python file run as ``python FILE ARGS``.
+
+Protocol, one JSON line each way: the caller writes ``{"script", "argv", "env", "cwd", "in", "out", "err"}``; this
+process answers ``{"pid": N}`` at once and ``{"returncode": RC}`` when the child has ended (``-SIG`` for a signal).
+
+Children share this process's hash seed and the modules' import-time state (read once here from its environment:
+the caller starts one zygote per value of the variables that modules read at import, see ``support.IMPORT_TIME``).
+Nothing here runs a tensor operation before forking, so no thread pool is inherited.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import json
+import os
+import sys
+from importlib.metadata import entry_points
+
+SCRIPTS = {ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.name.startswith("encoderlab-")}
+PRELOAD = ["torch", "pytorch_lightning", "torchmetrics", "transformers", "datasets", "hydra", "sklearn"]
+
+
+def _entry(script: str):
+    module, _, attr = SCRIPTS[script].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _child(request: dict, proto: list[int]) -> None:
+    for fd in proto:
+        os.close(fd)
+    code = 1
+    try:
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        null = os.open(request.get("in") or os.devnull, os.O_RDONLY)
+        out = os.open(request["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        err = os.open(request["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        script = request["script"]
+        sys.argv = list(request["argv"])
+        try:
+            if script.endswith(".py"):  # `python SCRIPT ARGS`
+                import runpy
+
+                sys.argv = sys.argv[1:]
+                sys.path[0] = os.path.dirname(os.path.abspath(script))
+                runpy.run_path(script, run_name="__main__")
+                result = 0
+            else:
+                result = _entry(script)()
+            code = result if isinstance(result, int) else 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if not isinstance(e.code, (int, type(None))):
+                print(e.code, file=sys.stderr)
+        except BaseException:  # what an uncaught exception does to a fresh process
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        atexit._run_exitfuncs()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def serve() -> None:
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # what the imports print goes nowhere near the protocol
+    sys.path[0] = os.path.dirname(sys.executable)  # as for a console script: the venv's bin, not tests/
+    for script in SCRIPTS:
+        try:
+            _entry(script)
+        except Exception:  # noqa: BLE001 - the child imports it again and reports the error itself
+            pass
+    for module in PRELOAD:
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001
+            pass
+    requests = os.fdopen(proto_in, "r")
+    answers = os.fdopen(proto_out, "w")
+    for line in requests:
+        request = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _child(request, [proto_in, proto_out])
+        answers.write(json.dumps({"pid": pid}) + "\n")
+        answers.flush()
+        _, status = os.waitpid(pid, 0)
+        answers.write(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}) + "\n")
+        answers.flush()
+
+
+if __name__ == "__main__":
+    serve()
