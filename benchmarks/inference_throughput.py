@@ -15,6 +15,9 @@ Never run it beside other work.
     python benchmarks/inference_throughput.py --threads 2                 # trains a short MiniLM run and its student
     python benchmarks/inference_throughput.py --run-dir outputs/default/DATE/TIME --student-dir STUDENT_RUN_DIR
     python benchmarks/inference_throughput.py --run-dir outputs/default/DATE/TIME --no-student --store results/
+    python benchmarks/inference_throughput.py --train-samples 32 --limit 16 -- task.max_eval_samples=32  # smoke test
+
+Overrides after ``--`` go to both runs it trains (``task.max_eval_samples=32``: score every variant on 32 texts).
 """
 
 from __future__ import annotations
@@ -57,15 +60,15 @@ def _train(run_dir: Path, samples: int, overrides: list[str], what: str) -> Path
     return run_dir
 
 
-def train_run(run_dir: Path, samples: int) -> Path:
+def train_run(run_dir: Path, samples: int, extra: list[str]) -> Path:
     """A short MiniLM-L6 fine-tuning run on Rotten Tomatoes (the default job, fewer snippets)."""
-    return _train(run_dir, samples, [], "training")
+    return _train(run_dir, samples, extra, "training")
 
 
-def train_student(teacher: Path, run_dir: Path, samples: int) -> Path:
+def train_student(teacher: Path, run_dir: Path, samples: int, extra: list[str]) -> Path:
     """The teacher's network with every other layer, distilled from the teacher on the same snippets."""
     overrides = ["finetune=distill", f"distill.teacher={teacher}", "distill.student_layers=every_other"]
-    return _train(run_dir, samples, [*overrides, "trainer.max_epochs=2"], "training the student")
+    return _train(run_dir, samples, [*overrides, "trainer.max_epochs=2", *extra], "training the student")
 
 
 def export(folder: Path, limit: int | None) -> str:
@@ -135,6 +138,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds per side, sides alternating (at least 1)")
     ap.add_argument("--latency-samples", type=int, default=200, help="texts timed one at a time per side and round")
     ap.add_argument("--store", metavar="DIR", help="store each row in DIR/inference_throughput/runs.jsonl")
+    ap.add_argument("overrides", nargs="*", help="after --: encoderlab-train overrides for the runs it trains")
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1, not {args.rounds}")
@@ -148,12 +152,12 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
     run_dir = args.run_dir or train_run(
-        ROOT / "outputs" / "bench_inference" / time.strftime("%Y%m%d-%H%M%S"), args.train_samples
+        ROOT / "outputs" / "bench_inference" / time.strftime("%Y%m%d-%H%M%S"), args.train_samples, args.overrides
     )
     student_dir = None
     if not args.no_student:
         student_dir = args.student_dir or train_student(
-            run_dir, run_dir.parent / f"{run_dir.name}-student", args.train_samples
+            run_dir, run_dir.parent / f"{run_dir.name}-student", args.train_samples, args.overrides
         )
     recommended = export(run_dir, args.limit)
     student_recommended = export(student_dir, args.limit) if student_dir is not None else None
