@@ -74,6 +74,7 @@ def train_contrastive(encoder, rows: list[dict], collator, run: RunConfig, pooli
     schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(total * cfg.warmup_proportion), total)
     order_rng = torch.Generator().manual_seed(run.seed)
     losses, tokens = [], 0
+    every, started = max(1, total // 10), time.monotonic()  # a line of progress per tenth: never silent for long
     encoder.train()
     for _ in range(cfg.epochs):
         order = torch.randperm(len(pairs), generator=order_rng).tolist()
@@ -93,6 +94,14 @@ def train_contrastive(encoder, rows: list[dict], collator, run: RunConfig, pooli
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
             tokens += int(a["attention_mask"].sum() + b["attention_mask"].sum())
+            if len(losses) % every == 0 and len(losses) < total:
+                log.info(
+                    "setfit contrastive stage: step %d/%d, loss %.4f, %.0f s",
+                    len(losses),
+                    total,
+                    np.mean(losses[-every:]),
+                    time.monotonic() - started,
+                )
     encoder.eval()
     first, last = np.mean(losses[: max(1, len(losses) // 10)]), np.mean(losses[-max(1, len(losses) // 10) :])
     log.info("setfit contrastive stage: %d pairs, %d steps, loss %.4f -> %.4f", len(pairs), total, first, last)
