@@ -18,6 +18,12 @@ draws differ; the mean paired difference over draws is what is compared.
     python benchmarks/setfit_parity.py                                         # BBC News, 8 per class, seeds 1-10
     python benchmarks/setfit_parity.py --task rotten_tomatoes --shots 8
     python benchmarks/setfit_parity.py --shots 2 --pairs-per-example 1 --max-eval-samples 16 --seeds 1   # smoke test
+    python benchmarks/setfit_parity.py --ours-from multirun/few_shot --threads 1 --store results/   # the stored check
+
+``--ours-from DIR`` takes encoderlab's side from the finished ``finetune=setfit`` jobs of a sweep (the few-shot
+study's, with the same task, K, seed and SetFit settings) instead of training it again; only the library trains.
+``--store DIR`` keeps each run as a line of ``DIR/setfit_parity/runs.jsonl`` (encoderlab's stored results, rendered
+with the claim of ``results/setfit_parity/claims.yaml``).
 """
 
 from __future__ import annotations
@@ -67,15 +73,12 @@ def run_config(overrides_: list[str]):
         return validate(compose("config", overrides=overrides_))
 
 
-def encoderlab_side(args, seed: int) -> tuple[float, float, dict]:
-    """(test accuracy, train seconds, the draw: texts and labels) of one encoderlab run."""
+def the_draw(args, seed: int, run) -> dict:
+    """The K-shot draw of ``seed`` (texts and labels, as encoderlab drew them) and the library side's settings."""
     from encoderlab.data.sources import load_raw
     from encoderlab.kinds.sequence.data import prepare_labels
     from encoderlab.models.encoder import resolve_path
-    from encoderlab.runner import execute
 
-    ov = overrides(args, seed)
-    run = run_config(ov)
     labeled, names = prepare_labels(load_raw(run.task), run.task)
     field = run.task.text_fields[0]
     draw = {
@@ -92,9 +95,45 @@ def encoderlab_side(args, seed: int) -> tuple[float, float, dict]:
             for what, col in (("texts", field), ("labels", "labels"))
         },
     }
+    return draw
+
+
+def encoderlab_side(args, seed: int) -> tuple[float, float, dict]:
+    """(test accuracy, train seconds, the draw) of one encoderlab run: trained here, or read from ``--ours-from``."""
+    from encoderlab.runner import execute
+
+    ov = overrides(args, seed)
+    run = run_config(ov)
+    draw = the_draw(args, seed, run)
+    if args.ours_from:
+        return (*stored_side(args, seed), draw)
     with tempfile.TemporaryDirectory() as run_dir:
         summary = execute(run, Path(run_dir), ov)
     return float(summary["test"]["accuracy"]), float(summary["train_seconds"]), draw
+
+
+def stored_side(args, seed: int) -> tuple[float, float]:
+    """(test accuracy, train seconds) of the finished finetune=setfit job in ``--ours-from`` with this benchmark's
+    task, K, seed and SetFit settings."""
+    from omegaconf import OmegaConf
+
+    want = (args.task, args.shots, seed, args.pairs_per_example, args.head_max_iter, args.max_eval_samples)
+    for config in sorted(Path(args.ours_from).glob("*/.hydra/config.yaml")):
+        summary = config.parent.parent / "summary.json"
+        if not summary.is_file() or json.loads(summary.read_text()).get("status") != "finished":
+            continue
+        c = OmegaConf.load(config)
+        if c.finetune.strategy != "setfit" or c.model.from_scratch:
+            continue
+        got = (c.task.name, c.task.shots_per_class, c.seed, c.finetune.setfit.pairs_per_example)
+        if got + (c.finetune.setfit.head_max_iter, c.task.max_eval_samples) == want:
+            s = json.loads(summary.read_text())
+            return float(s["test"]["accuracy"]), float(s["train_seconds"])
+    raise SystemExit(
+        f"setfit_parity: error: --ours-from {args.ours_from}: no finished finetune=setfit job with task={args.task} "
+        f"task.shots_per_class={args.shots} seed={seed} finetune.setfit.pairs_per_example={args.pairs_per_example} "
+        f"(run: encoderlab-train -m experiment=few_shot task={args.task} task.shots_per_class={args.shots} arm=setfit)"
+    )
 
 
 def library_side(inp: Path, out: Path) -> None:
@@ -156,7 +195,26 @@ def paired_interval(diffs: list[float]) -> tuple[float, float, float]:
 
 
 def _record(args, side: str, seed: int, accuracy: float, seconds: float) -> None:
-    """One line per run in --jsonl FILE, in the shape of results/<benchmark>/runs.jsonl (overrides: side)."""
+    """One line per run in --jsonl FILE, and its stored line in --store DIR (results/setfit_parity/runs.jsonl)."""
+    command = "python benchmarks/setfit_parity.py " + " ".join(sys.argv[1:])
+    if args.store:
+        from encoderlab.report.store import benchmark_record, git_commit, machine_info, store_records
+
+        machine = machine_info() | ({"threads": args.threads} if args.threads else {})
+        overrides_ = {"side": side, "task": args.task, "task.shots_per_class": str(args.shots)}
+        rec = benchmark_record(
+            "setfit_parity",
+            overrides_,
+            seed,
+            {"test/accuracy": accuracy},
+            command=command,
+            train_seconds=round(seconds, 2),
+            precision="32-true",
+            machine=machine,
+            commit=git_commit(Path(__file__).resolve().parent),
+        )
+        for path, (added, replaced) in store_records([rec], args.store).items():
+            print(f"stored: {path} ({added} added, {replaced} replaced)", flush=True)
     if not args.jsonl:
         return
     rec = {
@@ -168,7 +226,7 @@ def _record(args, side: str, seed: int, accuracy: float, seconds: float) -> None
         "metrics": {"test/accuracy": accuracy},
         "train_seconds": round(seconds, 2),
         "date": time.strftime("%Y-%m-%d"),
-        "command": "python benchmarks/setfit_parity.py " + " ".join(sys.argv[1:]),
+        "command": command,
     }
     with open(args.jsonl, "a") as f:
         f.write(json.dumps(rec) + "\n")
@@ -189,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--jsonl", metavar="FILE", help="append one JSON line per run (side, seed, accuracy, seconds)")
+    ap.add_argument("--ours-from", metavar="DIR", help="encoderlab's side from a sweep's finished setfit jobs")
+    ap.add_argument("--store", metavar="DIR", help="store each run in DIR/setfit_parity/runs.jsonl (e.g. results/)")
     ap.add_argument("--library-side", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.library_side:
