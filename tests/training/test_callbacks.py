@@ -35,3 +35,48 @@ def test_a_value_lightning_refuses_names_the_config_key():
     config = early_stopping_config(RunConfig()) | {"mode": "maximum"}
     with pytest.raises(ConfigError, match=r"^config key 'callbacks.patience': `mode` can be min, max, got maximum$"):
         build_lightning(config, "callbacks.patience")
+
+
+def test_with_validation_by_time_every_rank_validates_when_rank_0_does():
+    """Lightning decides a validation by time on each process's own clock (``now - trainer._last_val_time >=
+    interval``): two ranks whose clocks disagree would split on it and wait for each other. Rank 0's reading decides
+    for all, and a rank's own clock runs on where no validation came."""
+    import time
+    from types import SimpleNamespace
+
+    from encoderlab.training.callbacks import SharedValidationClock
+
+    interval, shared = 60.0, {}
+
+    def trainer(rank: int, last: float) -> SimpleNamespace:
+        def broadcast(value, src=0):  # rank 0 sends, every rank gets rank 0's value
+            if rank == src:
+                shared["value"] = value
+            return shared["value"]
+
+        strategy = SimpleNamespace(broadcast=broadcast)
+        return SimpleNamespace(
+            _val_check_time_interval=interval, _last_val_time=last, world_size=2, global_rank=rank, strategy=strategy
+        )
+
+    def lightning_validates(t) -> bool:  # pytorch_lightning's _TrainingEpochLoop._should_check_val_fx, by time
+        return time.monotonic() - t._last_val_time >= t._val_check_time_interval
+
+    now = time.monotonic()
+    for rank0_due in (True, False):
+        last0, last1 = (now - 61, now - 59) if rank0_due else (now - 59, now - 61)
+        t0, t1 = trainer(0, last0), trainer(1, last1)
+        assert lightning_validates(t0) != lightning_validates(t1)  # each rank's own clock
+        c0, c1 = SharedValidationClock(), SharedValidationClock()
+        c0.on_train_batch_end(t0)
+        c1.on_train_batch_end(t1)
+        assert lightning_validates(t0) == lightning_validates(t1) == rank0_due
+        if not rank0_due:  # the next step: each clock as it was
+            c0.on_train_batch_start(t0)
+            c1.on_train_batch_start(t1)
+            assert (t0._last_val_time, t1._last_val_time) == (last0, last1)
+
+    one = trainer(0, now - 61)
+    one.world_size = 1
+    SharedValidationClock().on_train_batch_end(one)
+    assert one._last_val_time == now - 61  # one process: Lightning's own clock, untouched

@@ -150,7 +150,12 @@ def build_callbacks(
 ) -> tuple[list, ModelCheckpoint | None, RunTimer]:
     """The run's callbacks; the ModelCheckpoint of the best weights (None when off) and the timer apart."""
     timer = RunTimer(run.task.primary_metric, run.task.greater_is_better, heartbeat)
-    callbacks: list = [timer, RngState(), CheckpointFolder(checkpoint_dir(run_dir), timer.state_key)]
+    callbacks: list = [
+        timer,
+        SharedValidationClock(),
+        RngState(),
+        CheckpointFolder(checkpoint_dir(run_dir), timer.state_key),
+    ]
     ckpt = None
     if run.callbacks.checkpoint:
         ckpt = build_lightning(checkpoint_config(run, run_dir), "callbacks.checkpoint")
@@ -172,6 +177,33 @@ def build_callbacks(
         if fault is not None:
             callbacks.append(fault)
     return callbacks, ckpt, timer
+
+
+class SharedValidationClock(pl.Callback):
+    """Validation by time (``val_check_interval`` as ``DD:HH:MM:SS``) under several processes: Lightning reads each
+    process's own clock after every step, so one rank could start a validation that another skips, and both would
+    wait for each other. Here rank 0's reading decides for all, once per step: every rank's clock is set so that
+    Lightning's own check that follows agrees with it (and is put back at the next step where no validation ran)."""
+
+    def __init__(self) -> None:
+        self._kept: float | None = None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args) -> None:
+        if self._kept is not None:
+            if trainer._last_val_time == float("inf"):  # no validation since: the clock runs on
+                trainer._last_val_time = self._kept
+            self._kept = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        interval = getattr(trainer, "_val_check_time_interval", None)
+        if interval is None or trainer.world_size < 2:
+            return
+        now = time.monotonic()
+        due = bool(trainer.strategy.broadcast(now - trainer._last_val_time >= interval, src=0))
+        if due:  # Lightning sets the clock anew once the validation has run
+            trainer._last_val_time = -float("inf")
+        else:
+            self._kept, trainer._last_val_time = trainer._last_val_time, float("inf")
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
