@@ -42,6 +42,27 @@ def test_store_writes_one_sorted_line_per_finished_run_and_is_idempotent(multiru
     assert not (results / "freezing_study" / ".runs.jsonl.tmp").exists()
 
 
+def test_each_run_keeps_the_command_that_launched_it_when_two_sweeps_share_a_folder(tmp_path):
+    """Two sweeps into one folder (Hydra keeps the last one's multirun.yaml): a job of the first is stored with a
+    command that runs it, not with the second sweep's."""
+    root = tmp_path / "multirun" / "study"
+    root.mkdir(parents=True)
+    (root / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: [finetune=frozen, 'seed=1,2']\n")
+    write_run(root / "a", strategy="full", seed=1)  # from an earlier sweep: finetune=full
+    write_run(root / "b", strategy="frozen", seed=2)  # from the sweep of multirun.yaml
+    results = tmp_path / "results"
+
+    assert main([str(root), "--store", str(results), "--no-plots"]) == 0
+
+    commands = {
+        r["overrides"]["finetune"]: r["command"] for r in read_records(results / "freezing_study" / "runs.jsonl")
+    }
+    assert commands == {
+        "frozen": "encoderlab-train -m finetune=frozen seed=1,2",
+        "full": "encoderlab-train finetune=full seed=1",
+    }
+
+
 def test_a_rerun_replaces_its_stored_line(multirun, tmp_path):
     results = tmp_path / "results"
     main([str(multirun), "--store", str(results)])

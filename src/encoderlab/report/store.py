@@ -47,8 +47,10 @@ def run_id(experiment: str, overrides: Mapping[str, Any], seed: Any, fold: Any) 
     return f"{experiment}/{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
 
-def _sweep_command(run_dir: Path) -> Optional[str]:
-    """The command that launched a sweep, from Hydra's ``multirun.yaml`` beside the job folders."""
+def _sweep_command(run_dir: Path, job_overrides: Sequence[str] = ()) -> Optional[str]:
+    """The command that launched a sweep, from Hydra's ``multirun.yaml`` beside the job folders, if it launched
+    this job: several sweeps into one folder leave the last one's file, and a job whose overrides it does not
+    cover (another value of a key it sets) came from another command."""
     for parent in list(Path(run_dir).parents)[:2]:
         path = parent / "multirun.yaml"
         if path.is_file():
@@ -56,9 +58,29 @@ def _sweep_command(run_dir: Path) -> Optional[str]:
                 task = ((yaml.safe_load(path.read_text()) or {}).get("hydra") or {}).get("overrides", {}).get("task")
             except (yaml.YAMLError, AttributeError):
                 return None
-            if isinstance(task, list) and task:
+            if isinstance(task, list) and task and _launched(task, job_overrides):
                 return "encoderlab-train -m " + " ".join(str(t) for t in task)
+            return None
     return None
+
+
+def _launched(sweep: Sequence[str], job_overrides: Sequence[str]) -> bool:
+    """Whether a sweep of these command-line overrides has a job with these overrides."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    job = dict(str(o).split("=", 1) for o in job_overrides if "=" in str(o))
+    try:
+        parsed = OverridesParser.create().parse_overrides([str(t) for t in sweep])
+    except Exception:  # noqa: BLE001 - a command Hydra would not parse today: no claim either way
+        return True
+    for o in parsed:
+        key = o.get_key_element()
+        if key not in job:
+            continue
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        if job[key] not in values:
+            return False
+    return True
 
 
 def _metrics(summary: Mapping[str, Any]) -> dict[str, float]:
@@ -106,7 +128,8 @@ def run_record(record: RunRecord, commit: Optional[str] = None) -> dict[str, Any
         "commit": s.get("commit") or commit,
         "precision": s.get("precision") or cfg.get("precision"),
         "machine": dict(machine),
-        "command": _sweep_command(Path(record.run_dir)) or "encoderlab-train " + " ".join(record.overrides),
+        "command": _sweep_command(Path(record.run_dir), record.overrides)
+        or "encoderlab-train " + " ".join(record.overrides),
     }
 
 
