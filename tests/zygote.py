@@ -18,7 +18,6 @@ Nothing here runs a tensor operation before forking, so no thread pool is inheri
 
 from __future__ import annotations
 
-import atexit
 import importlib
 import json
 import os
@@ -34,49 +33,28 @@ def _entry(script: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def _child(request: dict, proto: list[int]) -> None:
-    for fd in proto:
+def _child(request: dict) -> None:
+    """Become the requested process. It ends as a fresh one would: its exit code or uncaught exception leaves
+    through the zygote's own frames (nothing there catches it), so the interpreter shuts down as usual (threads
+    joined, executors' workers told to stop, atexit handlers run, output flushed)."""
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    fds = [os.open(request.get("in") or os.devnull, os.O_RDONLY)]
+    fds += [os.open(request[k], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) for k in ("out", "err")]
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
         os.close(fd)
-    code = 1
-    try:
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        null = os.open(request.get("in") or os.devnull, os.O_RDONLY)
-        out = os.open(request["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        err = os.open(request["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(null, 0)
-        os.dup2(out, 1)
-        os.dup2(err, 2)
-        script = request["script"]
-        sys.argv = list(request["argv"])
-        try:
-            if script.endswith(".py"):  # `python SCRIPT ARGS`
-                import runpy
+    script = request["script"]
+    sys.argv = list(request["argv"])
+    if script.endswith(".py"):  # `python SCRIPT ARGS`
+        import runpy
 
-                sys.argv = sys.argv[1:]
-                sys.path[0] = os.path.dirname(os.path.abspath(script))
-                runpy.run_path(script, run_name="__main__")
-                result = 0
-            else:
-                result = _entry(script)()
-            code = result if isinstance(result, int) else 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            if not isinstance(e.code, (int, type(None))):
-                print(e.code, file=sys.stderr)
-        except BaseException:  # what an uncaught exception does to a fresh process
-            import traceback
-
-            traceback.print_exc()
-            code = 1
-        atexit._run_exitfuncs()
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        sys.argv = sys.argv[1:]
+        sys.path[0] = os.path.dirname(os.path.abspath(script))
+        runpy.run_path(script, run_name="__main__")
+        sys.exit(0)
+    sys.exit(_entry(script)())
 
 
 def serve() -> None:
@@ -101,7 +79,7 @@ def serve() -> None:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            _child(request, [proto_in, proto_out])
+            _child(request)
         answers.write(json.dumps({"pid": pid}) + "\n")
         answers.flush()
         _, status = os.waitpid(pid, 0)
