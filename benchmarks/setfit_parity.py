@@ -176,7 +176,7 @@ def library_accuracy(args, draw: dict) -> tuple[float, float]:
         inp, out = Path(tmp) / "draw.json", Path(tmp) / "result.json"
         inp.write_text(json.dumps(draw))
         cmd = [str(args.setfit_python), str(Path(__file__).resolve()), "--library-side", str(inp), str(out)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)  # the library saves checkpoints/ in its cwd
         if proc.returncode != 0:
             raise SystemExit(f"the setfit side failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
         res = json.loads(out.read_text())
