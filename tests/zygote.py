@@ -1,10 +1,10 @@
 """A process that imports encoderlab's command-line tools and their libraries once, then forks one child per call.
 
-Running ``encoderlab-train`` as a fresh process costs about 15 s on a 2-core CPU before any of its own work starts
-(importing torch, Lightning, torchmetrics and transformers); the CLI tests make a hundred such calls. A child forked
+A fresh ``encoderlab-train`` process spends most of a short CLI test importing torch, Lightning, torchmetrics and
+transformers before any of its own work starts, and the CLI tests make many such calls. A child forked
 from this process starts with those modules already imported and is otherwise a process of its own: its own
 arguments, environment, working directory, output files, exit code and death by signal (a kill switch that SIGKILLs
-the child is seen as such). The tests call it through ``support.run_cli``.
+the child is seen as such). The tests call it through ``clirun.run_cli``.
 
 A call is a console script of encoderlab (``encoderlab-train`` ...) or a Python file run as ``python FILE ARGS``.
 
@@ -12,7 +12,7 @@ Protocol, one JSON line each way: the caller writes ``{"script", "argv", "env", 
 process answers ``{"pid": N}`` at once and ``{"returncode": RC}`` when the child has ended (``-SIG`` for a signal).
 
 Children share this process's hash seed and the modules' import-time state (read once here from its environment:
-the caller starts one zygote per value of the variables that modules read at import, see ``support.IMPORT_TIME``).
+the caller starts one zygote per value of the variables that modules read at import, see ``clirun.IMPORT_TIME``).
 Nothing here runs a tensor operation before forking, so no thread pool is inherited.
 """
 
