@@ -56,7 +56,8 @@ def _train(run_dir: Path, samples: int, overrides: list[str], what: str) -> Path
         f"hydra.run.dir={run_dir}",
     ]
     print(f"{what}:", " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    if subprocess.run(cmd, cwd=ROOT).returncode != 0:  # encoderlab-train has said why (a bad override, ...)
+        sys.exit(f"benchmark: {what} failed (its message is above); check the overrides given after --")
     return run_dir
 
 

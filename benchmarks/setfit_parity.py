@@ -119,15 +119,15 @@ def stored_side(args, seed: int) -> tuple[float, float]:
 
     want = (args.task, args.shots, seed, args.pairs_per_example, args.head_max_iter, args.max_eval_samples)
     for config in sorted(Path(args.ours_from).glob("*/.hydra/config.yaml")):
-        summary = config.parent.parent / "summary.json"
-        if not summary.is_file() or json.loads(summary.read_text()).get("status") != "finished":
+        path = config.parent.parent / "summary.json"
+        s = json.loads(path.read_text()) if path.is_file() else {}
+        if s.get("status") != "finished":
             continue
         c = OmegaConf.load(config)
         if c.finetune.strategy != "setfit" or c.model.from_scratch:
             continue
         got = (c.task.name, c.task.shots_per_class, c.seed, c.finetune.setfit.pairs_per_example)
         if got + (c.finetune.setfit.head_max_iter, c.task.max_eval_samples) == want:
-            s = json.loads(summary.read_text())
             return float(s["test"]["accuracy"]), float(s["train_seconds"])
     raise SystemExit(
         f"setfit_parity: error: --ours-from {args.ours_from}: no finished finetune=setfit job with task={args.task} "
