@@ -183,3 +183,17 @@ def test_no_epoch_limit_needs_a_step_limit(hydra_conf):
         compose_run(["trainer.max_epochs=-1"])
     assert compose_run(["trainer.max_epochs=-1", "trainer.max_steps=100"]).trainer.max_steps == 100
     assert compose_run(["trainer.devices=-1", "trainer.gradient_clip_val=null"]).trainer.devices == -1
+
+
+def test_a_stage_param_sets_the_stage_overrides_and_needs_its_own_dir(hydra_conf):
+    """A budget curve sweeps a stage's params: each value reaches the stage's overrides, and stages with different
+    values never share a run dir."""
+    curve = ["experiment=pretrain_budget_curve", "stages.pretrain.params.minutes=5"]
+    run = validate(compose("config", overrides=[*curve, "stages.pretrain.params.precision=32-true"]))
+    stage = run.stages["pretrain"]
+    assert "+trainer.extra.max_time=00:00:5:00" in stage.overrides
+    assert "trainer.max_steps=1250" in stage.overrides and "precision=32-true" in stage.overrides
+    assert stage.dir.endswith("minutes5_precision32-true")
+    shared = "stages.pretrain.dir=outputs/curve_precision${stages.pretrain.params.precision}"  # no minutes in it
+    with pytest.raises(ConfigError, match=r"stages\.pretrain\.dir.*minutes\$\{stages\.pretrain\.params\.minutes\}"):
+        validate(compose("config", overrides=[*curve, shared]))

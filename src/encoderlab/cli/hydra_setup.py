@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -97,6 +98,9 @@ OmegaConf.register_new_resolver("encoderlab.job_dir", _job_dir, replace=True)
 # an experiment's sweeper params: a list of the config as a sweep, e.g. the stage seeds
 # (stages.pretrain.seed: ${encoderlab.sweep:${stages.pretrain.seeds}}), so stages.pretrain.seeds=[1] sweeps one
 OmegaConf.register_new_resolver("encoderlab.sweep", lambda values: ",".join(str(v) for v in values), replace=True)
+# a product of numbers in a config, as a whole number, e.g. a stage's planned steps from its swept minutes
+# (trainer.max_steps=${encoderlab.mul:${stages.pretrain.params.minutes},250})
+OmegaConf.register_new_resolver("encoderlab.mul", lambda *xs: int(math.prod(float(x) for x in xs)), replace=True)
 
 
 def _optuna_is_ours() -> None:

@@ -86,6 +86,9 @@ class StageConfig:
     # independent replicates: the stage seeds an experiment sweeps (stages.<name>.seed), each stage in its own dir
     seeds: list[int] = field(default_factory=list)
     seed: Optional[int] = None  # this job's stage: run with seed=<seed>, in a dir that contains seed<seed>
+    # values an experiment sweeps for its stage (e.g. a budget curve's minutes), used in overrides and dir by
+    # interpolation: +trainer.extra.max_time=00:00:${stages.pretrain.params.minutes}:00; the dir holds each as <k><v>
+    params: dict[str, Any] = field(default_factory=dict)
 
     def check(self, name: str) -> None:
         if self.seeds and self.seed is None:
@@ -97,6 +100,12 @@ class StageConfig:
                 f"stages.{name}.dir",
                 f"each stage seed needs its own dir: put seed${{stages.{name}.seed}} in it (got {self.dir})",
             )
+        for key, value in self.params.items():
+            if f"{key}{value}" not in self.dir:
+                put = f"{key}${{stages.{name}.params.{key}}}"
+                raise ConfigError(
+                    f"stages.{name}.dir", f"each value of stages.{name}.params.{key} needs its own dir: put {put} in it"
+                )
 
 
 @dataclass
