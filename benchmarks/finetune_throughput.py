@@ -2,7 +2,7 @@
 
 Same model (MiniLM-L6), data (Rotten Tomatoes train split), batch size, gradient clipping (1.0) and thread count
 for every side; each side trains for the same number of optimizer steps with evaluation, logging and checkpoints
-off, and is timed by wall clock around its whole training call. The sides:
+off, and is timed by wall clock around its whole training call. The sides (in ``_finetune_sides.py`` beside it):
 
 * HF Trainer: padding to 128, dynamic padding (its best fp32 setting), dynamic padding in bf16 (its fused AdamW);
 * encoderlab: the Lightning run as ``encoderlab-train`` builds it (length-bucketed batches, dynamic padding), in
@@ -11,14 +11,17 @@ off, and is timed by wall clock around its whole training call. The sides:
   a bare PyTorch loop (no Lightning): encoderlab's distance to it is the framework's overhead;
 * evaluation: encoderlab's validation pass (length-sorted batches, inference mode) vs ``Trainer.evaluate()``.
 
-Printed per side: samples/s, model FLOP/s and MFU (model FLOP utilisation: the model's FLOPs over the matmul peak
-measured here, 2048^2 matmuls at the same thread count and precision), then the ratios the speed goals are about.
-FLOPs count non-padding tokens only: 6 * N * tokens + 12 * layers * hidden * sum(length^2) (attention scores and
-their weighted sum, forward and backward), N = the parameters of the transformer layers (no embeddings, pooler
-or head). Never run it beside other work: a busy machine makes steps several times slower.
+Every side runs once per round, over ``--rounds`` rounds (default 3) in alternating order (forward, then
+backward, ...), so that drift in the machine's speed hits all alike. Printed per side and round: samples/s, model
+FLOP/s and MFU (model FLOP utilisation: the model's FLOPs over the matmul peak measured here, 2048^2 matmuls at the
+same thread count and precision); then each side's median over the rounds, and the ratios the speed goals are
+about, each the median of the rounds' own ratios (with their min and max). FLOPs count non-padding tokens only:
+6 * N * tokens + 12 * layers * hidden * sum(length^2) (attention scores and their weighted sum, forward and
+backward), N = the parameters of the transformer layers (no embeddings, pooler or head). Never run it beside other
+work: a busy machine makes steps several times slower.
 
     python benchmarks/finetune_throughput.py --steps 30 --threads 2
-    python benchmarks/finetune_throughput.py --steps 2 --batch 4 --no-bf16 --max-train-samples 32  # smoke test
+    python benchmarks/finetune_throughput.py --steps 2 --batch 4 --no-bf16 --max-train-samples 32 --rounds 1  # smoke
 
 The bf16 rows run only where bf16 is fast (``precision=auto``'s detection, ``ENCODERLAB_FAST_BF16`` included);
 elsewhere the script says ``bf16 rows skipped:`` and why. Each side announces itself before it starts.
@@ -28,6 +31,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -47,11 +54,62 @@ def skip_bf16(asked: bool, device: str) -> bool:
     return not fast
 
 
-def main(argv: list[str] | None = None) -> dict[str, Result]:
+@dataclass(frozen=True)
+class Side:
+    """One timed side: the row it prints, the ``side=`` and ``precision=`` it is stored under, and its call."""
+
+    name: str
+    side: str  # hf_trainer (dynamic padding), encoderlab, plain_loop, ...: the claims' arms, one per precision
+    precision: str  # 32-true | bf16-mixed | bf16-true
+    steps: int
+    run: Callable[[], Result]
+
+
+def plan(args, no_bf16: bool) -> list[Side]:
+    """Every side of one round, in the order the first round runs them."""
+    dev, ev = args.device, not args.no_eval
+    n = args.max_train_samples
+    subset = [f"task.max_train_samples={n if n is not None else 'null'}"]
+    if args.max_eval_samples is not None:
+        subset.append(f"task.max_eval_samples={args.max_eval_samples}")
+    s, b, m = args.steps, args.batch, args.max_eval_samples
+    name = "HF Trainer, padding to 128"
+    sides = [Side(name, "hf_trainer_pad128", "32-true", s, partial(hf_side, name, s, b, True, False, dev, n, m))]
+    for bf in [False] if no_bf16 else [False, True]:
+        p, prec = ("bf16", "bf16-mixed") if bf else ("fp32", "32-true")
+        hf, ours, plain = f"HF Trainer, dynamic padding, {p}", f"encoderlab, buckets, {p}", f"plain PyTorch loop, {p}"
+        o = [*subset, f"precision={prec}"]
+        sides += [
+            Side(hf, "hf_trainer", prec, s, partial(hf_side, hf, s, b, False, bf, dev, n, m, ev)),
+            Side(ours, "encoderlab", prec, s, partial(encoderlab_side, ours, s, b, o, dev, ev)),
+            Side(plain, "plain_loop", prec, s, partial(plain_side, plain, s, b, o, dev)),
+        ]
+    if not no_bf16:  # bf16 weights, fp32 master weights in the optimizer: no autocast casts
+        name, o = "encoderlab, buckets, bf16-true", [*subset, "precision=bf16-true"]
+        run = partial(encoderlab_side, name, s, b, o, dev, ev)
+        sides.append(Side(name, "encoderlab_bf16_true", "bf16-true", s, run))  # a side of its own: no plain loop
+    if not no_bf16 and dev == "cpu":  # the kernel encoderlab picks on a CPU (model.attn_implementation=auto)
+        name = "HF Trainer, dynamic padding, bf16, eager attention"
+        run = partial(hf_side, name, s, b, False, True, dev, n, m, False, "eager")
+        sides.append(Side(name, "hf_trainer_eager", "bf16-mixed", s, run))
+    prec = "32-true" if no_bf16 else "bf16-mixed"
+    name, fs = "encoderlab frozen, features encoded once (incl. encoding)", s * args.frozen_steps_factor
+    o = [*subset, "finetune=frozen", f"precision={prec}"]
+    sides.append(Side(name, "encoderlab_frozen", prec, fs, partial(encoderlab_side, name, fs, b, o, dev)))
+    return sides
+
+
+def spread(values: list[float], fmt: str = ".2f") -> str:
+    """`` (rounds LO to HI)`` over several rounds; nothing for one."""
+    return f"  (rounds {min(values):{fmt}} to {max(values):{fmt}})" if len(values) > 1 else ""
+
+
+def main(argv: list[str] | None = None) -> dict[str, list[Result]]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds of every side, sides alternating (at least 1)")
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 rows (CPUs without fast bf16)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--max-train-samples", type=int, default=None, help="a subset of the training split (smoke tests)")
@@ -59,9 +117,10 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluation rows")
     ap.add_argument("--frozen-steps-factor", type=int, default=20, help="the frozen side's steps per full-side step")
     args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, not {args.rounds}")
     torch.set_num_threads(args.threads)
-    rows: dict[str, Result] = {}
-    dev, ev = args.device, not args.no_eval
+    dev = args.device
     no_bf16 = skip_bf16(args.no_bf16, dev)
     print("measuring the matmul peak ...", flush=True)
     peak = {"fp32": matmul_peak(torch.float32, dev)}
@@ -73,70 +132,75 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
         flush=True,
     )
 
-    def add(fn) -> None:
-        torch.manual_seed(0)
-        r = fn()
-        rows[r.name] = r
-        mfu = f"{r.flops / r.seconds / peak[r.precision]:6.1%}" if r.flops else "     -"
-        gf = f"{r.flops / r.seconds / 1e9:7.1f}" if r.flops else "      -"
-        ev_txt = f"   eval {r.eval_samples_per_s:7.1f} samples/s" if r.eval_samples_per_s else ""
-        print(f"{r.name:52s} {r.samples_per_s:7.1f} samples/s {gf} GFLOP/s MFU {mfu}{ev_txt}", flush=True)
+    sides = plan(args, no_bf16)
+    runs: dict[str, list[Result]] = {side.name: [] for side in sides}
+    for i in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {i + 1}/{args.rounds} ({'sides in order' if i % 2 == 0 else 'sides in reverse'})", flush=True)
+        for side in sides if i % 2 == 0 else sides[::-1]:
+            torch.manual_seed(0)
+            r = side.run()
+            runs[side.name].append(r)
+            mfu = f"{r.flops / r.seconds / peak[r.precision]:6.1%}" if r.flops else "     -"
+            gf = f"{r.flops / r.seconds / 1e9:7.1f}" if r.flops else "      -"
+            ev_txt = f"   eval {r.eval_samples_per_s:7.1f} samples/s" if r.eval_samples_per_s else ""
+            print(f"{r.name:52s} {r.samples_per_s:7.1f} samples/s {gf} GFLOP/s MFU {mfu}{ev_txt}", flush=True)
 
-    n = args.max_train_samples
-    subset = [f"task.max_train_samples={n if n is not None else 'null'}"]
-    if args.max_eval_samples is not None:
-        subset.append(f"task.max_eval_samples={args.max_eval_samples}")
-    s, b, m = args.steps, args.batch, args.max_eval_samples
-    bf16_runs = [False] if no_bf16 else [False, True]
-    add(lambda: hf_side("HF Trainer, padding to 128", s, b, True, False, dev, n, m))
-    for bf in bf16_runs:
-        p = " bf16" if bf else " fp32"
-        prec = ["precision=bf16-mixed"] if bf else ["precision=32-true"]
-        add(lambda bf=bf, p=p: hf_side(f"HF Trainer, dynamic padding,{p}", s, b, False, bf, dev, n, m, ev))
-        add(lambda prec=prec, p=p: encoderlab_side(f"encoderlab, buckets,{p}", s, b, [*subset, *prec], dev, ev))
-        add(lambda prec=prec, p=p: plain_side(f"plain PyTorch loop,{p}", s, b, [*subset, *prec], dev))
-    if not no_bf16:  # bf16 weights, fp32 master weights in the optimizer: no autocast casts
-        name = "encoderlab, buckets, bf16-true"
-        add(lambda: encoderlab_side(name, s, b, [*subset, "precision=bf16-true"], dev, ev))
-    if not no_bf16 and dev == "cpu":  # the kernel encoderlab picks on a CPU (model.attn_implementation=auto)
-        name = "HF Trainer, dynamic padding, bf16, eager attention"
-        add(lambda: hf_side(name, s, b, False, True, dev, n, m, False, "eager"))
-    frozen = [*subset, "finetune=frozen"] + (["precision=32-true"] if no_bf16 else ["precision=bf16-mixed"])
-    add(
-        lambda: encoderlab_side(
-            "encoderlab frozen, features encoded once (incl. encoding)", s * args.frozen_steps_factor, b, frozen, dev
-        )
-    )
-    base = rows["HF Trainer, dynamic padding, fp32"].samples_per_s
-    print(f"\nratios against 'HF Trainer, dynamic padding' ({base:.1f} samples/s), same process, {where}:")
-    for r in rows.values():
-        print(f"  {r.name:60s} x{r.samples_per_s / base:5.2f}")
+    def ratios(a: str, b: str, attr: str = "samples_per_s") -> list[float]:
+        """Side ``a`` over side ``b``, round by round."""
+        return [getattr(x, attr) / getattr(y, attr) for x, y in zip(runs[a], runs[b], strict=True)]
+
+    def mfus(name: str, p: str) -> float:
+        return statistics.median(r.flops / r.seconds / peak[p] for r in runs[name])
+
+    if args.rounds > 1:
+        print(f"\nsamples/s, median of {args.rounds} rounds (sides alternating):")
+        for name, results in runs.items():
+            values = [r.samples_per_s for r in results]
+            print(f"  {name:60s} {statistics.median(values):7.1f}{spread(values, '.1f')}")
+    base_name = "HF Trainer, dynamic padding, fp32"
+    base = statistics.median(r.samples_per_s for r in runs[base_name])
+    rounds = f"median of {args.rounds} rounds, " if args.rounds > 1 else ""
+    print(f"\nratios against 'HF Trainer, dynamic padding' ({base:.1f} samples/s), {rounds}same process, {where}:")
+    for name in runs:
+        values = ratios(name, base_name)
+        print(f"  {name:60s} x{statistics.median(values):5.2f}{spread(values)}")
     print("\nspeed goals (same precision):")
-    for p in ("fp32", "bf16")[: len(bf16_runs)]:
-        ours, hf = rows[f"encoderlab, buckets, {p}"], rows[f"HF Trainer, dynamic padding, {p}"]
-        plain = rows[f"plain PyTorch loop, {p}"]
-        overhead = 1 - ours.samples_per_s / plain.samples_per_s
-        print(f"  {p}: encoderlab / HF Trainer           x{ours.samples_per_s / hf.samples_per_s:5.2f}  (goal >= 1.25)")
-        print(f"  {p}: framework overhead vs plain loop  {overhead:6.1%}  (goal <= 5%; whole fit call)")
-        if ours.steady_samples_per_s and plain.steady_samples_per_s:
-            steady = 1 - ours.steady_samples_per_s / plain.steady_samples_per_s
-            print(f"  {p}: per-step overhead vs plain loop   {steady:6.1%}  (steps after the first {WARM}, no set-up)")
+    for p in ("fp32",) if no_bf16 else ("fp32", "bf16"):
+        ours, hf, plain = f"encoderlab, buckets, {p}", f"HF Trainer, dynamic padding, {p}", f"plain PyTorch loop, {p}"
+        speed = ratios(ours, hf)
         print(
-            f"  {p}: MFU encoderlab {ours.flops / ours.seconds / peak[p]:.1%}, plain loop "
-            f"{plain.flops / plain.seconds / peak[p]:.1%}, HF Trainer {hf.flops / hf.seconds / peak[p]:.1%}"
+            f"  {p}: encoderlab / HF Trainer           x{statistics.median(speed):5.2f}  (goal >= 1.25){spread(speed)}"
         )
-        true = rows.get("encoderlab, buckets, bf16-true") if p == "bf16" else None
-        if true is not None:
+        overhead = [1 - x for x in ratios(ours, plain)]
+        print(
+            f"  {p}: framework overhead vs plain loop  {statistics.median(overhead):6.1%}  (goal <= 5%; whole fit "
+            f"call){spread(overhead, '.1%')}"
+        )
+        if all(r.steady_samples_per_s for r in runs[ours] + runs[plain]):
+            steady = [1 - x for x in ratios(ours, plain, "steady_samples_per_s")]
             print(
-                "  bf16: encoderlab precision=bf16-true / HF Trainer bf16  "
-                f"x{true.samples_per_s / hf.samples_per_s:5.2f}"
+                f"  {p}: per-step overhead vs plain loop   {statistics.median(steady):6.1%}  (steps after the first "
+                f"{WARM}, no set-up){spread(steady, '.1%')}"
             )
-        if ours.eval_samples_per_s and hf.eval_samples_per_s:
+        print(
+            f"  {p}: MFU encoderlab {mfus(ours, p):.1%}, plain loop {mfus(plain, p):.1%}, HF Trainer {mfus(hf, p):.1%}"
+        )
+        if p == "bf16" and "encoderlab, buckets, bf16-true" in runs:
+            true = ratios("encoderlab, buckets, bf16-true", hf)
             print(
-                f"  {p}: evaluation samples/s encoderlab {ours.eval_samples_per_s:.1f}, HF Trainer.evaluate() "
-                f"{hf.eval_samples_per_s:.1f}: x{ours.eval_samples_per_s / hf.eval_samples_per_s:.2f}"
+                f"  bf16: encoderlab precision=bf16-true / HF Trainer bf16  x{statistics.median(true):5.2f}"
+                + spread(true)
             )
-    return rows
+        if all(r.eval_samples_per_s for r in runs[ours] + runs[hf]):
+            ev = ratios(ours, hf, "eval_samples_per_s")
+            ev_ours = statistics.median(r.eval_samples_per_s for r in runs[ours])
+            ev_hf = statistics.median(r.eval_samples_per_s for r in runs[hf])
+            print(
+                f"  {p}: evaluation samples/s encoderlab {ev_ours:.1f}, HF Trainer.evaluate() "
+                f"{ev_hf:.1f}: x{statistics.median(ev):.2f}{spread(ev)}"
+            )
+    return runs
 
 
 if __name__ == "__main__":

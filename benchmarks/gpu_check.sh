@@ -33,7 +33,8 @@ step() {  # step SECONDS TITLE COMMAND...
 }
 
 step 270 "1. fine-tuning on GPU: encoderlab vs HF Trainer vs plain loop (fp32 and bf16)" \
-    "$PY" benchmarks/finetune_throughput.py --device cuda --steps 150 --frozen-steps-factor 4 --threads 4
+    "$PY" benchmarks/finetune_throughput.py --device cuda --steps 150 --frozen-steps-factor 4 --threads 4 \
+    --rounds 1
 
 if [ "$GPUS" -ge 2 ]; then
     OUT=$(mktemp -d)
