@@ -21,10 +21,14 @@ backward), N = the parameters of the transformer layers (no embeddings, pooler o
 work: a busy machine makes steps several times slower.
 
     python benchmarks/finetune_throughput.py --steps 30 --threads 2
+    python benchmarks/finetune_throughput.py --steps 30 --threads 2 --store results/  # keep the rows
     python benchmarks/finetune_throughput.py --steps 2 --batch 4 --no-bf16 --max-train-samples 32 --rounds 1  # smoke
 
-The bf16 rows run only where bf16 is fast (``precision=auto``'s detection, ``ENCODERLAB_FAST_BF16`` included);
-elsewhere the script says ``bf16 rows skipped:`` and why. Each side announces itself before it starts.
+``--store DIR`` keeps one line per side and round in ``DIR/finetune_throughput/runs.jsonl`` (the round as its seed;
+the evaluation passes as sides of their own), with the machine that measured it: samples/s, MFU, and samples/s
+over the same round's HF Trainer (dynamic padding) and plain loop, which ``results/finetune_throughput/claims.yaml``
+compares. The bf16 rows run only where bf16 is fast (``precision=auto``'s detection, ``ENCODERLAB_FAST_BF16``
+included); elsewhere the script says ``bf16 rows skipped:`` and why. Each side announces itself before it starts.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -104,6 +110,93 @@ def spread(values: list[float], fmt: str = ".2f") -> str:
     return f"  (rounds {min(values):{fmt}} to {max(values):{fmt}})" if len(values) > 1 else ""
 
 
+def stored_command(argv: list[str]) -> str:
+    """The command as stored: ``--store``'s folder as given when relative, else by its name alone (a stored line
+    names no folder of the machine that measured it)."""
+
+    def shown(path: str) -> str:
+        return Path(path).name if os.path.isabs(path) else path
+
+    out, it = [], iter(argv)
+    for a in it:
+        if a == "--store":
+            out += [a, shown(next(it, ""))]
+        else:
+            out.append("--store=" + shown(a[len("--store=") :]) if a.startswith("--store=") else a)
+    return " ".join(["python benchmarks/finetune_throughput.py", *out])
+
+
+def stored_rows(sides: list[Side], runs: dict[str, list[Result]], peak: dict[str, float]) -> list[tuple]:
+    """Each side's rounds as (side, precision, round, metrics, seconds, steps): samples/s, MFU, and samples/s over
+    the same round's HF Trainer (dynamic padding, same fp32/bf16) and plain loop (same precision), which the
+    claims compare; the evaluation passes as sides ``<side>_eval``."""
+    by_key = {(side.side, side.precision): runs[side.name] for side in sides}
+    rows = []
+    for side in sides:
+        for i, r in enumerate(runs[side.name]):
+            m = {"test/samples_per_s": r.samples_per_s}
+            if r.steady_samples_per_s:
+                m["test/steady_samples_per_s"] = r.steady_samples_per_s
+            if r.flops:
+                m["test/model_gflops_per_s"] = r.flops / r.seconds / 1e9
+                m["test/mfu"] = r.flops / r.seconds / peak[r.precision]
+            hf = by_key.get(("hf_trainer", "32-true" if r.precision == "fp32" else "bf16-mixed"))
+            if hf:
+                m["test/speed_vs_hf_trainer"] = r.samples_per_s / hf[i].samples_per_s
+            plain = by_key.get(("plain_loop", side.precision)) if side.side in ("encoderlab", "plain_loop") else None
+            if plain:
+                m["test/speed_vs_plain_loop"] = r.samples_per_s / plain[i].samples_per_s
+                if r.steady_samples_per_s and plain[i].steady_samples_per_s:
+                    m["test/steady_speed_vs_plain_loop"] = r.steady_samples_per_s / plain[i].steady_samples_per_s
+                if side.side == "encoderlab":  # the printed goal: 1 - encoderlab / plain loop, whole fit call
+                    m["test/overhead_vs_plain_loop"] = 1 - m["test/speed_vs_plain_loop"]
+            rows.append((side.side, side.precision, i + 1, m, r.seconds, side.steps))
+            if r.eval_samples_per_s:
+                m = {"test/samples_per_s": r.eval_samples_per_s}
+                if hf and hf[i].eval_samples_per_s:
+                    m["test/speed_vs_hf_trainer"] = r.eval_samples_per_s / hf[i].eval_samples_per_s
+                rows.append((f"{side.side}_eval", side.precision, i + 1, m, None, None))
+    return rows
+
+
+def store(args, sides: list[Side], runs: dict[str, list[Result]], peak: dict[str, float], argv: list[str]) -> None:
+    """One line per side and round in DIR/finetune_throughput/runs.jsonl (the round as its seed, so that rounds
+    pair as seeds do), with the machine that measured it."""
+    from encoderlab.errors import EncoderlabError
+    from encoderlab.provenance import git_commit, machine_info
+    from encoderlab.report.store import benchmark_record, store_records
+
+    machine = machine_info()
+    device = "cpu" if args.device == "cpu" else str(machine["gpu"])
+    where = {"device": device, "cpu": machine["cpu"], "threads": str(torch.get_num_threads())}
+    setup = {k: getattr(args, k) for k in ("steps", "batch", "rounds", "max_train_samples", "max_eval_samples")}
+    setup |= {"frozen_steps_factor": args.frozen_steps_factor, "matmul_peak_flops": peak}
+    command, commit = stored_command(argv), git_commit(Path(__file__).resolve().parent)
+    records = [
+        benchmark_record(
+            "finetune_throughput",
+            {"side": side, "precision": precision, **where},
+            seed,
+            metrics,
+            command=command,
+            train_seconds=seconds,
+            steps=steps,
+            precision=precision,
+            machine=machine,
+            commit=commit,
+            setup=setup,
+            primary_metric="test/samples_per_s",  # benchmark_record's default would be the first name, test/mfu
+        )
+        for side, precision, seed, metrics, seconds, steps in stored_rows(sides, runs, peak)
+    ]
+    try:
+        written = store_records(records, args.store)
+    except EncoderlabError as e:
+        sys.exit(f"finetune_throughput: {e}")
+    for path, (added, replaced) in written.items():
+        print(f"stored: {path} ({added} added, {replaced} replaced)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> dict[str, list[Result]]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
@@ -116,9 +209,12 @@ def main(argv: list[str] | None = None) -> dict[str, list[Result]]:
     ap.add_argument("--max-eval-samples", type=int, default=None, help="a subset of the validation split")
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluation rows")
     ap.add_argument("--frozen-steps-factor", type=int, default=20, help="the frozen side's steps per full-side step")
+    ap.add_argument("--store", metavar="DIR", help="store each side's rounds in DIR/finetune_throughput/runs.jsonl")
     args = ap.parse_args(argv)
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1, not {args.rounds}")
+    if args.store and Path(args.store).exists() and not Path(args.store).is_dir():
+        ap.error(f"--store {args.store}: not a folder (stored runs go to DIR/finetune_throughput/runs.jsonl)")
     torch.set_num_threads(args.threads)
     dev = args.device
     no_bf16 = skip_bf16(args.no_bf16, dev)
@@ -200,6 +296,8 @@ def main(argv: list[str] | None = None) -> dict[str, list[Result]]:
                 f"  {p}: evaluation samples/s encoderlab {ev_ours:.1f}, HF Trainer.evaluate() "
                 f"{ev_hf:.1f}: x{statistics.median(ev):.2f}{spread(ev)}"
             )
+    if args.store:
+        store(args, sides, runs, peak, sys.argv[1:] if argv is None else argv)
     return runs
 
 
