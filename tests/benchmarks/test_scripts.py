@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +21,7 @@ TINY = {
     ),
     "finetune_throughput.py": (
         ["--steps", "2", "--batch", "4", "--max-train-samples", "32", "--frozen-steps-factor", "1"]
-        + ["--max-eval-samples", "16"],
+        + ["--max-eval-samples", "16", "--rounds", "2", "--store", "results"],
         "framework overhead vs plain loop",  # the plain PyTorch loop and the evaluation rows ran too
     ),
     "pretrain_throughput.py": (
@@ -84,9 +86,55 @@ def test_benchmark_script_runs_in_its_tiny_mode(script, tmp_path):
         stored = [json.loads(line) for line in (tmp_path / "results" / script[:-3] / "runs.jsonl").open()]
         assert stored and all(r["machine"]["cpu"] and "flags" in r["machine"] for r in stored)
         assert len({r["run_id"] for r in stored}) == len(stored)
+    if script == "finetune_throughput.py":
+        _check_finetune_store(tmp_path / "results")
     if script in BF16_ROWS:  # the suite runs with ENCODERLAB_FAST_BF16=0 (conftest): a CPU without fast bf16
         assert "bf16 rows skipped: ENCODERLAB_FAST_BF16=0" in proc.stdout
         assert "| bf16 |" not in proc.stdout
+
+
+def _check_finetune_store(results: Path) -> None:
+    """A line per side and round (the round as its seed, the evaluation passes as sides of their own), the overhead
+    on encoderlab's lines, and the claims of results/finetune_throughput/claims.yaml computed from them."""
+    from encoderlab.report.compare import VERDICTS
+    from encoderlab.report.experiments import load_sections
+    from encoderlab.report.render import claim_comparisons
+
+    stored = [json.loads(line) for line in (results / "finetune_throughput" / "runs.jsonl").open()]
+    sides = ["hf_trainer_pad128", "hf_trainer", "encoderlab", "plain_loop", "encoderlab_frozen"]
+    sides += ["hf_trainer_eval", "encoderlab_eval"]
+    assert sorted((r["overrides"]["side"], r["seed"]) for r in stored) == sorted((s, i) for s in sides for i in (1, 2))
+    assert {r["overrides"]["precision"] for r in stored} == {"32-true"}  # bf16 rows skipped here
+    assert all(r["command"].startswith("python benchmarks/finetune_throughput.py ") for r in stored)
+    assert all(r["command"].endswith("--rounds 2 --store results") for r in stored)
+    reference = {"hf_trainer": "test/speed_vs_hf_trainer", "plain_loop": "test/speed_vs_plain_loop"}
+    for r in stored:
+        side, m = r["overrides"]["side"], r["metrics"]
+        if side in reference:  # a reference side over itself
+            assert m[reference[side]] == 1.0
+        if side == "encoderlab":  # the overhead row, as the script prints it
+            assert m["test/overhead_vs_plain_loop"] == pytest.approx(1 - m["test/speed_vs_plain_loop"])
+            assert m["test/samples_per_s"] > 0 and m["test/mfu"] > 0 and m["test/speed_vs_hf_trainer"] > 0
+    shutil.copy(BENCHMARKS.parent / "results" / "finetune_throughput" / "claims.yaml", results / "finetune_throughput")
+    (results.parent / "experiments").mkdir()
+    section = next(s for s in load_sections(results, results.parent / "experiments") if s.name == "finetune_throughput")
+    assert [c.id for c in section.claims] == ["framework_overhead_at_most_5_percent", "faster_than_hf_trainer_1_5x"]
+    for claim in section.claims:
+        comparisons, why = claim_comparisons(section, claim)
+        assert [(c.n, c.paired) for c in comparisons] == [(2, True)], why  # the two rounds pair
+        assert comparisons[0].verdict in VERDICTS
+
+
+def test_finetune_throughput_stores_no_folder_of_this_machine_in_its_command(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # as `python benchmarks/finetune_throughput.py` has it
+    spec = importlib.util.spec_from_file_location("finetune_throughput", BENCHMARKS / "finetune_throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    sys.modules.pop("_finetune_sides", None)
+    command = module.stored_command(["--steps", "30", "--store", "/somewhere/else/results", "--store=/x/res"])
+    assert command == "python benchmarks/finetune_throughput.py --steps 30 --store results --store=res"
+    assert module.stored_command(["--store", "results/"]).endswith("--store results/")
 
 
 @pytest.mark.slow
