@@ -280,3 +280,25 @@ def test_a_bare_roberta_style_export_is_cut_to_the_positions_it_can_embed():
     roberta = {"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}
     assert _max_length(None, unbounded, roberta) == 512
     assert _max_length(None, unbounded, {"model_type": "bert", "max_position_embeddings": 512}) == 512
+
+
+def test_a_served_model_reads_its_run_config_once_per_version_of_the_file(tmp_path, monkeypatch):
+    """Predict calls ask for the run's config every time (text columns, long-text settings): it is parsed once, a
+    caller cannot change what the next call reads, and an edited config is read again."""
+    from omegaconf import OmegaConf
+
+    from encoderlab.deploy.base import read_run_config
+
+    (tmp_path / ".hydra").mkdir()
+    config = tmp_path / ".hydra" / "config.yaml"
+    config.write_text("task:\n  text_fields: [review]\n")
+    loads = []
+    real_load = OmegaConf.load
+    monkeypatch.setattr(OmegaConf, "load", lambda f: loads.append(f) or real_load(f))
+    first = read_run_config(tmp_path)
+    first["task"]["text_fields"].append("changed by a caller")
+    assert read_run_config(tmp_path) == {"task": {"text_fields": ["review"]}} and len(loads) == 1
+    config.write_text("task:\n  text_fields: [sentence]\n")
+    os.utime(config, ns=(config.stat().st_mtime_ns + 10**9,) * 2)
+    assert read_run_config(tmp_path)["task"]["text_fields"] == ["sentence"] and len(loads) == 2
+    assert read_run_config(tmp_path / "elsewhere") == {}

@@ -8,6 +8,8 @@ stores and calls it.
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import sys
 from collections.abc import Sequence
@@ -33,12 +35,21 @@ class ServeError(EncoderlabError):
 
 
 def read_run_config(run_dir: Path) -> dict:
+    """The run's saved config (unresolved), read once per version of the file: a served model asks for it on every
+    predict call, and parsing the YAML each time cost more than a batch-1 forward pass."""
+    f = run_dir / ".hydra" / "config.yaml"
+    try:
+        stamp = f.stat().st_mtime_ns
+    except OSError:
+        return {}
+    return copy.deepcopy(_load_config(str(f), stamp))
+
+
+@functools.lru_cache(maxsize=16)
+def _load_config(path: str, stamp: int) -> dict:
     from omegaconf import OmegaConf
 
-    f = run_dir / ".hydra" / "config.yaml"
-    if not f.is_file():
-        return {}
-    return OmegaConf.to_container(OmegaConf.load(f), resolve=False)  # type: ignore[return-value]
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- columns
