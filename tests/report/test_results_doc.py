@@ -155,6 +155,25 @@ def test_benchmark_results_render_from_their_claims_file(project):
     assert "python benchmarks/parity.py --store results/" in section and "**holds**" in section
 
 
+def test_a_benchmark_without_claims_shows_the_metrics_its_file_names(project):
+    bench = project / "results" / "serving"
+    bench.mkdir()
+    (bench / "claims.yaml").write_text("claims: []\nmetrics: [samples_per_second, test/accuracy]\n")
+    lines = []
+    for side, rate in (("onnx", 123.4), ("torch", 61.7)):
+        rec = {"run_id": f"serving/{side}", "experiment": "serving", "overrides": {"side": side}, "status": "finished"}
+        metrics = {"samples_per_second": rate, "test/accuracy": 0.81, "speedup": rate / 61.7}
+        lines.append(json.dumps(rec | {"metrics": metrics, "primary_metric": "speedup"}))
+    (bench / "runs.jsonl").write_text("\n".join(lines) + "\n")
+
+    code, out = render(project)
+
+    section = out.read_text().split("## serving")[1]
+    header = next(line for line in section.splitlines() if line.startswith("| group"))
+    assert code == 0 and "samples_per_second" in header and "test/accuracy" in header, header
+    assert "speedup" not in header and "| side=onnx | 1 | 123.4" in section, section
+
+
 def test_the_repository_results_document_is_current():
     """docs/RESULTS.md is rendered from results/ and the experiments' claims: re-render it after storing runs."""
     args = ["--results-doc", str(REPO / "results"), "--out", str(REPO / "docs" / "RESULTS.md"), "--check"]

@@ -34,6 +34,7 @@ class Section:
     published_block: Optional[dict[str, Any]] = None  # the file's `published:` (metric, value, tolerance, source)
     records: list[dict[str, Any]] = field(default_factory=list)
     benchmark: bool = False
+    metrics: list[str] = field(default_factory=list)  # a benchmark's `metrics:`: table columns besides the claims'
 
 
 def experiments_dir() -> Path:
@@ -132,6 +133,7 @@ def load_sections(
                 notes=notes,
                 records=records,
                 benchmark=True,
+                metrics=[str(m) for m in data.get("metrics") or []],
             )
         )
     return sections

@@ -63,7 +63,7 @@ def groups(records: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Mapping
 
 
 def table_metrics(section: Section, records: Sequence[Mapping[str, Any]]) -> list[str]:
-    metrics = list(dict.fromkeys(c.metric for c in section.claims))
+    metrics = list(dict.fromkeys([*section.metrics, *(c.metric for c in section.claims)]))
     if not metrics:
         primaries = Counter(str(r["primary_metric"]) for r in records if r.get("primary_metric"))
         metrics = [sorted(primaries.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]] if primaries else []
