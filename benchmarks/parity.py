@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from finetune_throughput import hf_splits, hf_trainer, minilm_path, run_config  # noqa: E402
+from _finetune_sides import hf_splits, hf_trainer, minilm_path, run_config  # noqa: E402
 
 
 def recipe_overrides(args, seed: int, bucketing: bool = False) -> list[str]:
