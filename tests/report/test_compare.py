@@ -262,3 +262,23 @@ def test_boolean_arms_match_however_hydra_capitalised_them():
     (c,) = compare_records(records, "model.from_scratch", "true", "false", "test/accuracy")
 
     assert c.n == 3 and c.mean_diff == pytest.approx(0.05) and c.verdict == "holds"
+
+
+def test_independent_stages_pool_into_one_comparison_and_pair_within_their_stage():
+    """3 stages x 2 seeds: one comparison over the 6 pairs, each job paired with its twin of the same stage seed."""
+    records = []
+    for stage in (1, 2, 3):
+        for seed in (1, 2):
+            twin = 0.60 + 0.05 * stage + 0.001 * seed  # the stages differ far more than the gap
+            for arm, value in (("true", twin), ("false", twin + 0.01)):
+                over = {
+                    "model.from_scratch": arm,
+                    "stages.pretrain.seed": str(stage),
+                    "stages.pretrain.seeds": f"[{stage}]",
+                }
+                records.append({"overrides": over, "seed": seed, "metrics": {"m": value}})
+
+    (c,) = compare_records(records, "model.from_scratch", "true", "false", "m")
+
+    assert c.combination == {} and c.paired and c.n == 6
+    assert c.mean_diff == pytest.approx(0.01) and c.verdict == "holds"  # paired across stages, the gap would drown

@@ -19,6 +19,7 @@ of pairs the observed spread would need to resolve it.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,14 @@ VERDICT_TEXT = {HOLDS: "holds", REVERSED: "reversed", NOT_RESOLVED: "not resolve
 DIRECTIONS = ("higher", "lower", "equal")
 ANY = "-"  # an override value that fits every combination (the key does not apply to that run)
 REPEAT_KEYS = ("seed", "cv.fold", "task.train_sample_seed")  # repeats of one setting, never a combination
+# independent stages (stages.<name>.seed, and the seeds list a launch narrowed): repeats too, a pair is made within one
+STAGE_SEEDS = "stages.*.seed"
+STAGE_REPEATS = (STAGE_SEEDS, "stages.*.seeds")
+
+
+def is_repeat(key: str) -> bool:
+    """Keys whose values are repeats of one setting (seeds, folds, stage seeds): pooled, never a combination."""
+    return key in REPEAT_KEYS or any(fnmatch.fnmatchcase(key, pattern) for pattern in STAGE_REPEATS)
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,7 @@ def _combination_keys(records: Sequence[Mapping[str, Any]], key: str) -> list[st
     values: dict[str, set[str]] = {}
     for r in records:
         for k, v in _overrides(r).items():
-            if k != key and k not in REPEAT_KEYS and not is_noise(k) and v != ANY:
+            if k != key and not is_repeat(k) and not is_noise(k) and v != ANY:
                 values.setdefault(k, set()).add(v)
     return sorted(k for k, vs in values.items() if len(vs) > 1)
 
@@ -128,8 +137,10 @@ def _fits(record: Mapping[str, Any], combination: Mapping[str, str]) -> bool:
 
 
 def _cell(record: Mapping[str, Any]) -> str:
+    """What pairs two runs: the seed, the fold, and the stage seeds (a job pairs with its twin of the same stage)."""
     fold = record.get("fold")
-    return f"{record.get('seed')}" + ("" if fold is None else f"/fold {fold}")
+    stages = sorted((k, v) for k, v in _overrides(record).items() if fnmatch.fnmatchcase(k, STAGE_SEEDS))
+    return f"{record.get('seed')}" + "".join(f"/{k}={v}" for k, v in stages) + ("" if fold is None else f"/fold {fold}")
 
 
 def task_metric(record: Mapping[str, Any], metric: str, tasks: Sequence[str] = ()) -> Optional[float]:

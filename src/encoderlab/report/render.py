@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from encoderlab.errors import EncoderlabError
-from encoderlab.report.compare import ANY, REPEAT_KEYS, VERDICT_TEXT, Comparison, compare_records, compare_to_value
+from encoderlab.report.compare import ANY, VERDICT_TEXT, Comparison, compare_records, compare_to_value, is_repeat
 from encoderlab.report.experiments import Section
 from encoderlab.report.keys import is_noise
 from encoderlab.report.published import load_published, published_line
@@ -47,7 +47,7 @@ def group_keys(records: Sequence[Mapping[str, Any]]) -> list[str]:
     values: dict[str, set[str]] = {}
     for r in records:
         for k, v in (r.get("overrides") or {}).items():
-            if k not in REPEAT_KEYS and not is_noise(k) and str(v) != ANY:
+            if not is_repeat(k) and not is_noise(k) and str(v) != ANY:
                 values.setdefault(k, set()).add(str(v))
     return sorted(k for k, vs in values.items() if len(vs) > 1)
 
