@@ -110,22 +110,6 @@ def spread(values: list[float], fmt: str = ".2f") -> str:
     return f"  (rounds {min(values):{fmt}} to {max(values):{fmt}})" if len(values) > 1 else ""
 
 
-def stored_command(argv: list[str]) -> str:
-    """The command as stored: ``--store``'s folder as given when relative, else by its name alone (a stored line
-    names no folder of the machine that measured it)."""
-
-    def shown(path: str) -> str:
-        return Path(path).name if os.path.isabs(path) else path
-
-    out, it = [], iter(argv)
-    for a in it:
-        if a == "--store":
-            out += [a, shown(next(it, ""))]
-        else:
-            out.append("--store=" + shown(a[len("--store=") :]) if a.startswith("--store=") else a)
-    return " ".join(["python benchmarks/finetune_throughput.py", *out])
-
-
 def stored_rows(sides: list[Side], runs: dict[str, list[Result]], peak: dict[str, float]) -> list[tuple]:
     """Each side's rounds as (side, precision, round, metrics, seconds, steps): samples/s, MFU, and samples/s over
     the same round's HF Trainer (dynamic padding, same fp32/bf16) and plain loop (same precision), which the
@@ -164,14 +148,15 @@ def store(args, sides: list[Side], runs: dict[str, list[Result]], peak: dict[str
     pair as seeds do), with the machine that measured it."""
     from encoderlab.errors import EncoderlabError
     from encoderlab.provenance import git_commit, machine_info
-    from encoderlab.report.store import benchmark_record, store_records
+    from encoderlab.report.store import benchmark_command, benchmark_record, store_records
 
     machine = machine_info()
     device = "cpu" if args.device == "cpu" else str(machine["gpu"])
     where = {"device": device, "cpu": machine["cpu"], "threads": str(torch.get_num_threads())}
     setup = {k: getattr(args, k) for k in ("steps", "batch", "rounds", "max_train_samples", "max_eval_samples")}
     setup |= {"frozen_steps_factor": args.frozen_steps_factor, "matmul_peak_flops": peak}
-    command, commit = stored_command(argv), git_commit(Path(__file__).resolve().parent)
+    command = benchmark_command("finetune_throughput.py", argv)
+    commit = git_commit(Path(__file__).resolve().parent)
     records = [
         benchmark_record(
             "finetune_throughput",

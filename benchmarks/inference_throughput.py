@@ -230,8 +230,10 @@ def main() -> None:
         f"| {'accuracy':>8} | {'Δ acc (points)':>14} |"
     )
     print(f"|{'-' * 46}|{'-' * 10}:|{'-' * 14}:|{'-' * 12}:|{'-' * 19}:|{'-' * 9}:|{'-' * 15}:|")
+    from encoderlab.report.store import benchmark_command
+
     stored = []
-    command = "python benchmarks/inference_throughput.py " + " ".join(sys.argv[1:])
+    command = benchmark_command("inference_throughput.py", sys.argv[1:])
     for name in sides:
         med, lo, hi = spread(rates[name])
         acc = accuracy[name]

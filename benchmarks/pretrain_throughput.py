@@ -358,10 +358,10 @@ def group_texts(enc, block: int) -> list[dict]:
 def _store(args, pipes: list[Pipeline], timed: dict, acc: dict, peak: float, budget: float) -> None:
     """One stored line per pipeline in DIR/pretrain_throughput/runs.jsonl, with the machine that measured it."""
     from encoderlab.provenance import git_commit, machine_info
-    from encoderlab.report.store import benchmark_record, store_records
+    from encoderlab.report.store import benchmark_command, benchmark_record, store_records
 
     machine = machine_info()
-    command = "python benchmarks/pretrain_throughput.py " + " ".join(sys.argv[1:])
+    command = benchmark_command("pretrain_throughput.py", sys.argv[1:])
     records = []
     for pipe in pipes:
         row = timed[pipe.name]

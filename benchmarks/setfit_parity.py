@@ -196,7 +196,9 @@ def paired_interval(diffs: list[float]) -> tuple[float, float, float]:
 
 def _record(args, side: str, seed: int, accuracy: float, seconds: float) -> None:
     """One line per run in --jsonl FILE, and its stored line in --store DIR (results/setfit_parity/runs.jsonl)."""
-    command = "python benchmarks/setfit_parity.py " + " ".join(sys.argv[1:])
+    from encoderlab.report.store import benchmark_command
+
+    command = benchmark_command("setfit_parity.py", sys.argv[1:])
     if args.store:
         from encoderlab.report.store import benchmark_record, git_commit, machine_info, store_records
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -125,16 +124,16 @@ def _check_finetune_store(results: Path) -> None:
         assert comparisons[0].verdict in VERDICTS
 
 
-def test_finetune_throughput_stores_no_folder_of_this_machine_in_its_command(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # as `python benchmarks/finetune_throughput.py` has it
-    spec = importlib.util.spec_from_file_location("finetune_throughput", BENCHMARKS / "finetune_throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    sys.modules.pop("_finetune_sides", None)
-    command = module.stored_command(["--steps", "30", "--store", "/somewhere/else/results", "--store=/x/res"])
+def test_a_stored_benchmark_command_names_no_folder_of_this_machine():
+    from encoderlab.report.store import benchmark_command
+
+    command = benchmark_command(
+        "finetune_throughput.py", ["--steps", "30", "--store", "/somewhere/else/results", "--store=/x/res"]
+    )
     assert command == "python benchmarks/finetune_throughput.py --steps 30 --store results --store=res"
-    assert module.stored_command(["--store", "results/"]).endswith("--store results/")
+    assert benchmark_command("x.py", ["--store", "results/", "--run-dir", "outputs/a"]).endswith(
+        "results/ --run-dir outputs/a"
+    )
 
 
 @pytest.mark.slow

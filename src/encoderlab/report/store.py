@@ -133,6 +133,17 @@ def run_record(record: RunRecord, commit: Optional[str] = None) -> dict[str, Any
     }
 
 
+def benchmark_command(script: str, argv: Sequence[str]) -> str:
+    """The command a benchmark stores: ``python benchmarks/<script> ARGS``, each absolute path (alone or after
+    ``--flag=``) cut to its last name, so a stored line names no folder of the machine that measured it."""
+
+    def shown(arg: str) -> str:
+        flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        return f"{flag}{eq}{Path(value).name}" if os.path.isabs(value) else arg
+
+    return " ".join([f"python benchmarks/{script}", *map(shown, argv)])
+
+
 def benchmark_record(
     name: str,
     overrides: Mapping[str, str],
