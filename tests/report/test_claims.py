@@ -33,6 +33,12 @@ def base() -> dict:
         return OmegaConf.to_container(compose("config", overrides=["task=csv_example", "model=bert_tiny"]))
 
 
+def test_a_negative_margin_is_a_non_inferiority_claim(base):
+    run = validate(base | {"claims": [GOOD | {"margin": -0.01}]})
+
+    assert parse_claims(run.claims)[0].margin == -0.01
+
+
 def test_a_run_config_accepts_claims_and_notes(base):
     claim = GOOD | {"margin": 0.01, "published": "sun2019_feat_vs_fit"}
     run = validate(base | {"claims": [claim], "notes": "one epoch"})
@@ -49,7 +55,8 @@ def test_a_run_config_accepts_claims_and_notes(base):
         (GOOD | {"colour": "red"}, "config key 'claims[0].colour': unknown key 'colour'"),
         (GOOD | {"published": "nobody2020"}, "config key 'claims[0].published': 'nobody2020' is not an id"),
         (GOOD | {"metric": "accuracy"}, "config key 'claims[0].metric': 'accuracy' is not split/metric"),
-        (GOOD | {"margin": -1}, "config key 'claims[0].margin'"),
+        (GOOD | {"margin": "a point"}, "config key 'claims[0].margin': a number"),
+        (GOOD | {"direction": "equal", "margin": -0.01}, "config key 'claims[0].margin': direction 'equal'"),
         (GOOD | {"direction": "equal"}, "config key 'claims[0].margin': direction 'equal'"),
         (GOOD | {"b": "frozen"}, "config key 'claims[0].b': the two arms are the same"),
         ({k: v for k, v in GOOD.items() if k != "b"}, "config key 'claims[0].b': missing: a claim between two arms"),

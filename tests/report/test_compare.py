@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from encoderlab.cli.report import main
-from encoderlab.report.compare import compare_records, verdict
+from encoderlab.report.compare import compare_records, gap_to_resolve, verdict
 
 from .factory import write_run
 
@@ -184,6 +184,17 @@ def test_verdict_rules_mirror_for_lower_is_better():
     assert verdict((-0.02, 0.01), 0.0, "lower") == "not_resolved"
     assert verdict((-0.005, 0.009), 0.01, "equal") == "holds"
     assert verdict((-0.03, -0.02), 0.01, "equal") == "reversed"
+
+
+def test_a_negative_margin_claims_non_inferiority():
+    # B at most 1 point worse than A: a point 0.5 worse holds, one entirely 1-2 points worse is reversed
+    assert verdict((-0.005, -0.005), -0.01, "higher") == "holds"
+    assert verdict((-0.008, 0.02), -0.01, "higher") == "holds"
+    assert verdict((-0.02, -0.005), -0.01, "higher") == "not_resolved"
+    assert verdict((-0.02, -0.012), -0.01, "higher") == "reversed"
+    assert verdict((0.005, 0.008), -0.01, "lower") == "holds"
+    assert gap_to_resolve(-0.015, -0.01, "higher") == pytest.approx(0.005)
+    assert gap_to_resolve(-0.005, -0.01, "higher") == pytest.approx(0.005)
 
 
 def test_a_multitask_run_is_compared_on_the_single_task_runs_metric():

@@ -8,7 +8,8 @@ published numbers (``encoderlab/report/published.yaml``) that claims refer to by
         b: full                          # the arm claimed better (or, with direction equal, the same)
         metric: test/accuracy            # split/metric as in summary.json
         direction: higher                # higher | lower | equal (equivalence within ±margin)
-        margin: 0.0                      # in the metric's own units (accuracy 0..1: 0.01 = 1 point)
+        margin: 0.0                      # in the metric's own units (accuracy 0..1: 0.01 = 1 point); below 0
+                                         # (higher/lower): non-inferiority, B at most -margin worse than A
         published: sun2019_feat_vs_fit   # optional: an id of published.yaml
       - id: matches_paper                # no arms: the runs against the published value itself
         metric: test/accuracy
@@ -100,8 +101,8 @@ def parse_claim(raw: Any, index: int, published_ids: Optional[set[str]] = None) 
     if arms and values["a"] == values["b"]:
         raise ConfigError(f"{where}.b", f"the two arms are the same value '{values['a']}'")
     margin = raw.get("margin", 0.0)
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
-        raise ConfigError(f"{where}.margin", f"a number >= 0 in the metric's own units, got {margin!r}")
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)):
+        raise ConfigError(f"{where}.margin", f"a number in the metric's own units, got {margin!r}")
     if values["direction"] == "equal" and margin <= 0:
         raise ConfigError(f"{where}.margin", "direction 'equal' claims equivalence within ±margin: give a margin > 0")
     published = raw.get("published")

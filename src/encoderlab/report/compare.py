@@ -10,8 +10,9 @@ for it (the Hugging Face side of the parity benchmark has no bucketing), belongs
 
 Within a combination the two arms pair by (seed, fold): the interval is Student's t over the paired differences
 B − A. When fewer than two runs pair, Welch's t over the two arms (``paired=False``). The verdict reads the
-interval: for ``direction=higher``, lower bound above ``margin`` -> ``holds``, upper bound below 0 -> ``reversed``;
-``lower`` mirrors that on −(B − A); ``equal`` (equivalence within ±margin) -> ``holds`` when the whole interval
+interval: for ``direction=higher``, lower bound above ``margin`` -> ``holds``, upper bound below 0 -> ``reversed``
+(a margin below 0 is a non-inferiority claim, B at most ``-margin`` worse: upper bound below ``margin`` ->
+``reversed``); ``lower`` mirrors that on −(B − A); ``equal`` (equivalence within ±margin) -> ``holds`` when the whole interval
 lies within ±margin, ``reversed`` when it lies entirely outside. Anything else is ``not_resolved``, with the number
 of pairs the observed spread would need to resolve it.
 """
@@ -173,7 +174,7 @@ def verdict(ci: tuple[float, float], margin: float, direction: str) -> str:
         return REVERSED if lo > margin or hi < -margin else NOT_RESOLVED
     if lo > margin:
         return HOLDS
-    return REVERSED if hi < 0 else NOT_RESOLVED
+    return REVERSED if hi < min(0.0, margin) else NOT_RESOLVED
 
 
 def gap_to_resolve(mean_diff: float, margin: float, direction: str) -> float:
@@ -183,7 +184,8 @@ def gap_to_resolve(mean_diff: float, margin: float, direction: str) -> float:
         return abs(abs(m) - margin)
     if m > margin:
         return m - margin
-    return -m if m < 0 else 0.0
+    floor = min(0.0, margin)
+    return floor - m if m < floor else 0.0
 
 
 def _test(va: dict[str, float], vb: dict[str, float]) -> tuple[TTest | None, bool, int, str, list[str]]:

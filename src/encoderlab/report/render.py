@@ -29,9 +29,10 @@ when it differs from a fresh render.
 
 Every claim compares arm B with arm A (B \u2212 A), paired by seed within each combination of the other keys that
 vary (Welch's t when nothing pairs). The verdict is read from the 95% interval of B \u2212 A: `holds` when it clears
-the claimed margin, `reversed` when it lies entirely on the other side of zero (for an equivalence claim: entirely
-outside \u00b1margin), `not resolved` otherwise, with the number of paired seeds the observed spread would need to
-resolve it. Scores in [0, 1] are shown \u00d7100 (percentage points).
+the claimed margin, `reversed` when it lies entirely on the other side of zero (of a negative margin, for a
+non-inferiority claim; for an equivalence claim: entirely outside \u00b1margin), `not resolved` otherwise, with
+the number of paired seeds the observed spread would need to resolve it. Scores in [0, 1] are shown \u00d7100
+(percentage points).
 """
 
 
