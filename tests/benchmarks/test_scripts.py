@@ -32,7 +32,7 @@ TINY = {
     "inference_throughput.py": (
         ["--train-samples", "32", "--limit", "16", "--batch-size", "8", "--rounds", "2", "--latency-samples", "3"]
         + ["--store", "results", "--", "task.max_eval_samples=32"],
-        "| distilled student auto (= ",  # the latency table's last row: the student ran after every other side
+        "| distilled student auto ",  # the latency table's last row: the student ran after every other side
     ),
     "mlm_reference.py": (
         ["--steps", "2", "--eval-every", "1", "--", "task=pretrain_mlm_small", "model=bert_tiny_preln"]
@@ -82,11 +82,13 @@ def test_benchmark_script_runs_in_its_tiny_mode(script, tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert last_words in proc.stdout
     if "--store" in args:  # stored rows: results/<benchmark>/runs.jsonl, each with the machine that measured it
-        stored = [json.loads(line) for line in (tmp_path / "results" / script[:-3] / "runs.jsonl").open()]
+        stored = [json.loads(line) for f in (tmp_path / "results").glob("*/runs.jsonl") for line in f.open()]
         assert stored and all(r["machine"]["cpu"] and "flags" in r["machine"] for r in stored)
         assert len({r["run_id"] for r in stored}) == len(stored)
     if script == "finetune_throughput.py":
         _check_finetune_store(tmp_path / "results")
+    if script == "inference_throughput.py":
+        _check_inference_store(tmp_path / "results")
     if script in BF16_ROWS:  # the suite runs with ENCODERLAB_FAST_BF16=0 (conftest): a CPU without fast bf16
         assert "bf16 rows skipped: ENCODERLAB_FAST_BF16=0" in proc.stdout
         assert "| bf16 |" not in proc.stdout
@@ -95,10 +97,6 @@ def test_benchmark_script_runs_in_its_tiny_mode(script, tmp_path):
 def _check_finetune_store(results: Path) -> None:
     """A line per side and round (the round as its seed, the evaluation passes as sides of their own), the overhead
     on encoderlab's lines, and the claims of results/finetune_throughput/claims.yaml computed from them."""
-    from encoderlab.report.compare import VERDICTS
-    from encoderlab.report.experiments import load_sections
-    from encoderlab.report.render import claim_comparisons
-
     stored = [json.loads(line) for line in (results / "finetune_throughput" / "runs.jsonl").open()]
     sides = ["hf_trainer_pad128", "hf_trainer", "encoderlab", "plain_loop", "encoderlab_frozen"]
     sides += ["hf_trainer_eval", "encoderlab_eval"]
@@ -114,10 +112,37 @@ def _check_finetune_store(results: Path) -> None:
         if side == "encoderlab":  # the overhead row, as the script prints it
             assert m["test/overhead_vs_plain_loop"] == pytest.approx(1 - m["test/speed_vs_plain_loop"])
             assert m["test/samples_per_s"] > 0 and m["test/mfu"] > 0 and m["test/speed_vs_hf_trainer"] > 0
-    shutil.copy(BENCHMARKS.parent / "results" / "finetune_throughput" / "claims.yaml", results / "finetune_throughput")
-    (results.parent / "experiments").mkdir()
-    section = next(s for s in load_sections(results, results.parent / "experiments") if s.name == "finetune_throughput")
-    assert [c.id for c in section.claims] == ["framework_overhead_at_most_5_percent", "faster_than_hf_trainer_1_5x"]
+    ids = ["framework_overhead_at_most_5_percent", "faster_than_hf_trainer_1_5x"]
+    _check_claims(results, "finetune_throughput", ids)
+
+
+def _check_inference_store(results: Path) -> None:
+    """A batch line per side and round (each over its round's pipeline rows), a latency line per side (a section of
+    its own), the variant auto picked in the setup, and the claims of results/inference_throughput/claims.yaml."""
+    batch = [json.loads(line) for line in (results / "inference_throughput" / "runs.jsonl").open()]
+    latency = [json.loads(line) for line in (results / "inference_latency" / "runs.jsonl").open()]
+    sides = {r["overrides"]["side"] for r in batch}
+    assert {"distilled student auto", "encoderlab-predict auto", "HF pipeline (fp32, input order)"} <= sides
+    assert sorted(r["seed"] for r in batch) == sorted([1, 2] * len(sides)) and len(latency) == len(sides) - 1
+    assert all(r["setup"]["student_recommended"] for r in batch + latency)
+    for r in batch:
+        if r["overrides"]["side"] == "HF pipeline (fp32, input order)":
+            assert r["metrics"]["test/speed_vs_pipeline"] == 1.0
+    assert all(r["metrics"]["test/latency_ms_p99"] >= r["metrics"]["test/latency_ms_p50"] > 0 for r in latency)
+    ids = ["student_auto_3x_pipeline", "student_auto_3x_sorted_pipeline", "student_auto_at_most_1_point_below"]
+    _check_claims(results, "inference_throughput", ids)
+
+
+def _check_claims(results: Path, name: str, ids: list[str]) -> None:
+    """The benchmark's claims (results/<name>/claims.yaml) computed from the stored lines: the two rounds pair."""
+    from encoderlab.report.compare import VERDICTS
+    from encoderlab.report.experiments import load_sections
+    from encoderlab.report.render import claim_comparisons
+
+    shutil.copy(BENCHMARKS.parent / "results" / name / "claims.yaml", results / name)
+    (results.parent / "experiments").mkdir(exist_ok=True)
+    section = next(s for s in load_sections(results, results.parent / "experiments") if s.name == name)
+    assert [c.id for c in section.claims] == ids
     for claim in section.claims:
         comparisons, why = claim_comparisons(section, claim)
         assert [(c.n, c.paired) for c in comparisons] == [(2, True)], why  # the two rounds pair
