@@ -12,7 +12,7 @@ rows. The distilled student is that run's network with every other layer (3 of 6
 on its soft targets (`finetune=distill distill.student_layers=every_other`, 2 epochs on the same snippets).
 Never run it beside other work.
 
-    python benchmarks/inference_throughput.py --threads 2                 # trains a short MiniLM run and its student
+    python benchmarks/inference_throughput.py --threads 2   # trains a run and its student in ./outputs/bench_inference
     python benchmarks/inference_throughput.py --run-dir outputs/default/DATE/TIME --student-dir STUDENT_RUN_DIR
     python benchmarks/inference_throughput.py --run-dir outputs/default/DATE/TIME --no-student --store results/
     python benchmarks/inference_throughput.py --train-samples 32 --limit 16 -- task.max_eval_samples=32  # smoke test
@@ -38,7 +38,6 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS_NAME = "inference_throughput"  # results/inference_throughput/runs.jsonl: batch throughput
 LATENCY_NAME = "inference_latency"  # results/inference_latency/runs.jsonl: batch-1 latency
 PIPELINE = "HF pipeline (fp32, input order)"
@@ -57,7 +56,7 @@ def _train(run_dir: Path, samples: int, overrides: list[str], what: str) -> Path
         f"hydra.run.dir={run_dir}",
     ]
     print(f"{what}:", " ".join(cmd[1:]), flush=True)
-    if subprocess.run(cmd, cwd=ROOT).returncode != 0:  # encoderlab-train has said why (a bad override, ...)
+    if subprocess.run(cmd).returncode != 0:  # encoderlab-train has said why (a bad override, ...)
         sys.exit(f"benchmark: {what} failed (its message is above); check the overrides given after --")
     return run_dir
 
@@ -157,7 +156,7 @@ def main() -> None:
 
     hf_logging.set_verbosity_error()
     run_dir = args.run_dir or train_run(
-        ROOT / "outputs" / "bench_inference" / time.strftime("%Y%m%d-%H%M%S"), args.train_samples, args.overrides
+        Path.cwd() / "outputs" / "bench_inference" / time.strftime("%Y%m%d-%H%M%S"), args.train_samples, args.overrides
     )
     student_dir = None
     if not args.no_student:
