@@ -23,12 +23,16 @@ work: a busy machine makes steps several times slower.
     python benchmarks/finetune_throughput.py --steps 30 --threads 2
     python benchmarks/finetune_throughput.py --steps 30 --threads 2 --store results/  # keep the rows
     python benchmarks/finetune_throughput.py --steps 2 --batch 4 --no-bf16 --max-train-samples 32 --rounds 1  # smoke
+    python benchmarks/finetune_throughput.py --overhead-only --steps 30 --threads 2 --rounds 12 --store results/
 
 ``--store DIR`` keeps one line per side and round in ``DIR/finetune_throughput/runs.jsonl`` (the round as its seed;
 the evaluation passes as sides of their own), with the machine that measured it: samples/s, MFU, and samples/s
 over the same round's HF Trainer (dynamic padding) and plain loop, which ``results/finetune_throughput/claims.yaml``
 compares. The bf16 rows run only where bf16 is fast (``precision=auto``'s detection, ``ENCODERLAB_FAST_BF16``
 included); elsewhere the script says ``bf16 rows skipped:`` and why. Each side announces itself before it starts.
+``--overhead-only`` runs encoderlab and its plain loop alone (no HF Trainer, frozen or evaluation sides), so that
+the many rounds a 5% equivalence needs on a noisy machine take minutes; ``--store`` keeps those in
+``DIR/finetune_overhead/runs.jsonl``, claimed by ``results/finetune_overhead/claims.yaml``.
 """
 
 from __future__ import annotations
@@ -79,6 +83,16 @@ def plan(args, no_bf16: bool) -> list[Side]:
     if args.max_eval_samples is not None:
         subset.append(f"task.max_eval_samples={args.max_eval_samples}")
     s, b, m = args.steps, args.batch, args.max_eval_samples
+    if args.overhead_only:  # encoderlab and its plain loop alone, per precision, without evaluation
+        sides = []
+        for prec in ["32-true"] if no_bf16 else ["32-true", "bf16-mixed"]:
+            p, o = "bf16" if prec.startswith("bf16") else "fp32", [*subset, f"precision={prec}"]
+            ours, plain = f"encoderlab, buckets, {p}", f"plain PyTorch loop, {p}"
+            sides += [
+                Side(ours, "encoderlab", prec, s, partial(encoderlab_side, ours, s, b, o, dev, False)),
+                Side(plain, "plain_loop", prec, s, partial(plain_side, plain, s, b, o, dev)),
+            ]
+        return sides
     name = "HF Trainer, padding to 128"
     sides = [Side(name, "hf_trainer_pad128", "32-true", s, partial(hf_side, name, s, b, True, False, dev, n, m))]
     for bf in [False] if no_bf16 else [False, True]:
@@ -143,9 +157,14 @@ def stored_rows(sides: list[Side], runs: dict[str, list[Result]], peak: dict[str
     return rows
 
 
+def results_name(args) -> str:
+    """Where ``--store`` puts the lines: ``--overhead-only`` is a measurement of its own (fewer sides, more rounds)."""
+    return "finetune_overhead" if args.overhead_only else "finetune_throughput"
+
+
 def store(args, sides: list[Side], runs: dict[str, list[Result]], peak: dict[str, float], argv: list[str]) -> None:
-    """One line per side and round in DIR/finetune_throughput/runs.jsonl (the round as its seed, so that rounds
-    pair as seeds do), with the machine that measured it."""
+    """One line per side and round in DIR/<results_name>/runs.jsonl (the round as its seed, so that rounds pair as
+    seeds do), with the machine that measured it."""
     from encoderlab.errors import EncoderlabError
     from encoderlab.provenance import git_commit, machine_info
     from encoderlab.report.store import benchmark_command, benchmark_record, store_records
@@ -159,7 +178,7 @@ def store(args, sides: list[Side], runs: dict[str, list[Result]], peak: dict[str
     commit = git_commit(Path(__file__).resolve().parent)
     records = [
         benchmark_record(
-            "finetune_throughput",
+            results_name(args),
             {"side": side, "precision": precision, **where},
             seed,
             metrics,
@@ -194,6 +213,12 @@ def main(argv: list[str] | None = None) -> dict[str, list[Result]]:
     ap.add_argument("--max-eval-samples", type=int, default=None, help="a subset of the validation split")
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluation rows")
     ap.add_argument("--frozen-steps-factor", type=int, default=20, help="the frozen side's steps per full-side step")
+    ap.add_argument(
+        "--overhead-only",
+        action="store_true",
+        help="only encoderlab and the plain loop (the framework overhead: many rounds in minutes), no evaluation; "
+        "--store keeps them in DIR/finetune_overhead/",
+    )
     ap.add_argument("--store", metavar="DIR", help="store each side's rounds in DIR/finetune_throughput/runs.jsonl")
     args = ap.parse_args(argv)
     if args.rounds < 1:
@@ -240,19 +265,22 @@ def main(argv: list[str] | None = None) -> dict[str, list[Result]]:
             values = [r.samples_per_s for r in results]
             print(f"  {name:60s} {statistics.median(values):7.1f}{spread(values, '.1f')}")
     base_name = "HF Trainer, dynamic padding, fp32"
-    base = statistics.median(r.samples_per_s for r in runs[base_name])
-    rounds = f"median of {args.rounds} rounds, " if args.rounds > 1 else ""
-    print(f"\nratios against 'HF Trainer, dynamic padding' ({base:.1f} samples/s), {rounds}same process, {where}:")
-    for name in runs:
-        values = ratios(name, base_name)
-        print(f"  {name:60s} x{statistics.median(values):5.2f}{spread(values)}")
+    if base_name in runs:
+        base = statistics.median(r.samples_per_s for r in runs[base_name])
+        rounds = f"median of {args.rounds} rounds, " if args.rounds > 1 else ""
+        print(f"\nratios against 'HF Trainer, dynamic padding' ({base:.1f} samples/s), {rounds}same process, {where}:")
+        for name in runs:
+            values = ratios(name, base_name)
+            print(f"  {name:60s} x{statistics.median(values):5.2f}{spread(values)}")
     print("\nspeed goals (same precision):")
     for p in ("fp32",) if no_bf16 else ("fp32", "bf16"):
         ours, hf, plain = f"encoderlab, buckets, {p}", f"HF Trainer, dynamic padding, {p}", f"plain PyTorch loop, {p}"
-        speed = ratios(ours, hf)
-        print(
-            f"  {p}: encoderlab / HF Trainer           x{statistics.median(speed):5.2f}  (goal >= 1.25){spread(speed)}"
-        )
+        if hf in runs:
+            speed = ratios(ours, hf)
+            print(
+                f"  {p}: encoderlab / HF Trainer           x{statistics.median(speed):5.2f}  (goal >= 1.25)"
+                + spread(speed)
+            )
         overhead = [1 - x for x in ratios(ours, plain)]
         print(
             f"  {p}: framework overhead vs plain loop  {statistics.median(overhead):6.1%}  (goal <= 5%; whole fit "
@@ -264,16 +292,15 @@ def main(argv: list[str] | None = None) -> dict[str, list[Result]]:
                 f"  {p}: per-step overhead vs plain loop   {statistics.median(steady):6.1%}  (steps after the first "
                 f"{WARM}, no set-up){spread(steady, '.1%')}"
             )
-        print(
-            f"  {p}: MFU encoderlab {mfus(ours, p):.1%}, plain loop {mfus(plain, p):.1%}, HF Trainer {mfus(hf, p):.1%}"
-        )
+        hf_mfu = f", HF Trainer {mfus(hf, p):.1%}" if hf in runs else ""
+        print(f"  {p}: MFU encoderlab {mfus(ours, p):.1%}, plain loop {mfus(plain, p):.1%}{hf_mfu}")
         if p == "bf16" and "encoderlab, buckets, bf16-true" in runs:
             true = ratios("encoderlab, buckets, bf16-true", hf)
             print(
                 f"  bf16: encoderlab precision=bf16-true / HF Trainer bf16  x{statistics.median(true):5.2f}"
                 + spread(true)
             )
-        if all(r.eval_samples_per_s for r in runs[ours] + runs[hf]):
+        if hf in runs and all(r.eval_samples_per_s for r in runs[ours] + runs[hf]):
             ev = ratios(ours, hf, "eval_samples_per_s")
             ev_ours = statistics.median(r.eval_samples_per_s for r in runs[ours])
             ev_hf = statistics.median(r.eval_samples_per_s for r in runs[hf])

