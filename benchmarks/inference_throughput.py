@@ -108,23 +108,23 @@ def spread(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
 
-def record(name: str, side: str, metrics: dict, args, command: str, round_: int | None, chosen: dict) -> dict:
+def record(name: str, side: str, metrics: dict, args, round_: int | None, shared: dict) -> dict:
     """One stored line (results/<name>/runs.jsonl): a side on this machine, per round (its seed, so that the sides
-    of one round pair) for batch throughput, pooled over the rounds for batch-1 latency."""
-    from encoderlab.provenance import git_commit, machine_info
+    of one round pair) for batch throughput, pooled over the rounds for batch-1 latency. ``shared``: what every
+    line holds alike (command, machine, commit, the variants auto picked), read once."""
     from encoderlab.report.store import benchmark_record
 
-    machine = machine_info()
+    machine = shared["machine"]
     return benchmark_record(
         name,
         {"side": side, "cpu": machine["cpu"], "threads": str(args.threads)},
         round_,
         metrics,
-        command=command,
+        command=shared["command"],
         precision="32-true",
         machine=machine,
-        commit=git_commit(Path(__file__).resolve().parent),
-        setup={"batch_size": args.batch_size, "rounds": args.rounds, "limit": args.limit, **chosen},
+        commit=shared["commit"],
+        setup={"batch_size": args.batch_size, "rounds": args.rounds, "limit": args.limit, **shared["chosen"]},
     )
 
 
@@ -234,11 +234,16 @@ def main() -> None:
         f"| {'accuracy':>8} | {'Δ acc (points)':>14} |"
     )
     print(f"|{'-' * 46}|{'-' * 10}:|{'-' * 14}:|{'-' * 12}:|{'-' * 19}:|{'-' * 9}:|{'-' * 15}:|")
+    from encoderlab.provenance import git_commit, machine_info
     from encoderlab.report.store import benchmark_command
 
     stored = []
-    command = benchmark_command("inference_throughput.py", sys.argv[1:])
-    chosen = {"recommended": recommended, "student_recommended": student_recommended}
+    shared = {
+        "command": benchmark_command("inference_throughput.py", sys.argv[1:]),
+        "machine": machine_info(),
+        "commit": git_commit(Path(__file__).resolve().parent),
+        "chosen": {"recommended": recommended, "student_recommended": student_recommended},
+    }
     for name in sides:
         med, lo, hi = spread(rates[name])
         acc = accuracy[name]
@@ -250,7 +255,7 @@ def main() -> None:
             metrics = {"test/samples_per_second": rate, "test/accuracy": acc}
             metrics["test/speed_vs_pipeline"] = rate / rates[PIPELINE][r]
             metrics["test/speed_vs_pipeline_sorted"] = rate / rates[PIPELINE_SORTED][r]
-            stored.append(record(RESULTS_NAME, name, metrics, args, command, r + 1, chosen))
+            stored.append(record(RESULTS_NAME, name, metrics, args, r + 1, shared))
     print(f"\nbatch-1 latency (ms: the first {len(firsts)} texts one at a time, {args.rounds} rounds pooled)")
     print(f"| {'side':<44} | {'p50 ms':>8} | {'p99 ms':>8} |")
     print(f"|{'-' * 46}|{'-' * 9}:|{'-' * 9}:|")
@@ -258,7 +263,7 @@ def main() -> None:
         p50, p99 = float(np.percentile(values, 50)), float(np.percentile(values, 99))
         print(f"| {name:<44} | {p50:8.2f} | {p99:8.2f} |")
         latency = {"test/latency_ms_p50": p50, "test/latency_ms_p99": p99}
-        stored.append(record(LATENCY_NAME, name, latency, args, command, None, chosen))
+        stored.append(record(LATENCY_NAME, name, latency, args, None, shared))
     if args.store:
         from encoderlab.report.store import store_records
 
